@@ -1,0 +1,112 @@
+"""torchvision classification networks as :class:`StagedBackbone` s.
+
+Supported: ResNet-18/34/50/101/152, ResNeXt-50/101, RegNet (any torchvision ``regnet_*``) and
+ConvNeXt (``convnext_*``). Everything else can be wrapped with :class:`StagedBackbone` and a plan.
+
+``pretrained``:
+    * ``None``: random init (training from scratch);
+    * ``"imagenet"``: torchvision's ImageNet weights (``IMAGENET1K_V1`` for ResNet/ResNeXt, as
+      torchvision's detection models use; ``DEFAULT`` otherwise) - needs network access or a filled
+      torch hub cache;
+    * a path: a state dict (or a checkpoint with ``state_dict``/``model``) of the classification
+      network; classifier keys are ignored, every other key must match.
+
+``norm`` (networks built from BatchNorm only; ConvNeXt keeps its LayerNorm):
+    * ``frozen_bn``: FrozenBatchNorm2d, torchvision's choice for fine-tuning pretrained weights;
+    * ``bn``: trainable BatchNorm2d (use SyncBN under DDP for small per-GPU batches);
+    * ``gn``: GroupNorm with 32 groups, trainable, for from-scratch training with small batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from .staged import StagedBackbone
+
+NORMS = ("frozen_bn", "bn", "gn")
+_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+            "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2")
+_CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.")
+
+
+def _group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
+    return nn.GroupNorm(min(groups, channels), channels)
+
+
+def norm_layer(norm: str):
+    if norm == "frozen_bn":
+        return FrozenBatchNorm2d
+    if norm == "bn":
+        return nn.BatchNorm2d
+    if norm == "gn":
+        return _group_norm
+    raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
+
+
+def available_backbones() -> list[str]:
+    names = list(_RESNETS)
+    names += [n for n in torchvision.models.list_models(torchvision.models) if n.startswith(("regnet_", "convnext_"))]
+    return names
+
+
+def _plan(name: str, network: nn.Module) -> list[tuple[str, bool]]:
+    if name in _RESNETS:
+        return [("conv1", False), ("bn1", False), ("relu", False), ("maxpool", False)] + [
+            (f"layer{i}", True) for i in range(1, 5)
+        ]
+    if name.startswith("regnet_"):
+        return [("stem", False)] + [(f"trunk_output.{n}", True) for n, _ in network.trunk_output.named_children()]
+    if name.startswith("convnext_"):
+        return [(f"features.{i}", i % 2 == 1) for i in range(len(network.features))]
+    raise ValueError(f"unknown backbone {name!r}; available: {', '.join(available_backbones())}")
+
+
+def load_classification_weights(network: nn.Module, path: str | Path) -> None:
+    """Load a local state dict into ``network`` (classifier keys dropped, the rest strict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained backbone weights not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    state = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
+    own = {k for k in network.state_dict() if not k.startswith(_CLASSIFIER_PREFIXES)}
+    missing = sorted(own - set(state))
+    unexpected = sorted(set(state) - own)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: does not match the backbone: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
+        )
+    network.load_state_dict(state, strict=False)
+
+
+def build_backbone(
+    name: str = "resnet50",
+    pretrained: str | Path | None = None,
+    norm: str = "frozen_bn",
+    trainable_layers: int | None = 3,
+    return_stages: list[int] | None = None,
+) -> StagedBackbone:
+    """Build a staged backbone (see module docstring for the arguments)."""
+    if name not in available_backbones():
+        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(available_backbones())}")
+    ctor = getattr(torchvision.models, name)
+    kwargs = {}
+    if not name.startswith("convnext_"):
+        kwargs["norm_layer"] = norm_layer(norm)
+    weights = None
+    if pretrained == "imagenet":
+        enum = torchvision.models.get_model_weights(name)
+        weights = enum.IMAGENET1K_V1 if name in _RESNETS else enum.DEFAULT
+    network = ctor(weights=weights, **kwargs)
+    if pretrained not in (None, "imagenet"):
+        load_classification_weights(network, pretrained)
+    plan = _plan(name, network)
+    return StagedBackbone(network, plan, return_stages=return_stages, trainable_stages=trainable_layers)
+

@@ -1,0 +1,130 @@
+"""Detector builders: torchvision's Faster/Mask R-CNN, FCOS and RetinaNet with any backbone and neck.
+
+Conventions (documented in docs/design.md):
+
+* ``num_classes`` counts *foreground* classes K; labels are 1..K and the detector is built with
+  K + 1 outputs (index 0 = background, unused by FCOS/RetinaNet), as torchvision's COCO models
+  (91 = 90 ids + background). A torchvision COCO checkpoint therefore needs ``num_classes=90``.
+* R-CNNs use backbone stages 1-4 (C2-C5) plus a max-pooled P6 (``extra="pool"``); FCOS and
+  RetinaNet use stages 2-4 (C3-C5) plus P6/P7 computed from P5, as torchvision does.
+* ``anchor_sizes`` (one base size per pyramid level) replaces torchvision's default anchors
+  (R-CNN: 32..512; RetinaNet: 32..512 with 3 octave scales; FCOS: 8..128 as its "anchor" size).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.ops import MultiScaleRoIAlign
+
+from ..backbones import build_backbone
+from ..necks import build_neck
+from .backbone import DetectorBackbone
+
+ARCHS = {
+    # arch: (class, returned stages, extra levels)
+    "faster_rcnn": (FasterRCNN, [1, 2, 3, 4], "pool"),
+    "mask_rcnn": (MaskRCNN, [1, 2, 3, 4], "pool"),
+    "fcos": (FCOS, [2, 3, 4], "p6p7"),
+    "retinanet": (RetinaNet, [2, 3, 4], "p6p7"),
+}
+
+
+def _anchor_generator(arch: str, sizes: list[float]) -> AnchorGenerator:
+    if arch == "retinanet":
+        per_level = tuple(tuple(int(s * 2 ** (i / 3)) for i in range(3)) for s in sizes)
+        return AnchorGenerator(per_level, ((0.5, 1.0, 2.0),) * len(sizes))
+    if arch == "fcos":
+        return AnchorGenerator(tuple((int(s),) for s in sizes), ((1.0,),) * len(sizes))
+    return AnchorGenerator(tuple((int(s),) for s in sizes), ((0.5, 1.0, 2.0),) * len(sizes))
+
+
+def build_detector(
+    arch: str = "faster_rcnn",
+    backbone: str = "resnet50",
+    neck: str = "dsic",
+    num_classes: int = 80,
+    pretrained_backbone: str | Path | None = None,
+    norm: str = "frozen_bn",
+    trainable_layers: int = 3,
+    out_channels: int = 256,
+    neck_cfg: dict | None = None,
+    min_size: int = 800,
+    max_size: int = 1333,
+    anchor_sizes: list[float] | None = None,
+    return_stages: list[int] | None = None,
+    detector_cfg: dict | None = None,
+    init_from: str | Path | None = None,
+) -> nn.Module:
+    """Build a torchvision detector whose backbone is ``backbone`` + ``neck``.
+
+    Args:
+        arch: ``faster_rcnn`` | ``mask_rcnn`` | ``fcos`` | ``retinanet``.
+        backbone: see :func:`dsic.backbones.available_backbones`.
+        neck: see :data:`dsic.necks.NECKS`; ``neck_cfg`` holds its options (e.g. gate modes).
+        num_classes: foreground classes K (labels 1..K).
+        pretrained_backbone: ``None`` | ``"imagenet"`` | path to a classification state dict.
+        norm: ``frozen_bn`` | ``bn`` | ``gn`` for the backbone's norm layers.
+        trainable_layers: trainable backbone units from the top (0..5 for ResNets).
+        return_stages: backbone stages feeding the neck (default per arch, see module docstring).
+        detector_cfg: extra keyword arguments of the torchvision detector class.
+        init_from: detector checkpoint to load (see :func:`load_detector_weights`).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHS)}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1 (foreground classes), got {num_classes}")
+    cls, default_stages, extra = ARCHS[arch]
+    body = build_backbone(backbone, pretrained_backbone, norm, trainable_layers, return_stages or default_stages)
+    pyramid = build_neck(neck, body.spec, out_channels, extra, **(neck_cfg or {}))
+    kwargs = dict(detector_cfg or {})
+    num_levels = len(body.spec.stage_channels) + (2 if extra == "p6p7" else 1)
+    if anchor_sizes is not None:
+        if len(anchor_sizes) != num_levels:
+            raise ValueError(f"anchor_sizes needs one size per pyramid level ({num_levels}), got {anchor_sizes}")
+        key = "rpn_anchor_generator" if arch.endswith("rcnn") else "anchor_generator"
+        kwargs[key] = _anchor_generator(arch, anchor_sizes)
+    elif arch.endswith("rcnn") and num_levels != 5:
+        kwargs["rpn_anchor_generator"] = _anchor_generator(arch, [32 * 2**i for i in range(num_levels)])
+    if arch.endswith("rcnn"):
+        names = [str(i) for i in range(len(body.spec.stage_channels))]
+        kwargs.setdefault("box_roi_pool", MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2))
+        if arch == "mask_rcnn":
+            kwargs.setdefault("mask_roi_pool", MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2))
+    model = cls(DetectorBackbone(body, pyramid), num_classes + 1, min_size=min_size, max_size=max_size, **kwargs)
+    if init_from is not None:
+        load_detector_weights(model, init_from)
+    return model
+
+
+def load_detector_weights(model: nn.Module, source: str | Path | dict, strict: bool | None = None) -> dict:
+    """Load detector weights from a path (a state dict, or a dsic checkpoint with ``model``) or dict.
+
+    torchvision checkpoints with an FPN load into any neck: keys the model does not have (e.g. the
+    FPN of a DSIC model) are skipped, as are shape mismatches (e.g. another class count) unless
+    ``strict``. ``strict=None`` means strict when the neck is ``fpn``. Returns the load report.
+    """
+    if isinstance(source, dict):
+        state = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"detector weights not found: {path}")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = state.get("model", state) if isinstance(state, dict) else state
+    if strict is None:
+        strict = type(model.backbone.neck).__name__ == "FPN"
+    if strict:
+        return {"result": model.load_state_dict(state, strict=True), "skipped": []}
+    own = model.state_dict()
+    # apply the FPN renaming first, so shapes are compared under the model's own names
+    renamed = dict(state)
+    model.backbone._rename_torchvision_fpn(renamed, "backbone.")
+    keep = {k: v for k, v in renamed.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(renamed) - set(keep))
+    result = model.load_state_dict(keep, strict=False)
+    return {"result": result, "skipped": skipped}

@@ -1,0 +1,46 @@
+"""Necks: map backbone block outputs to a feature pyramid (``OrderedDict`` of maps).
+
+Every neck is selectable by name through :func:`build_neck`; its keyword options (``neck_cfg``)
+are the keyword arguments of its class.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+from ..backbones.staged import BackboneSpec
+from .base import EXTRA_LEVELS, Neck
+
+# name -> "module:Class" (imported lazily so one broken neck does not break the others)
+NECKS = {
+    "fpn": "dsic.necks.fpn:FPN",
+    "isg": "dsic.necks.isg:ISGFPN",
+    "csg": "dsic.necks.csg:CSGNeck",
+    "dsic": "dsic.necks.dsic:DSICNeck",
+    "fcfpn": "dsic.necks.fcfpn:FCFPN",
+    "panet": "dsic.necks.panet:PANet",
+    "fpg": "dsic.necks.fpg:FPG",
+    "fpt": "dsic.necks.fpt:FPT",
+}
+
+
+def neck_class(name: str) -> type[Neck]:
+    if name not in NECKS:
+        raise ValueError(f"unknown neck {name!r}; available: {', '.join(NECKS)}")
+    module, cls = NECKS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_neck(name: str, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool", **cfg) -> Neck:
+    """Build neck ``name``; unknown ``cfg`` keys raise a ValueError naming the neck and the key."""
+    cls = neck_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in params if p not in ("self", "spec", "out_channels", "extra")]
+    unknown = sorted(set(cfg) - set(allowed))
+    if unknown:
+        raise ValueError(f"neck {name!r} got unknown option(s) {unknown}; its options are {allowed}")
+    return cls(spec, out_channels=out_channels, extra=extra, **cfg)
+
+
+__all__ = ["NECKS", "EXTRA_LEVELS", "Neck", "build_neck", "neck_class"]

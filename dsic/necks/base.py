@@ -1,0 +1,83 @@
+"""What every neck shares: the input contract, extra pyramid levels and the output dict.
+
+A neck is built from a :class:`~dsic.backbones.BackboneSpec` and maps the backbone's block outputs
+``list[list[Tensor]]`` (one list per returned stage) to an ``OrderedDict`` of pyramid maps with
+torchvision's names: ``"0" .. "n-1"`` for the stage levels, then ``"pool"`` (R-CNNs) or
+``"p6", "p7"`` (FCOS/RetinaNet) for the extra levels.
+
+Necks that only need stage outputs leave :attr:`Neck.needs_blocks` False; the backbone then keeps
+only the last block of each stage.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import Tensor, nn
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+from ..backbones.staged import BackboneSpec
+
+EXTRA_LEVELS = ("pool", "p6p7", "none")
+
+
+def build_extra_levels(extra: str | None, channels: int) -> nn.Module | None:
+    """``pool``: P6 = max-pool(P5) (R-CNNs); ``p6p7``: P6 = conv(P5), P7 = conv(relu(P6))."""
+    if extra in (None, "none"):
+        return None
+    if extra == "pool":
+        return LastLevelMaxPool()
+    if extra == "p6p7":
+        return LastLevelP6P7(channels, channels)
+    raise ValueError(f"unknown extra levels {extra!r}; expected one of {', '.join(EXTRA_LEVELS)}")
+
+
+def init_conv(module: nn.Module) -> None:
+    """torchvision's FPN initialisation for every conv of ``module``: kaiming-uniform(a=1), zero bias."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_uniform_(m.weight, a=1)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+
+
+def conv(cin: int, cout: int, k: int = 1, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+class Neck(nn.Module):
+    """Base class. Subclasses implement :meth:`levels` (block outputs -> one map per stage level).
+
+    Args:
+        spec: shapes of the backbone outputs.
+        out_channels: channels of every output level.
+        extra: extra levels on top of the last one (:data:`EXTRA_LEVELS`).
+    """
+
+    needs_blocks = False
+    #: where torchvision's ``backbone.fpn.*`` weights go inside this neck, or None when they don't
+    torchvision_fpn_prefix: str | None = None
+
+    def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool"):
+        super().__init__()
+        self.spec = spec
+        self.in_channels = list(spec.stage_channels)
+        self.num_levels = len(self.in_channels)
+        self.out_channels = out_channels
+        self.extra_blocks = build_extra_levels(extra, out_channels)
+
+    def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
+        raise NotImplementedError
+
+    def forward(self, blocks: list[list[Tensor]]) -> "OrderedDict[str, Tensor]":
+        if len(blocks) != self.num_levels:
+            raise ValueError(f"{type(self).__name__} expects {self.num_levels} stages, got {len(blocks)}")
+        results = self.levels(blocks)
+        names = [str(i) for i in range(len(results))]
+        if self.extra_blocks is not None:
+            results, names = self.extra_blocks(results, [b[-1] for b in blocks], names)
+        return OrderedDict(zip(names, results))
+
+    def gate_states(self) -> dict:
+        """Detached gate states of the last forward (empty for ungated necks)."""
+        return {}

@@ -1,0 +1,140 @@
+"""Cross-scale Selection Gate (CSG) and the ``csg`` neck (CSG on the plain stage outputs).
+
+CSG connects every input level i to every output level k:
+
+1. **Resampling.** Each input is first reduced to ``out_channels`` by a 1x1 lateral conv L_i
+   (input levels have different widths). M_ik is then L_i itself (i = k), bilinear upsampling of
+   L_i (i > k), or (k - i) stride-2 3x3 convs (i < k). The downsampling chain of a source level is
+   computed once and shared by all output levels: M_i,k+1 = conv_ik(relu(M_ik)) (the ReLU between
+   chained convs follows torchvision's P6 -> P7; the first conv reads L_i directly).
+2. **Central control unit** (one per output level, parameters not shared):
+
+   * channel signals w_ik: GAP + GMP of every M_ik, concat -> 1x1 conv -> ReLU -> 1x1 conv, then
+     the gate mode (``softmax`` makes the n input paths compete per channel);
+   * pixel selection maps s_ik: the channel-mean magnitude |M_ik|, z-normalised over space per
+     image (so levels of different scales are comparable), concat -> 3x3 conv -> ReLU -> 3x3 conv,
+     then the selection mode (``sigmoid`` by default; ``softmax`` competes per pixel).
+
+3. **Aggregation.** P'_k = sum_i G(w_ik, M_ik) * s_ik, followed by a 3x3 output conv per level as
+   in FPN (``output_conv``, default on).
+
+Signals are initialised open (act(w) ~ 1/n, act(s) ~ 1/2; see :func:`dsic.ops.gate.bias_for`).
+:meth:`CSG.gate_states` returns the n x n state matrix W[b, i, k] = mean_c act(w_ik) per image and
+the selection maps s_ik, for visualisation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..backbones.staged import BackboneSpec
+from ..ops.gate import bias_for, check_mode, gate, gate_activation, global_pool
+from .base import Neck, conv, init_conv
+from .isg import COARSE_MODES
+
+
+def spatial_znorm(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """Normalise each [H, W] map of ``x`` to zero mean and unit std."""
+    mean = x.mean((2, 3), keepdim=True)
+    std = x.std((2, 3), keepdim=True, unbiased=False) if x.shape[2] * x.shape[3] > 1 else torch.ones_like(mean)
+    return (x - mean) / (std + eps)
+
+
+class ControlUnit(nn.Module):
+    """Computes w_ik (channel) and s_ik (pixel) for the n inputs of one output level."""
+
+    def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
+                 reduction: int = 4, select_hidden: int = 16):
+        super().__init__()
+        self.n, self.channels = num_inputs, channels
+        self.mode = check_mode(mode, COARSE_MODES, "CSG channel mode")
+        self.select_mode = check_mode(select_mode, COARSE_MODES, "CSG selection mode")
+        hidden = max(channels // reduction, 16)
+        self.channel = nn.Sequential(
+            nn.Conv2d(num_inputs * channels, hidden, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, num_inputs * channels, 1),
+        )
+        self.select = nn.Sequential(
+            conv(num_inputs, select_hidden, 3), nn.ReLU(inplace=True), conv(select_hidden, num_inputs, 3)
+        )
+        init_conv(self)
+        for last, m, target in ((self.channel[-1], self.mode, 1.0 / num_inputs), (self.select[-1], select_mode, 0.5)):
+            nn.init.normal_(last.weight, std=0.01)
+            nn.init.constant_(last.bias, bias_for(m, target))
+
+    def forward(self, paths: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Returns w [B, n, C, 1, 1] and s [B, n, H, W], both activated."""
+        w = self.channel(torch.cat([global_pool(m) for m in paths], 1))
+        w = gate_activation(w.unflatten(1, (self.n, self.channels)), self.mode, dim=1)
+        magnitude = torch.cat([m.abs().mean(1, keepdim=True) for m in paths], 1)
+        s = gate_activation(self.select(spatial_znorm(magnitude)), self.select_mode, dim=1)
+        return w, s
+
+
+class CSG(nn.Module):
+    """Cross-scale Selection Gate on a list of maps with ``in_channels`` (see module docstring)."""
+
+    def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
+                 select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True):
+        super().__init__()
+        n = len(in_channels)
+        self.lateral = nn.ModuleList(conv(c, out_channels, 1) for c in in_channels)
+        self.down = nn.ModuleList(
+            nn.ModuleList(conv(out_channels, out_channels, 3, stride=2) for _ in range(n - 1 - i)) for i in range(n)
+        )
+        self.control = nn.ModuleList(ControlUnit(n, out_channels, mode, select_mode, reduction) for _ in range(n))
+        self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
+        init_conv(self.lateral)
+        init_conv(self.down)
+        if self.output is not None:
+            init_conv(self.output)
+        self.states: dict = {}
+
+    def resample(self, feats: list[Tensor]) -> list[list[Tensor]]:
+        """M[k][i]: input i resampled to output level k."""
+        lat = [f(x) for f, x in zip(self.lateral, feats)]
+        n = len(lat)
+        m = [[None] * n for _ in range(n)]
+        for i in range(n):
+            m[i][i] = x = lat[i]
+            for step, down in enumerate(self.down[i]):
+                x = down(x if step == 0 else F.relu(x))
+                m[i + step + 1][i] = x
+            for k in range(i):
+                m[k][i] = F.interpolate(lat[i], size=lat[k].shape[-2:], mode="bilinear", align_corners=False)
+        return m
+
+    def forward(self, feats: list[Tensor]) -> list[Tensor]:
+        outs, w_matrix, selections = [], [], []
+        for k, paths in enumerate(self.resample(feats)):
+            w, s = self.control[k](paths)
+            p = sum(gate(w[:, i], m) * s[:, i : i + 1] for i, m in enumerate(paths))
+            outs.append(self.output[k](p) if self.output is not None else p)
+            w_matrix.append(w.detach().mean((2, 3, 4)))  # [B, n_in]
+            selections.append(s.detach())
+        self.states = {"w": torch.stack(w_matrix, 2), "s": selections}
+        return outs
+
+    def gate_states(self) -> dict:
+        """``w``: [B, n_in, n_out] state matrix (channel-mean act(w_ik)); ``s``: per output level k,
+        the selection maps [B, n_in, H_k, W_k]."""
+        return dict(self.states)
+
+
+class CSGNeck(Neck):
+    """The ``csg`` neck: CSG on the plain stage outputs."""
+
+    def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
+                 csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
+                 output_conv: bool = True):
+        super().__init__(spec, out_channels, extra)
+        self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv)
+
+    def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
+        return self.csg([b[-1] for b in blocks])
+
+    def gate_states(self) -> dict:
+        return {"csg": self.csg.gate_states()}
+

@@ -1,0 +1,33 @@
+"""The ``dsic`` neck: ISG on every returned stage, then CSG across the gated stage outputs.
+
+This is the full Dynamic Sample-Individualized Connector replacing FPN. See :mod:`dsic.necks.isg`
+and :mod:`dsic.necks.csg` for the two gates and the choices made where the paper is vague.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..backbones.staged import BackboneSpec
+from .base import Neck
+from .csg import CSG
+from .isg import ISG
+
+
+class DSICNeck(Neck):
+    """The ``dsic`` neck: ISG on every returned stage, then CSG across the gated stage outputs."""
+
+    needs_blocks = True
+
+    def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
+                 isg_mode: str = "tanh", isg_reduction: int = 16, csg_mode: str = "tanh",
+                 select_mode: str = "sigmoid", csg_reduction: int = 4, output_conv: bool = True):
+        super().__init__(spec, out_channels, extra)
+        self.isg = ISG(spec, isg_mode, isg_reduction)
+        self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv)
+
+    def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
+        return self.csg(self.isg(blocks))
+
+    def gate_states(self) -> dict:
+        return {"isg": self.isg.gate_states(), "csg": self.csg.gate_states()}

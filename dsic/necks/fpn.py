@@ -1,0 +1,46 @@
+"""Feature Pyramid Network (Lin et al., 2017), numerically identical to torchvision's.
+
+Parameter names (``inner_blocks.i.0``, ``layer_blocks.i.0``) and initialisation follow
+``torchvision.ops.FeaturePyramidNetwork`` so its checkpoints load with ``strict=True``:
+lateral 1x1 convs, top-down nearest-neighbour upsampling + add, 3x3 output convs.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..backbones.staged import BackboneSpec
+from .base import Neck, conv, init_conv
+
+
+class TopDown(nn.Module):
+    """The FPN pathway on a list of maps with ``in_channels``: returns one map per level."""
+
+    def __init__(self, in_channels: list[int], out_channels: int):
+        super().__init__()
+        self.inner_blocks = nn.ModuleList(nn.Sequential(conv(c, out_channels, 1)) for c in in_channels)
+        self.layer_blocks = nn.ModuleList(nn.Sequential(conv(out_channels, out_channels, 3)) for _ in in_channels)
+        init_conv(self)
+
+    def forward(self, feats: list[Tensor]) -> list[Tensor]:
+        inner = self.inner_blocks[-1](feats[-1])
+        results = [self.layer_blocks[-1](inner)]
+        for i in range(len(feats) - 2, -1, -1):
+            lateral = self.inner_blocks[i](feats[i])
+            inner = lateral + F.interpolate(inner, size=lateral.shape[-2:], mode="nearest")
+            results.insert(0, self.layer_blocks[i](inner))
+        return results
+
+
+class FPN(Neck):
+    """FPN on the stage outputs (last block of each returned stage)."""
+
+    torchvision_fpn_prefix = "fpn."
+
+    def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool"):
+        super().__init__(spec, out_channels, extra)
+        self.fpn = TopDown(self.in_channels, out_channels)
+
+    def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
+        return self.fpn([b[-1] for b in blocks])

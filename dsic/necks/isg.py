@@ -1,0 +1,108 @@
+"""Intra-scale Selection Gate (ISG), and the ``isg`` neck = ISG + FPN.
+
+For a stage with blocks B_1..B_n (all of the same shape):
+
+* **Coarse Selection.** A control unit sees the n-1 *former* blocks B_1..B_{n-1}:
+  concat -> 1x1 conv (to ``hidden`` channels) -> ReLU -> GAP + GMP -> 1x1 conv, giving one channel
+  signal b_j in R^C per former block. B^CS = sum_j G(b_j, B_j) with the coarse mode
+  (softmax competes over j). The control unit is not shared between stages.
+* **Fine Selection.** a = max(tanh(GAP(B^CS) + GMP(B^CS)), 0) (parameter-free, as in the paper) and
+  C' = G(a, B^CS) + G(1 - a, B_n): a per-channel blend of the coarse selection and the last block.
+
+Choices the paper leaves open (configurable):
+
+* ``mode`` (coarse activation), default ``tanh``, the paper's best gate mode.
+* ``reduction``: hidden = max(C // reduction, 16) channels in the control unit (default 16, like SE);
+  the 1x1 conv on the concat is the only full-resolution cost of ISG.
+* The control signals are *initialised* so that act(b_j) ~ 1/(n-1) for every j (the last conv has
+  small weights, std 0.01, and a bias solving act(bias) = 1/(n-1), clamped into the activation's
+  range): B^CS starts near the mean of the former blocks and every path gets gradients at once.
+* A stage with a single block has nothing to select: ISG passes it through.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..backbones.staged import BackboneSpec
+from ..ops.gate import bias_for, check_mode, gate, gate_activation, global_pool
+from .base import Neck
+from .fpn import TopDown
+
+COARSE_MODES = ("softmax", "sigmoid", "tanh")
+
+
+class StageSelectionGate(nn.Module):
+    """ISG for one stage with ``num_blocks`` blocks of ``channels`` channels."""
+
+    def __init__(self, channels: int, num_blocks: int, mode: str = "tanh", reduction: int = 16):
+        super().__init__()
+        self.mode = check_mode(mode, COARSE_MODES, "ISG coarse mode")
+        self.channels = channels
+        self.num_former = num_blocks - 1
+        self.states: dict[str, Tensor] = {}
+        if self.num_former < 1:
+            return
+        hidden = max(channels // reduction, 16)
+        self.squeeze = nn.Sequential(
+            nn.Conv2d(channels * self.num_former, hidden, 1, bias=False), nn.ReLU(inplace=True)
+        )
+        self.signals = nn.Conv2d(hidden, channels * self.num_former, 1)
+        nn.init.kaiming_uniform_(self.squeeze[0].weight, a=1)
+        nn.init.normal_(self.signals.weight, std=0.01)
+        nn.init.constant_(self.signals.bias, bias_for(self.mode, 1.0 / self.num_former))
+
+    def forward(self, blocks: list[Tensor]) -> Tensor:
+        last = blocks[-1]
+        if self.num_former < 1:
+            return last
+        former = blocks[:-1]
+        b = self.signals(global_pool(self.squeeze(torch.cat(former, 1))))  # [B, (n-1)C, 1, 1]
+        b = gate_activation(b.unflatten(1, (self.num_former, self.channels)), self.mode, dim=1)
+        coarse = sum(gate(b[:, j], x) for j, x in enumerate(former))
+        a = gate_activation(global_pool(coarse), "relu_tanh")  # Fine Selection, [B, C, 1, 1]
+        self.states = {"b": b.detach().flatten(2), "a": a.detach().flatten(1)}
+        return gate(a, coarse) + gate(1 - a, last)
+
+
+class ISG(nn.Module):
+    """One :class:`StageSelectionGate` per returned stage; maps block lists to stage outputs C'_i."""
+
+    def __init__(self, spec: BackboneSpec, mode: str = "tanh", reduction: int = 16):
+        super().__init__()
+        for channels in spec.block_channels:
+            if len(set(channels)) != 1:
+                raise ValueError(f"ISG needs blocks of equal channels within a stage, got {channels}")
+        self.stages = nn.ModuleList(
+            StageSelectionGate(c[-1], len(c), mode, reduction) for c in spec.block_channels
+        )
+
+    def forward(self, blocks: list[list[Tensor]]) -> list[Tensor]:
+        return [isg(b) for isg, b in zip(self.stages, blocks)]
+
+    def gate_states(self) -> dict:
+        """``a``: Fine Selection per stage [B, C]; ``b``: coarse signals per stage [B, n-1, C]."""
+        return {
+            "a": [s.states.get("a") for s in self.stages],
+            "b": [s.states.get("b") for s in self.stages],
+        }
+
+
+class ISGFPN(Neck):
+    """The ``isg`` neck: ISG on every returned stage, then torchvision's FPN."""
+
+    needs_blocks = True
+    torchvision_fpn_prefix = "fpn."
+
+    def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
+                 isg_mode: str = "tanh", isg_reduction: int = 16):
+        super().__init__(spec, out_channels, extra)
+        self.isg = ISG(spec, isg_mode, isg_reduction)
+        self.fpn = TopDown(self.in_channels, out_channels)
+
+    def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
+        return self.fpn(self.isg(blocks))
+
+    def gate_states(self) -> dict:
+        return {"isg": self.isg.gate_states()}
