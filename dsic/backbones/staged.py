@@ -87,10 +87,10 @@ class StagedBackbone(nn.Module):
             raise ValueError(f"trainable_layers must be in 0..{num_stages + 1}, got {trainable}")
         # Units in order: stem (all plain layers before stage 1) and then each stage together with
         # the plain layers that precede it (e.g. ConvNeXt's downsampling layers).
-        unit_of, unit = {}, 0
+        unit_of, stage = {}, 0
         for path, is_stage in self.plan:
-            unit_of[path] = unit
-            unit += int(is_stage)
+            stage += int(is_stage)
+            unit_of[path] = stage if is_stage or stage == 0 else stage + 1
         first_trainable = num_stages + 1 - trainable  # units numbered 0 (stem) .. num_stages
         for path, _ in self.plan:
             self.get_submodule(path).requires_grad_(unit_of[path] >= first_trainable)

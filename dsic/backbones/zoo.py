@@ -77,6 +77,10 @@ def load_classification_weights(network: nn.Module, path: str | Path) -> None:
             state = state[key]
     state = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
     own = {k for k in network.state_dict() if not k.startswith(_CLASSIFIER_PREFIXES)}
+    # BatchNorm's step counter is meaningless for FrozenBatchNorm2d (which has none), and optional
+    optional = ".num_batches_tracked"
+    state = {k: v for k, v in state.items() if k in own or not k.endswith(optional)}
+    own = {k for k in own if k in state or not k.endswith(optional)}
     missing = sorted(own - set(state))
     unexpected = sorted(set(state) - own)
     if missing or unexpected:
