@@ -2,6 +2,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
@@ -49,14 +50,19 @@ def test_neck_output_levels(name, extra, names):
         assert v.shape == (2, 16, size, size), k
 
 
-def test_isg_fine_selection_matches_the_formula():
+@pytest.mark.parametrize("control", ["pooled", "conv"])
+def test_isg_coarse_and_fine_selection_match_the_formula(control):
     torch.manual_seed(0)
-    isg = StageSelectionGate(channels=4, num_blocks=3, mode="softmax")
+    isg = StageSelectionGate(channels=4, num_blocks=3, mode="softmax", control=control)
     blocks = [torch.randn(2, 4, 5, 5) for _ in range(3)]
     out = isg(blocks)
     # recompute by hand from the module's parameters
-    z = isg.squeeze(torch.cat(blocks[:2], 1))
-    b = isg.signals(z.mean((2, 3), keepdim=True) + z.amax((2, 3), keepdim=True)).view(2, 2, 4, 1, 1)
+    pool = lambda t: t.mean((2, 3), keepdim=True) + t.amax((2, 3), keepdim=True)  # noqa: E731
+    if control == "conv":  # concat -> conv -> relu -> pool -> conv
+        z = pool(torch.relu(torch.nn.functional.conv2d(torch.cat(blocks[:2], 1), isg.squeeze[0].weight)))
+    else:  # pool -> concat -> conv -> relu -> conv
+        z = torch.relu(isg.squeeze[0](torch.cat([pool(b) for b in blocks[:2]], 1)))
+    b = isg.signals(z).view(2, 2, 4, 1, 1)
     b = torch.softmax(b, 1)
     cs = b[:, 0] * blocks[0] + b[:, 1] * blocks[1]
     a = torch.tanh(cs.mean((2, 3), keepdim=True) + cs.amax((2, 3), keepdim=True)).clamp_min(0)
@@ -82,17 +88,23 @@ def test_csg_softmax_state_matrix_sums_to_one_over_inputs():
 
 def test_csg_without_output_conv_is_the_gated_sum():
     torch.manual_seed(0)
-    csg = CSG([8, 16], 8, mode="tanh", select_mode="sigmoid", output_conv=False)
-    x = [torch.randn(1, 8, 8, 8), torch.randn(1, 16, 4, 4)]
+    csg = CSG([8, 16, 32], 8, mode="tanh", select_mode="sigmoid", output_conv=False)
+    x = [torch.randn(1, 8, 16, 16), torch.randn(1, 16, 8, 8), torch.randn(1, 32, 4, 4)]
     out = csg(x)
     m = csg.resample(x)
-    for k in range(2):
-        w, s = csg.control[k](m[k])
-        ref = w[:, 0] * m[k][0] * s[:, :1] + w[:, 1] * m[k][1] * s[:, 1:]
-        torch.testing.assert_close(out[k], ref)
-    lat1 = csg.lateral[1](x[1])
-    torch.testing.assert_close(m[0][1], torch.nn.functional.interpolate(lat1, size=(8, 8), mode="bilinear"))
-    torch.testing.assert_close(m[1][0], csg.down[0][0](csg.lateral[0](x[0])))
+    lat = [f(v) for f, v in zip(csg.lateral, x)]
+    up = lambda t, k: F.interpolate(t, size=lat[k].shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
+    pool = lambda t: t.mean((2, 3), keepdim=True) + t.amax((2, 3), keepdim=True)  # noqa: E731
+    mag = lambda t: t.abs().mean(1, keepdim=True)  # noqa: E731
+    for k in range(3):
+        # descriptors of upsampled paths come from the source level (see the csg docstring)
+        pooled = [pool(m[k][i]) if i <= k else pool(lat[i]) for i in range(3)]
+        mags = [mag(m[k][i]) if i <= k else up(mag(lat[i]), k) for i in range(3)]
+        w, s = csg.control[k](pooled, mags)
+        ref = sum(w[:, i] * m[k][i] * s[:, i : i + 1] for i in range(3))
+        torch.testing.assert_close(out[k], ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(m[0][1], up(lat[1], 0))
+    torch.testing.assert_close(m[2][0], csg.down[0][1](F.relu(csg.down[0][0](lat[0]))))
 
 
 def test_csg_downsampling_chain_runs_once_per_source():

@@ -9,14 +9,21 @@ CSG connects every input level i to every output level k:
    chained convs follows torchvision's P6 -> P7; the first conv reads L_i directly).
 2. **Central control unit** (one per output level, parameters not shared):
 
-   * channel signals w_ik: GAP + GMP of every M_ik, concat -> 1x1 conv -> ReLU -> 1x1 conv, then
+   * channel signals w_ik: GAP + GMP of every path, concat -> 1x1 conv -> ReLU -> 1x1 conv, then
      the gate mode (``softmax`` makes the n input paths compete per channel);
-   * pixel selection maps s_ik: the channel-mean magnitude |M_ik|, z-normalised over space per
-     image (so levels of different scales are comparable), concat -> 3x3 conv -> ReLU -> 3x3 conv,
-     then the selection mode (``sigmoid`` by default; ``softmax`` competes per pixel).
+   * pixel selection maps s_ik: the channel-mean magnitude mean_c |M_ik|, z-normalised over space
+     per image (so levels of different scales are comparable), concat -> 3x3 conv -> ReLU -> 3x3
+     conv, then the selection mode (``sigmoid`` by default; ``softmax`` competes per pixel).
 
 3. **Aggregation.** P'_k = sum_i G(w_ik, M_ik) * s_ik, followed by a 3x3 output conv per level as
    in FPN (``output_conv``, default on).
+
+Upsampled paths are never materialised ungated: because w_ik is per channel and bilinear
+upsampling is linear per channel, G(w_ik, up(L_i)) = up(G(w_ik, L_i)), so the gate is applied at
+the source resolution. Their descriptors are taken at the source resolution too: GAP + GMP of L_i
+and the magnitude map of L_i upsampled to level k (a 1-channel map). This is our definition of the
+"magnitude of an upsampled path" (exact for GAP; GMP and |.| commute with bilinear upsampling only
+approximately) and saves several full-resolution passes at the finest level.
 
 Signals are initialised open (act(w) ~ 1/n, act(s) ~ 1/2; see :func:`dsic.ops.gate.bias_for`).
 :meth:`CSG.gate_states` returns the n x n state matrix W[b, i, k] = mean_c act(w_ik) per image and
@@ -64,13 +71,22 @@ class ControlUnit(nn.Module):
             nn.init.normal_(last.weight, std=0.01)
             nn.init.constant_(last.bias, bias_for(m, target))
 
-    def forward(self, paths: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """Returns w [B, n, C, 1, 1] and s [B, n, H, W], both activated."""
-        w = self.channel(torch.cat([global_pool(m) for m in paths], 1))
+    def forward(self, pooled: list[Tensor], magnitudes: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """From each path's GAP + GMP [B, C, 1, 1] and magnitude map [B, 1, H, W], returns the
+        activated w [B, n, C, 1, 1] and s [B, n, H, W]."""
+        w = self.channel(torch.cat(pooled, 1))
         w = gate_activation(w.unflatten(1, (self.n, self.channels)), self.mode, dim=1)
-        magnitude = torch.cat([m.abs().mean(1, keepdim=True) for m in paths], 1)
-        s = gate_activation(self.select(spatial_znorm(magnitude)), self.select_mode, dim=1)
+        s = gate_activation(self.select(spatial_znorm(torch.cat(magnitudes, 1))), self.select_mode, dim=1)
         return w, s
+
+
+def magnitude(x: Tensor) -> Tensor:
+    """Channel-mean absolute value, [B, 1, H, W] (one fused reduction)."""
+    return torch.linalg.vector_norm(x, ord=1, dim=1, keepdim=True) / x.shape[1]
+
+
+def upsample(x: Tensor, size) -> Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class CSG(nn.Module):
@@ -92,25 +108,40 @@ class CSG(nn.Module):
             init_conv(self.output)
         self.states: dict = {}
 
-    def resample(self, feats: list[Tensor]) -> list[list[Tensor]]:
-        """M[k][i]: input i resampled to output level k."""
+    def laterals_and_chains(self, feats: list[Tensor]) -> tuple[list[Tensor], list[list[Tensor]]]:
+        """L_i and, per output level k, the maps of the sources i <= k at level k (M_kk = L_k and
+        the downsampling chains, each computed once)."""
         lat = [f(x) for f, x in zip(self.lateral, feats)]
-        n = len(lat)
-        m = [[None] * n for _ in range(n)]
-        for i in range(n):
-            m[i][i] = x = lat[i]
+        at_level = [[] for _ in lat]
+        for i, x in enumerate(lat):
+            at_level[i].append(x)
             for step, down in enumerate(self.down[i]):
                 x = down(x if step == 0 else F.relu(x))
-                m[i + step + 1][i] = x
-            for k in range(i):
-                m[k][i] = F.interpolate(lat[i], size=lat[k].shape[-2:], mode="bilinear", align_corners=False)
-        return m
+                at_level[i + step + 1].append(x)
+        return lat, at_level
+
+    def resample(self, feats: list[Tensor]) -> list[list[Tensor]]:
+        """M[k][i]: input i resampled to output level k (every path materialised)."""
+        lat, at_level = self.laterals_and_chains(feats)
+        return [at_level[k] + [upsample(lat[i], lat[k].shape[-2:]) for i in range(k + 1, len(lat))]
+                for k in range(len(lat))]
 
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
+        lat, at_level = self.laterals_and_chains(feats)
+        lat_pooled = [global_pool(x) for x in lat]
+        lat_magnitude = [magnitude(x) for x in lat]
         outs, w_matrix, selections = [], [], []
-        for k, paths in enumerate(self.resample(feats)):
-            w, s = self.control[k](paths)
-            p = sum(gate(w[:, i], m) * s[:, i : i + 1] for i, m in enumerate(paths))
+        for k, below in enumerate(at_level):
+            size = lat[k].shape[-2:]
+            above = range(k + 1, len(lat))
+            pooled = [global_pool(m) for m in below[:-1]] + [lat_pooled[k]] + [lat_pooled[i] for i in above]
+            mags = [magnitude(m) for m in below[:-1]] + [lat_magnitude[k]] + [
+                upsample(lat_magnitude[i], size) for i in above]
+            w, s = self.control[k](pooled, mags)
+            p = gate(w[:, 0], below[0]) * s[:, :1]
+            for i in range(1, len(lat)):
+                gated = gate(w[:, i], below[i]) if i <= k else upsample(gate(w[:, i], lat[i]), size)
+                p = p.addcmul_(gated, s[:, i : i + 1])  # += G(w_ik, M_ik) * s_ik, fused
             outs.append(self.output[k](p) if self.output is not None else p)
             w_matrix.append(w.detach().mean((2, 3, 4)))  # [B, n_in]
             selections.append(s.detach())

@@ -2,18 +2,22 @@
 
 For a stage with blocks B_1..B_n (all of the same shape):
 
-* **Coarse Selection.** A control unit sees the n-1 *former* blocks B_1..B_{n-1}:
-  concat -> 1x1 conv (to ``hidden`` channels) -> ReLU -> GAP + GMP -> 1x1 conv, giving one channel
-  signal b_j in R^C per former block. B^CS = sum_j G(b_j, B_j) with the coarse mode
-  (softmax competes over j). The control unit is not shared between stages.
+* **Coarse Selection.** A control unit sees the n-1 *former* blocks B_1..B_{n-1} and gives one
+  channel signal b_j in R^C per former block; B^CS = sum_j G(b_j, B_j) with the coarse mode
+  (softmax competes over j). The control unit is not shared between stages. Its layout
+  (``control``) is a real question the paper leaves open:
+
+  - ``pooled`` (default): GAP + GMP of each former block -> concat -> 1x1 conv -> ReLU -> 1x1 conv.
+    Pooling comes first, so the control costs no full-resolution conv and no concat copy.
+  - ``conv``: the paper's order taken literally: concat -> 1x1 conv -> ReLU -> GAP + GMP -> 1x1 conv
+    (about 1.5 GFLOPs more for ResNet-50 at 512x512).
 * **Fine Selection.** a = max(tanh(GAP(B^CS) + GMP(B^CS)), 0) (parameter-free, as in the paper) and
   C' = G(a, B^CS) + G(1 - a, B_n): a per-channel blend of the coarse selection and the last block.
 
 Choices the paper leaves open (configurable):
 
 * ``mode`` (coarse activation), default ``tanh``, the paper's best gate mode.
-* ``reduction``: hidden = max(C // reduction, 16) channels in the control unit (default 16, like SE);
-  the 1x1 conv on the concat is the only full-resolution cost of ISG.
+* ``reduction``: hidden = max(C // reduction, 16) channels in the control unit (default 16, like SE).
 * The control signals are *initialised* so that act(b_j) ~ 1/(n-1) for every j (the last conv has
   small weights, std 0.01, and a bias solving act(bias) = 1/(n-1), clamped into the activation's
   range): B^CS starts near the mean of the former blocks and every path gets gradients at once.
@@ -31,14 +35,17 @@ from .base import Neck
 from .fpn import TopDown
 
 COARSE_MODES = ("softmax", "sigmoid", "tanh")
+CONTROLS = ("pooled", "conv")
 
 
 class StageSelectionGate(nn.Module):
     """ISG for one stage with ``num_blocks`` blocks of ``channels`` channels."""
 
-    def __init__(self, channels: int, num_blocks: int, mode: str = "tanh", reduction: int = 16):
+    def __init__(self, channels: int, num_blocks: int, mode: str = "tanh", reduction: int = 16,
+                 control: str = "pooled"):
         super().__init__()
         self.mode = check_mode(mode, COARSE_MODES, "ISG coarse mode")
+        self.control = check_mode(control, CONTROLS, "ISG control")
         self.channels = channels
         self.num_former = num_blocks - 1
         self.states: dict[str, Tensor] = {}
@@ -46,36 +53,49 @@ class StageSelectionGate(nn.Module):
             return
         hidden = max(channels // reduction, 16)
         self.squeeze = nn.Sequential(
-            nn.Conv2d(channels * self.num_former, hidden, 1, bias=False), nn.ReLU(inplace=True)
+            nn.Conv2d(channels * self.num_former, hidden, 1, bias=control == "pooled"), nn.ReLU(inplace=True)
         )
         self.signals = nn.Conv2d(hidden, channels * self.num_former, 1)
         nn.init.kaiming_uniform_(self.squeeze[0].weight, a=1)
+        if self.squeeze[0].bias is not None:
+            nn.init.zeros_(self.squeeze[0].bias)
         nn.init.normal_(self.signals.weight, std=0.01)
         nn.init.constant_(self.signals.bias, bias_for(self.mode, 1.0 / self.num_former))
+
+    def coarse_signals(self, former: list[Tensor]) -> Tensor:
+        """Activated b_j, [B, n-1, C, 1, 1]."""
+        if self.control == "pooled":
+            z = self.squeeze(torch.cat([global_pool(x) for x in former], 1))
+        else:
+            z = global_pool(self.squeeze(torch.cat(former, 1)))
+        b = self.signals(z).unflatten(1, (self.num_former, self.channels))
+        return gate_activation(b, self.mode, dim=1)
 
     def forward(self, blocks: list[Tensor]) -> Tensor:
         last = blocks[-1]
         if self.num_former < 1:
             return last
         former = blocks[:-1]
-        b = self.signals(global_pool(self.squeeze(torch.cat(former, 1))))  # [B, (n-1)C, 1, 1]
-        b = gate_activation(b.unflatten(1, (self.num_former, self.channels)), self.mode, dim=1)
-        coarse = sum(gate(b[:, j], x) for j, x in enumerate(former))
+        b = self.coarse_signals(former)
+        coarse = gate(b[:, 0], former[0])
+        for j in range(1, self.num_former):
+            coarse = coarse.addcmul_(former[j], b[:, j])  # += G(b_j, B_j), fused
         a = gate_activation(global_pool(coarse), "relu_tanh")  # Fine Selection, [B, C, 1, 1]
         self.states = {"b": b.detach().flatten(2), "a": a.detach().flatten(1)}
-        return gate(a, coarse) + gate(1 - a, last)
+        # G(a, B^CS) + G(1 - a, B_n) == B_n + a * (B^CS - B_n): one fused lerp
+        return torch.lerp(last, coarse, a)
 
 
 class ISG(nn.Module):
     """One :class:`StageSelectionGate` per returned stage; maps block lists to stage outputs C'_i."""
 
-    def __init__(self, spec: BackboneSpec, mode: str = "tanh", reduction: int = 16):
+    def __init__(self, spec: BackboneSpec, mode: str = "tanh", reduction: int = 16, control: str = "pooled"):
         super().__init__()
         for channels in spec.block_channels:
             if len(set(channels)) != 1:
                 raise ValueError(f"ISG needs blocks of equal channels within a stage, got {channels}")
         self.stages = nn.ModuleList(
-            StageSelectionGate(c[-1], len(c), mode, reduction) for c in spec.block_channels
+            StageSelectionGate(c[-1], len(c), mode, reduction, control) for c in spec.block_channels
         )
 
     def forward(self, blocks: list[list[Tensor]]) -> list[Tensor]:
@@ -96,9 +116,9 @@ class ISGFPN(Neck):
     torchvision_fpn_prefix = "fpn."
 
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
-                 isg_mode: str = "tanh", isg_reduction: int = 16):
+                 isg_mode: str = "tanh", isg_reduction: int = 16, isg_control: str = "pooled"):
         super().__init__(spec, out_channels, extra)
-        self.isg = ISG(spec, isg_mode, isg_reduction)
+        self.isg = ISG(spec, isg_mode, isg_reduction, isg_control)
         self.fpn = TopDown(self.in_channels, out_channels)
 
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
