@@ -57,7 +57,7 @@ def test_isg_coarse_and_fine_selection_match_the_formula(control):
     blocks = [torch.randn(2, 4, 5, 5) for _ in range(3)]
     out = isg(blocks)
     # recompute by hand from the module's parameters
-    pool = lambda t: t.mean((2, 3), keepdim=True) + t.amax((2, 3), keepdim=True)  # noqa: E731
+    pool = lambda t: t.mean((2, 3), keepdim=True) + t.amax((2, 3), keepdim=True)
     if control == "conv":  # concat -> conv -> relu -> pool -> conv
         z = pool(torch.relu(torch.nn.functional.conv2d(torch.cat(blocks[:2], 1), isg.squeeze[0].weight)))
     else:  # pool -> concat -> conv -> relu -> conv
@@ -93,9 +93,9 @@ def test_csg_without_output_conv_is_the_gated_sum():
     out = csg(x)
     m = csg.resample(x)
     lat = [f(v) for f, v in zip(csg.lateral, x)]
-    up = lambda t, k: F.interpolate(t, size=lat[k].shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
-    pool = lambda t: t.mean((2, 3), keepdim=True) + t.amax((2, 3), keepdim=True)  # noqa: E731
-    mag = lambda t: t.abs().mean(1, keepdim=True)  # noqa: E731
+    up = lambda t, k: F.interpolate(t, size=lat[k].shape[-2:], mode="bilinear", align_corners=False)
+    pool = lambda t: t.mean((2, 3), keepdim=True) + t.amax((2, 3), keepdim=True)
+    mag = lambda t: t.abs().mean(1, keepdim=True)
     for k in range(3):
         # descriptors of upsampled paths come from the source level (see the csg docstring)
         pooled = [pool(m[k][i]) if i <= k else pool(lat[i]) for i in range(3)]

@@ -3,5 +3,12 @@
 from .staged import BackboneSpec, StagedBackbone
 from .zoo import NORMS, available_backbones, build_backbone, load_classification_weights, norm_layer
 
-__all__ = ["BackboneSpec", "StagedBackbone", "NORMS", "available_backbones", "build_backbone",
-           "load_classification_weights", "norm_layer"]
+__all__ = [
+           "NORMS",
+           "BackboneSpec",
+           "StagedBackbone",
+           "available_backbones",
+           "build_backbone",
+           "load_classification_weights",
+           "norm_layer",
+]

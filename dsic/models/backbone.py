@@ -35,5 +35,5 @@ class DetectorBackbone(nn.Module):
             new = prefix + "neck." + (rest if rest.startswith("extra_blocks.") else target + rest)
             state_dict[new] = state_dict.pop(key)
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         return self.neck(self.body(x))

@@ -43,4 +43,4 @@ def build_neck(name: str, spec: BackboneSpec, out_channels: int = 256, extra: st
     return cls(spec, out_channels=out_channels, extra=extra, **cfg)
 
 
-__all__ = ["NECKS", "EXTRA_LEVELS", "Neck", "build_neck", "neck_class"]
+__all__ = ["EXTRA_LEVELS", "NECKS", "Neck", "build_neck", "neck_class"]

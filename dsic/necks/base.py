@@ -69,7 +69,7 @@ class Neck(nn.Module):
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
         raise NotImplementedError
 
-    def forward(self, blocks: list[list[Tensor]]) -> "OrderedDict[str, Tensor]":
+    def forward(self, blocks: list[list[Tensor]]) -> OrderedDict[str, Tensor]:
         if len(blocks) != self.num_levels:
             raise ValueError(f"{type(self).__name__} expects {self.num_levels} stages, got {len(blocks)}")
         results = self.levels(blocks)

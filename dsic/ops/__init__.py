@@ -2,4 +2,4 @@
 
 from .gate import GATE_MODES, Gate, bias_for, check_mode, gate, gate_activation, global_pool
 
-__all__ = ["GATE_MODES", "Gate", "check_mode", "gate", "gate_activation", "bias_for", "global_pool"]
+__all__ = ["GATE_MODES", "Gate", "bias_for", "check_mode", "gate", "gate_activation", "global_pool"]
