@@ -77,3 +77,11 @@ def test_local_classification_weights_load(tmp_path):
         load_classification_weights(torchvision.models.resnet18(), bad)
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         build_backbone("resnet18", pretrained=tmp_path / "nope.pth")
+
+
+def test_resnet_tiny_for_cpu_runs():
+    body = build_backbone("resnet_tiny", norm="gn", trainable_layers=5)
+    assert body.spec.stage_channels == (32, 64, 128, 256) and body.spec.num_blocks == (2, 2, 2, 2)
+    assert body.spec.strides == (4, 8, 16, 32)
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        build_backbone("resnet_tiny", pretrained="imagenet")

@@ -1,7 +1,9 @@
 """torchvision classification networks as :class:`StagedBackbone` s.
 
-Supported: ResNet-18/34/50/101/152, ResNeXt-50/101, RegNet (any torchvision ``regnet_*``) and
-ConvNeXt (``convnext_*``). Everything else can be wrapped with :class:`StagedBackbone` and a plan.
+Supported: ResNet-18/34/50/101/152, ResNeXt-50/101, RegNet (any torchvision ``regnet_*``),
+ConvNeXt (``convnext_*``) and ``resnet_tiny`` (a ResNet-18 layout at half width, 32-256 channels,
+built from torchvision's BasicBlock: no pretrained weights; for CPU runs and the embedded
+benchmark). Anything else can be wrapped with :class:`StagedBackbone` and a plan.
 
 ``pretrained``:
     * ``None``: random init (training from scratch);
@@ -48,14 +50,33 @@ def norm_layer(norm: str):
     raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
 
 
+def resnet_tiny(weights=None, norm_layer=nn.BatchNorm2d, width: int = 32, layers=(2, 2, 2, 2)) -> nn.Module:
+    """ResNet with BasicBlocks and ``width`` * (1, 2, 4, 8) channels (no ImageNet weights exist)."""
+    if weights is not None:
+        raise ValueError("resnet_tiny has no pretrained weights; use pretrained: null or a local path")
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    net = ResNet(BasicBlock, [1, 1, 1, 1], norm_layer=norm_layer)
+    net.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+    net.bn1 = norm_layer(width)
+    net.inplanes = width
+    for i, n in enumerate(layers):
+        setattr(net, f"layer{i + 1}", net._make_layer(BasicBlock, width * 2**i, n, stride=1 if i == 0 else 2))
+    net.fc = nn.Linear(width * 8, 1000)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net
+
+
 def available_backbones() -> list[str]:
-    names = list(_RESNETS)
+    names = [*_RESNETS, "resnet_tiny"]
     names += [n for n in torchvision.models.list_models(torchvision.models) if n.startswith(("regnet_", "convnext_"))]
     return names
 
 
 def _plan(name: str, network: nn.Module) -> list[tuple[str, bool]]:
-    if name in _RESNETS:
+    if name in _RESNETS or name == "resnet_tiny":
         return [("conv1", False), ("bn1", False), ("relu", False), ("maxpool", False)] + [
             (f"layer{i}", True) for i in range(1, 5)
         ]
@@ -100,11 +121,13 @@ def build_backbone(
     """Build a staged backbone (see module docstring for the arguments)."""
     if name not in available_backbones():
         raise ValueError(f"unknown backbone {name!r}; available: {', '.join(available_backbones())}")
-    ctor = getattr(torchvision.models, name)
+    ctor = resnet_tiny if name == "resnet_tiny" else getattr(torchvision.models, name)
     kwargs = {}
     if not name.startswith("convnext_"):
         kwargs["norm_layer"] = norm_layer(norm)
     weights = None
+    if pretrained == "imagenet" and name == "resnet_tiny":
+        raise ValueError("resnet_tiny has no pretrained weights; use pretrained: null or a local path")
     if pretrained == "imagenet":
         enum = torchvision.models.get_model_weights(name)
         weights = enum.IMAGENET1K_V1 if name in _RESNETS else enum.DEFAULT
