@@ -5,7 +5,8 @@
   count 0). GFLOPs = 1e9 FLOPs.
 * Latency is the median wall time of ``repeats`` forward passes after ``warmup`` passes, in eval
   mode under ``torch.inference_mode``, one image of ``size`` x ``size``; on CUDA each pass is
-  synchronised. The neck latency times the neck alone on precomputed backbone features.
+  synchronised. The neck latency times the neck alone on precomputed backbone features. All
+  candidates are timed round-robin, so that a slower moment of a shared machine hits them alike.
 * R-CNNs are profiled with ``rpn_nms_thresh=1.0`` so that exactly ``rpn_post_nms_top_n_test``
   (1000) proposals reach the box head: with random weights the number surviving NMS would
   otherwise depend on the neck and swamp the neck's own cost.
@@ -46,18 +47,23 @@ def count_flops(fn, *args) -> int:
     return counter.get_total_flops()
 
 
-def median_ms(fn, *args, warmup: int = 2, repeats: int = 10, device: torch.device | None = None) -> float:
+def interleaved_median_ms(calls: list, warmup: int = 2, repeats: int = 10,
+                          device: torch.device | None = None) -> list[float]:
+    """Median ms of each ``(fn, args)`` in ``calls``, timed round-robin so that drifts of the
+    machine's speed (other load, frequency scaling) hit every candidate alike."""
     sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn(*args)
-    times = []
+    for fn, args in calls:
+        for _ in range(warmup):
+            fn(*args)
+    times: list[list[float]] = [[] for _ in calls]
     for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn(*args)
-        sync()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for j, (fn, args) in enumerate(calls):
+            sync()
+            start = time.perf_counter()
+            fn(*args)
+            sync()
+            times[j].append((time.perf_counter() - start) * 1000)
+    return [statistics.median(t) for t in times]
 
 
 def params_m(module: torch.nn.Module) -> float:
@@ -65,25 +71,34 @@ def params_m(module: torch.nn.Module) -> float:
 
 
 @torch.inference_mode()
-def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", neck: str = "dsic", size: int = 512,
-            num_classes: int = 80, warmup: int = 2, repeats: int = 10, device: str = "cpu",
-            neck_cfg: dict | None = None) -> Profile:
-    """Profile one detector (and its neck) on a ``size`` x ``size`` image."""
+def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[str] | str = ("fpn", "dsic"),
+            size: int = 512, num_classes: int = 80, warmup: int = 2, repeats: int = 10, device: str = "cpu",
+            neck_cfg: dict | None = None) -> list[Profile]:
+    """Profile one detector per neck (and the neck alone) on a ``size`` x ``size`` image.
+
+    Latencies of all necks are measured interleaved (see :func:`interleaved_median_ms`).
+    """
+    necks = [necks] if isinstance(necks, str) else list(necks)
     dev = torch.device(device)
-    torch.manual_seed(0)
     fixed = {"rpn_nms_thresh": 1.0} if arch.endswith("rcnn") else {}
-    model = build_detector(arch, backbone, neck, num_classes, min_size=size, max_size=size,
-                           neck_cfg=neck_cfg, detector_cfg=fixed).eval().to(dev)
-    image = [torch.rand(3, size, size, device=dev)]
-    blocks = model.backbone.body(torch.rand(1, 3, size, size, device=dev))
-    the_neck = model.backbone.neck
-    return Profile(
-        arch=arch, backbone=backbone, neck=neck, size=size,
-        neck_params_m=params_m(the_neck), detector_params_m=params_m(model),
-        neck_gflops=count_flops(the_neck, blocks) / 1e9, detector_gflops=count_flops(model, image) / 1e9,
-        neck_ms=median_ms(the_neck, blocks, warmup=warmup, repeats=repeats, device=dev),
-        detector_ms=median_ms(model, image, warmup=warmup, repeats=repeats, device=dev),
-    )
+    image = [torch.rand(3, size, size, generator=torch.Generator().manual_seed(0)).to(dev)]
+    models, blocks = [], []
+    for neck in necks:
+        torch.manual_seed(0)
+        model = build_detector(arch, backbone, neck, num_classes, min_size=size, max_size=size,
+                               neck_cfg=neck_cfg if neck_cfg and neck != "fpn" else None,
+                               detector_cfg=fixed).eval().to(dev)
+        models.append(model)
+        blocks.append(model.backbone.body(model.transform(image)[0].tensors))
+    neck_ms = interleaved_median_ms([(m.backbone.neck, (b,)) for m, b in zip(models, blocks)], warmup, repeats, dev)
+    det_ms = interleaved_median_ms([(m, (image,)) for m in models], warmup, repeats, dev)
+    return [
+        Profile(arch=arch, backbone=backbone, neck=neck, size=size,
+                neck_params_m=params_m(m.backbone.neck), detector_params_m=params_m(m),
+                neck_gflops=count_flops(m.backbone.neck, b) / 1e9, detector_gflops=count_flops(m, image) / 1e9,
+                neck_ms=n_ms, detector_ms=d_ms)
+        for neck, m, b, n_ms, d_ms in zip(necks, models, blocks, neck_ms, det_ms)
+    ]
 
 
 def format_table(rows: list[Profile], reference: str = "fpn") -> str:

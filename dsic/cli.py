@@ -1,0 +1,142 @@
+"""The ``dsic`` command line: train, eval, predict, visualize, data synth, profile, demo.
+
+Every sub-command imports its machinery lazily, so ``dsic --help`` is instant. Config overrides
+are dotted ``key=value`` pairs (values parsed as YAML), e.g. ``train.epochs=2 model.neck=fpn``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _train(args) -> int:
+    from .engine.train import main_train
+
+    main_train(args.config, args.overrides, resume=args.resume)
+    return 0
+
+
+def _eval(args) -> int:
+    from .engine.evaluate import main_eval
+
+    metrics = main_eval(args.config, args.checkpoint, args.overrides, evaluator=args.evaluator)
+    if metrics is not None:
+        print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _predict(args) -> int:
+    from .inference import predict_files
+
+    written = predict_files(args.config, args.checkpoint, args.images, args.out, args.score_thresh, args.overrides)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _visualize(args) -> int:
+    from .inference import visualize_files
+
+    written = visualize_files(args.config, args.checkpoint, args.images, args.out, args.score_thresh, args.overrides)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _synth(args) -> int:
+    from .data.synth import generate
+
+    given = {"num_train": args.num_train, "num_val": args.num_val, "image_size": args.size}
+    stats = generate(args.out, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    print(json.dumps(stats, indent=2, default=str))
+    return 0
+
+
+def _profile(args) -> int:
+    from .profiling import format_table, profile
+
+    rows = profile(args.arch, args.backbone, args.necks.split(","), args.size, warmup=args.warmup,
+                   repeats=args.repeats, device=args.device)
+    table = format_table(rows, reference=args.reference)
+    print(table)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps([r.as_dict() for r in rows], indent=2))
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, quick=args.quick, seeds=args.seeds, necks=args.necks.split(","))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dsic", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a detector from a YAML config (works under torchrun)")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="dotted key=value config overrides")
+    p.add_argument("--resume", action="store_true", help="resume from output_dir/last.pth")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="COCO evaluation of a checkpoint (works under torchrun)")
+    p.add_argument("config")
+    p.add_argument("checkpoint")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--evaluator", choices=["faster_coco_eval", "pycocotools"], default=None)
+    p.set_defaults(func=_eval)
+
+    for name, func, help_ in (("predict", _predict, "draw detections on images"),
+                              ("visualize", _visualize, "detections + CSG state matrix + ISG gates (Fig. 3)")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("config")
+        p.add_argument("checkpoint")
+        p.add_argument("images", nargs="+", help="image files or folders")
+        p.add_argument("--out", required=True, help="output folder")
+        p.add_argument("--score-thresh", type=float, default=0.5)
+        p.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides key=value")
+        p.set_defaults(func=func)
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("synth", help="generate the embedded multi-scale COCO-format dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--num-train", type=int, default=None)
+    p.add_argument("--num-val", type=int, default=None)
+    p.add_argument("--size", type=int, default=None, help="image side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("profile", help="params, GFLOPs and median latency per neck")
+    p.add_argument("--arch", default="faster_rcnn")
+    p.add_argument("--backbone", default="resnet50")
+    p.add_argument("--necks", default="fpn,isg,csg,dsic", help="comma-separated neck names")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--reference", default="fpn", help="neck the latency ratio is relative to")
+    p.add_argument("--out", default=None, help="also write the rows as JSON here")
+    p.set_defaults(func=_profile)
+
+    p = sub.add_parser("demo", help="synth data, train FPN and DSIC Faster R-CNN on CPU, compare")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--necks", default="fpn,dsic")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="a 1-minute smoke run instead of the full demo")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
