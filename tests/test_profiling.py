@@ -1,0 +1,35 @@
+import torch
+
+from dsic.cli import main
+from dsic.profiling import count_flops, format_table, profile
+
+
+def test_count_flops_of_a_conv_is_two_times_macs():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert count_flops(conv, torch.rand(1, 3, 10, 10)) == 2 * 8 * 3 * 9 * 100
+
+
+def test_profile_rows_and_table():
+    rows = profile("faster_rcnn", "resnet_tiny", ["fpn", "dsic"], size=128, warmup=0, repeats=1)
+    fpn, dsic = rows
+    assert fpn.neck == "fpn" and dsic.neck == "dsic"
+    assert dsic.neck_params_m > fpn.neck_params_m > 0
+    assert dsic.neck_gflops > fpn.neck_gflops > 0
+    assert dsic.detector_gflops - fpn.detector_gflops == pytest_approx(dsic.neck_gflops - fpn.neck_gflops)
+    assert fpn.neck_ms > 0 and dsic.detector_ms > 0
+    table = format_table(rows)
+    assert "| faster_rcnn | resnet_tiny | dsic | 128 |" in table and "1.00x" in table
+
+
+def pytest_approx(x):
+    import pytest
+
+    return pytest.approx(x, rel=1e-6, abs=1e-9)
+
+
+def test_profile_command_writes_json(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    main(["profile", "--arch", "retinanet", "--backbone", "resnet_tiny", "--necks", "fpn,csg", "--size", "96",
+          "--warmup", "0", "--repeats", "1", "--out", str(out)])
+    assert "| retinanet | resnet_tiny | csg | 96 |" in capsys.readouterr().out
+    assert out.is_file() and '"neck": "csg"' in out.read_text()
