@@ -8,7 +8,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor
 
-from .models import build_detector, gate_states
+from .models import gate_states
 from .visualize import draw_detections, gate_figure, save
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -18,15 +18,13 @@ def load_model(config: str | Path, checkpoint: str | Path, overrides: list[str] 
                device: str | None = None):
     """Build the config's detector, load ``checkpoint`` (a dsic checkpoint or a state dict)."""
     from .config import load_config
+    from .engine.builders import build_model
+    from .engine.checkpoint import load_checkpoint
 
     cfg = load_config(config, overrides or [])
-    model = build_detector(**cfg["model"])
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    state = state["model"] if isinstance(state, dict) and "model" in state else state
-    model.load_state_dict(state)
+    model = build_model(cfg)
+    state = load_checkpoint(checkpoint)
+    model.load_state_dict(state.get("model", state))
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return model.to(dev).eval(), cfg, dev
 

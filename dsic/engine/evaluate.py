@@ -125,7 +125,7 @@ def main_eval(config_path, checkpoint, overrides=None, evaluator: str | None = N
     try:
         model = build_model(cfg).to(info.device)
         state = load_checkpoint(checkpoint)
-        model.load_state_dict(state["model"] if "model" in state else state)
+        model.load_state_dict(state.get("model", state))
         loader = make_loader(cfg, "val", info)
         out = Path(cfg["output_dir"])
         metrics = evaluate(model, loader, cfg["eval"]["iou_types"], evaluator or cfg["eval"]["evaluator"],
