@@ -64,9 +64,12 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seeds: int = 1,
             per_seed.append(final_metrics(run))
             logs[f"{neck} seed {seed}"] = run / "log.jsonl"
         results[neck] = mean_over_seeds(per_seed)
-    size = 160 if quick else 320
-    for row in profile("faster_rcnn", "resnet_tiny", list(necks), size, num_classes=10,
-                       warmup=1, repeats=3 if quick else 20, neck_cfg=None):
+    from .config import load_config
+
+    model_cfg = load_config(CONFIGS / "faster_rcnn_tiny_fpn.yaml")["model"]
+    size = 160 if quick else model_cfg["max_size"]
+    for row in profile("faster_rcnn", model_cfg["backbone"], list(necks), size, model_cfg["num_classes"],
+                       warmup=1, repeats=3 if quick else 20, model_cfg=model_cfg):
         results[row.neck].update(params_m=row.detector_params_m, latency_ms=row.detector_ms,
                                  gflops=row.detector_gflops)
     plots = out / "plots"

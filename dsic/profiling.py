@@ -73,9 +73,11 @@ def params_m(module: torch.nn.Module) -> float:
 @torch.inference_mode()
 def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[str] | str = ("fpn", "dsic"),
             size: int = 512, num_classes: int = 80, warmup: int = 2, repeats: int = 10, device: str = "cpu",
-            neck_cfg: dict | None = None) -> list[Profile]:
+            neck_cfg: dict | None = None, model_cfg: dict | None = None) -> list[Profile]:
     """Profile one detector per neck (and the neck alone) on a ``size`` x ``size`` image.
 
+    ``model_cfg`` (a config's ``model`` section) gives the other :func:`build_detector` arguments;
+    its arch, backbone, neck, sizes and class count are replaced by this function's arguments.
     Latencies of all necks are measured interleaved (see :func:`interleaved_median_ms`).
     """
     necks = [necks] if isinstance(necks, str) else list(necks)
@@ -85,9 +87,12 @@ def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[s
     models, blocks = [], []
     for neck in necks:
         torch.manual_seed(0)
-        model = build_detector(arch, backbone, neck, num_classes, min_size=size, max_size=size,
-                               neck_cfg=neck_cfg if neck_cfg and neck != "fpn" else None,
-                               detector_cfg=fixed).eval().to(dev)
+        kwargs = dict(model_cfg or {})
+        kwargs.update(arch=arch, backbone=backbone, neck=neck, num_classes=num_classes, min_size=size,
+                      max_size=size, init_from=None, pretrained_backbone=None,
+                      neck_cfg=neck_cfg if neck_cfg and neck != "fpn" else None,
+                      detector_cfg={**kwargs.get("detector_cfg", {}), **fixed})
+        model = build_detector(**kwargs).eval().to(dev)
         models.append(model)
         blocks.append(model.backbone.body(model.transform(image)[0].tensors))
     neck_ms = interleaved_median_ms([(m.backbone.neck, (b,)) for m, b in zip(models, blocks)], warmup, repeats, dev)
