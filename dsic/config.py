@@ -10,6 +10,7 @@ naming the file and the dotted key, with the closest valid key as a hint. ``mode
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 from pathlib import Path
@@ -103,6 +104,9 @@ def _parse_override(item: str) -> tuple[list[str], object]:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as err:
         raise ConfigError(f"override {item!r}: value is not valid YAML: {err}") from err
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string; a command line means a number
+        with contextlib.suppress(ValueError):
+            value = float(value)
     return key.strip().split("."), value
 
 

@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory):
+    """A tiny embedded dataset (12 train / 4 val images of 96 px), made once per test session."""
+    from dsic.data.synth import generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, num_train=12, num_val=4, image_size=96, seed=0, max_objects=4)
+    return root
+
+
+def tiny_overrides(data_root, out_dir, *extra) -> list[str]:
+    """Config overrides for a seconds-long CPU run on ``tiny_synth``."""
+    return [
+        f"data.train.images={data_root / 'train'}",
+        f"data.train.annotations={data_root / 'annotations' / 'instances_train.json'}",
+        f"data.val.images={data_root / 'val'}",
+        f"data.val.annotations={data_root / 'annotations' / 'instances_val.json'}",
+        "data.num_workers=0", "model.backbone=resnet_tiny", "model.norm=gn", "model.trainable_layers=5",
+        "model.out_channels=32", "model.num_classes=10", "model.min_size=96", "model.max_size=96",
+        "model.pretrained_backbone=null", "model.anchor_sizes=[16, 32, 64, 128, 256]",
+        "model.detector_cfg={rpn_batch_size_per_image: 64, box_batch_size_per_image: 64, "
+        "rpn_post_nms_top_n_train: 200, rpn_post_nms_top_n_test: 100}",
+        "train.batch_size=4", "train.base_batch_size=4", "train.base_lr=0.01", "train.warmup_iters=2",
+        "train.log_every=1", "train.eval_every=0", f"output_dir={out_dir}", *extra,
+    ]
