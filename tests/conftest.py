@@ -6,11 +6,11 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory):
-    """A tiny embedded dataset (12 train / 4 val images of 96 px), made once per test session."""
+    """A tiny embedded dataset (12 train / 5 val images of 96 px; 5 is odd on purpose: DDP pads), made once per test session."""
     from dsic.data.synth import generate
 
     root = tmp_path_factory.mktemp("synth")
-    generate(root, num_train=12, num_val=4, image_size=96, seed=0, max_objects=4)
+    generate(root, num_train=12, num_val=5, image_size=96, seed=0, max_objects=4)
     return root
 
 
