@@ -10,7 +10,6 @@ import torch
 from dsic.config import load_config
 from dsic.engine.builders import build_model
 from dsic.engine.checkpoint import save_atomic
-from dsic.engine.evaluate import main_eval
 
 from .conftest import tiny_overrides
 
@@ -32,11 +31,13 @@ def test_two_process_eval_equals_one_process(tiny_synth, tmp_path):
     ckpt = save_atomic({"model": build_model(cfg).state_dict()}, tmp_path / "model.pth")
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text("{}\n")
-    one = main_eval(cfg_file, ckpt, overrides)
+    # the same launcher and thread count for both, so that only the process count differs
+    torchrun("eval", str(cfg_file), str(ckpt), *overrides, nproc=1)
+    one = json.loads((tmp_path / "one" / "eval.json").read_text())
     two_overrides = [o if not o.startswith("output_dir=") else f"output_dir={tmp_path / 'two'}" for o in overrides]
     torchrun("eval", str(cfg_file), str(ckpt), *two_overrides)
     two = json.loads((tmp_path / "two" / "eval.json").read_text())
-    assert two == one
+    assert two == one and set(one) == {"bbox"}
     res_one = json.loads((tmp_path / "one" / "results_eval.json").read_text())
     res_two = json.loads((tmp_path / "two" / "results_eval.json").read_text())
     assert len(res_one) > 0 and {r["image_id"] for r in res_one} == set(range(1, 6))

@@ -92,7 +92,7 @@ def test_csg_without_output_conv_is_the_gated_sum():
     x = [torch.randn(1, 8, 16, 16), torch.randn(1, 16, 8, 8), torch.randn(1, 32, 4, 4)]
     out = csg(x)
     m = csg.resample(x)
-    lat = [f(v) for f, v in zip(csg.lateral, x)]
+    lat = [f(v) for f, v in zip(csg.paths.lateral, x)]
     up = lambda t, k: F.interpolate(t, size=lat[k].shape[-2:], mode="bilinear", align_corners=False)
     pool = lambda t: t.mean((2, 3), keepdim=True) + t.amax((2, 3), keepdim=True)
     mag = lambda t: t.abs().mean(1, keepdim=True)
@@ -104,13 +104,13 @@ def test_csg_without_output_conv_is_the_gated_sum():
         ref = sum(w[:, i] * m[k][i] * s[:, i : i + 1] for i in range(3))
         torch.testing.assert_close(out[k], ref, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(m[0][1], up(lat[1], 0))
-    torch.testing.assert_close(m[2][0], csg.down[0][1](F.relu(csg.down[0][0](lat[0]))))
+    torch.testing.assert_close(m[2][0], csg.paths.down[0][1](F.relu(csg.paths.down[0][0](lat[0]))))
 
 
 def test_csg_downsampling_chain_runs_once_per_source():
     csg = CSG([8, 16, 32, 64], 16)
     calls = []
-    for chain in csg.down:
+    for chain in csg.paths.down:
         for conv in chain:
             conv.register_forward_hook(lambda m, i, o: calls.append(m))
     csg([b[-1] for b in blocks_for(SPEC)])

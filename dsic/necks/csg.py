@@ -89,24 +89,19 @@ def upsample(x: Tensor, size) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-class CSG(nn.Module):
-    """Cross-scale Selection Gate on a list of maps with ``in_channels`` (see module docstring)."""
+class Resampler(nn.Module):
+    """Every input level to every output level (shared by CSG and FC-FPN): 1x1 laterals L_i to
+    ``out_channels``, chained stride-2 3x3 convs downwards (each chain computed once), bilinear
+    upsampling upwards."""
 
-    def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
-                 select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True):
+    def __init__(self, in_channels: list[int], out_channels: int):
         super().__init__()
         n = len(in_channels)
         self.lateral = nn.ModuleList(conv(c, out_channels, 1) for c in in_channels)
         self.down = nn.ModuleList(
             nn.ModuleList(conv(out_channels, out_channels, 3, stride=2) for _ in range(n - 1 - i)) for i in range(n)
         )
-        self.control = nn.ModuleList(ControlUnit(n, out_channels, mode, select_mode, reduction) for _ in range(n))
-        self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
-        init_conv(self.lateral)
-        init_conv(self.down)
-        if self.output is not None:
-            init_conv(self.output)
-        self.states: dict = {}
+        init_conv(self)
 
     def laterals_and_chains(self, feats: list[Tensor]) -> tuple[list[Tensor], list[list[Tensor]]]:
         """L_i and, per output level k, the maps of the sources i <= k at level k (M_kk = L_k and
@@ -120,14 +115,32 @@ class CSG(nn.Module):
                 at_level[i + step + 1].append(x)
         return lat, at_level
 
-    def resample(self, feats: list[Tensor]) -> list[list[Tensor]]:
+    def forward(self, feats: list[Tensor]) -> list[list[Tensor]]:
         """M[k][i]: input i resampled to output level k (every path materialised)."""
         lat, at_level = self.laterals_and_chains(feats)
         return [at_level[k] + [upsample(lat[i], lat[k].shape[-2:]) for i in range(k + 1, len(lat))]
                 for k in range(len(lat))]
 
+
+class CSG(nn.Module):
+    """Cross-scale Selection Gate on a list of maps with ``in_channels`` (see module docstring)."""
+
+    def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
+                 select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True):
+        super().__init__()
+        n = len(in_channels)
+        self.paths = Resampler(in_channels, out_channels)
+        self.control = nn.ModuleList(ControlUnit(n, out_channels, mode, select_mode, reduction) for _ in range(n))
+        self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
+        if self.output is not None:
+            init_conv(self.output)
+        self.states: dict = {}
+
+    def resample(self, feats: list[Tensor]) -> list[list[Tensor]]:
+        return self.paths(feats)
+
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
-        lat, at_level = self.laterals_and_chains(feats)
+        lat, at_level = self.paths.laterals_and_chains(feats)
         lat_pooled = [global_pool(x) for x in lat]
         lat_magnitude = [magnitude(x) for x in lat]
         outs, w_matrix, selections = [], [], []
