@@ -8,6 +8,8 @@ Steps (all outputs under ``out``):
 4. ``plots/`` - AP bars, loss curves and the gate states (Fig. 3 style) of a validation image.
 
 ``quick=True`` shrinks everything to a smoke run of about a minute (used by the tests).
+Finished runs (``final.pth`` and an evaluation present) are reused, interrupted ones resumed from
+their ``last.pth``, so the command can be re-run with more necks or seeds to extend a benchmark.
 """
 
 from __future__ import annotations
@@ -59,8 +61,12 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seeds: int = 1,
         for seed in range(seeds):
             run = out / f"{neck}_seed{seed}"
             print(f"[demo] training Faster R-CNN + {neck} (seed {seed}) -> {run}", flush=True)
-            overrides = data_overrides + [f"output_dir={run}", f"train.seed={seed}"]
-            main_train(CONFIGS / f"faster_rcnn_tiny_{neck}.yaml", overrides + (QUICK["train"] if quick else []))
+            overrides = data_overrides + [f"output_dir={run}", f"train.seed={seed}"] + (QUICK["train"] if quick else [])
+            if (run / "final.pth").is_file() and list(run.glob("eval_epoch*.json")):
+                print(f"[demo] {run} is complete, reusing it", flush=True)
+            else:
+                main_train(CONFIGS / f"faster_rcnn_tiny_{neck}.yaml", overrides,
+                           resume=(run / "last.pth").is_file())
             per_seed.append(final_metrics(run))
             logs[f"{neck} seed {seed}"] = run / "log.jsonl"
         results[neck] = mean_over_seeds(per_seed)

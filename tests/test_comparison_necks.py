@@ -76,14 +76,15 @@ def test_fpt_attention_is_translation_invariant_in_the_keys():
 
 
 # parameter counts at 256 channels on a ResNet-50 spec (stages 1-4, 'pool'); also in docs/necks.md
-PARAMS_R50 = {"fpn": 3_344_384, "isg": None, "csg": None, "dsic": None, "fcfpn": None, "panet": None,
-              "fpg": None, "fpt": None}
+PARAMS_R50 = {"fpn": 3_344_384, "isg": 5_174_512, "csg": 7_418_192, "dsic": 9_248_320, "fcfpn": 6_884_864,
+              "panet": 6_884_864, "fpg": 10_563_072, "fpt": 16_886_912}
 
 
 def test_parameter_counts_at_256_channels():
     spec = build_backbone("resnet50", trainable_layers=None).spec
     counts = {n: sum(p.numel() for p in build_neck(n, spec, 256, "pool").parameters()) for n in PARAMS_R50}
-    assert counts["fpn"] == PARAMS_R50["fpn"]  # torchvision's FPN on ResNet-50
+    assert counts == PARAMS_R50
+    assert counts["fpn"] == 3_344_384  # torchvision's FPN on ResNet-50
     assert counts["fcfpn"] > counts["fpn"] and counts["csg"] > counts["fcfpn"]  # CSG = FC-FPN + control units
     assert counts["dsic"] == counts["csg"] + counts["isg"] - counts["fpn"]  # ISG + CSG share nothing else
 
