@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsic.demo import neck_variants, run_variants, write_summary  # noqa: E402
+from dsic.demo import neck_variants, run_variants, write_summary
 
 TITLES = {
     "table2": "Table 2 analog: necks compared in Faster R-CNN (resnet_tiny, embedded dataset)",
@@ -45,7 +45,10 @@ def variants(table: str) -> dict[str, list[str]]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", choices=["table2", "table4", "table5", "profile"])
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1")
+    parser.add_argument("--only-seed", type=int, default=None,
+                        help="train and report this seed alone, without profiling (to split a table "
+                             "over processes; run again without it to aggregate and profile)")
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     args = parser.parse_args(argv)
@@ -57,9 +60,11 @@ def main(argv=None) -> int:
         print(format_table(rows))
         return 0
     out = Path(args.out)
-    results = run_variants(out, variants(args.table), args.seeds, args.quick)
-    title = TITLES[args.table] + f"; COCO metrics in %, mean ± std over {args.seeds} seed(s)"
-    print(write_summary(out, results, title, name=args.table))
+    seeds = [args.only_seed] if args.only_seed is not None else list(range(args.seeds))
+    results = run_variants(out, variants(args.table), seeds, args.quick, profile=args.only_seed is None)
+    title = TITLES[args.table] + f"; COCO metrics in %, mean ± std over seeds {seeds}"
+    name = args.table if args.only_seed is None else f"{args.table}_seed{args.only_seed}"
+    print(write_summary(out, results, title, name=name))
     return 0
 
 

@@ -55,15 +55,17 @@ def data_overrides(data: Path) -> list[str]:
             f"data.val.annotations={data / 'annotations' / 'instances_val.json'}"]
 
 
-def run_variants(out: str | Path, variants: dict[str, list[str]], seeds: int = 1, quick: bool = False,
-                 profile_size: int | None = None) -> dict:
-    """Train every variant for ``seeds`` seeds, evaluate, profile; returns ``{variant: summary}``."""
+def run_variants(out: str | Path, variants: dict[str, list[str]], seeds: int | list[int] = 1, quick: bool = False,
+                 profile_size: int | None = None, profile: bool = True) -> dict:
+    """Train every variant for ``seeds`` seeds (a count, or a list of seed numbers), evaluate and
+    (unless ``profile`` is False) profile it; returns ``{variant: summary}``."""
     from .config import load_config
     from .data.synth import generate
     from .engine.train import main_train
-    from .profiling import profile
+    from .profiling import profile as profile_model
 
     out = Path(out)
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     data = out / "data" / "synth"
     if not (data / "annotations" / "instances_val.json").is_file():
         print(f"[dsic] generating the embedded dataset in {data}", flush=True)
@@ -71,7 +73,7 @@ def run_variants(out: str | Path, variants: dict[str, list[str]], seeds: int = 1
     results = {}
     for name, overrides in variants.items():
         per_seed = []
-        for seed in range(seeds):
+        for seed in seeds:
             run = out / f"{name}_seed{seed}"
             args = data_overrides(data) + overrides + [f"output_dir={run}", f"train.seed={seed}"]
             args += QUICK["train"] if quick else []
@@ -82,9 +84,11 @@ def run_variants(out: str | Path, variants: dict[str, list[str]], seeds: int = 1
                 main_train(BASE_CONFIG, args, resume=(run / "last.pth").is_file())
             per_seed.append(final_metrics(run))
         results[name] = summarize(per_seed)
+        if not profile:
+            continue
         model_cfg = load_config(BASE_CONFIG, args)["model"]
         size = profile_size or model_cfg["max_size"]
-        row = profile(model_cfg["arch"], model_cfg["backbone"], [model_cfg["neck"]], size, model_cfg["num_classes"],
+        row = profile_model(model_cfg["arch"], model_cfg["backbone"], [model_cfg["neck"]], size, model_cfg["num_classes"],
                       warmup=1, repeats=3 if quick else 20, neck_cfg=model_cfg["neck_cfg"], model_cfg=model_cfg)[0]
         results[name].update(params_m=row.detector_params_m, latency_ms=row.detector_ms, gflops=row.detector_gflops)
     return results
@@ -100,8 +104,9 @@ def summary_table(results: dict, title: str) -> str:
             if r.get("seeds", 1) > 1:
                 cell += f" ± {100 * r[m + '_std']:.1f}"
             cells.append(cell)
-        lines.append(f"| {name} | {' | '.join(cells)} | {r['params_m']:.2f} | {r['gflops']:.1f} "
-                     f"| {r['latency_ms']:.0f} |")
+        cost = (f"{r['params_m']:.2f} | {r['gflops']:.1f} | {r['latency_ms']:.0f}" if "params_m" in r
+                else "- | - | -")
+        lines.append(f"| {name} | {' | '.join(cells)} | {cost} |")
     return "\n".join(lines)
 
 

@@ -24,8 +24,8 @@ def tiny_overrides(data_root, out_dir, *extra) -> list[str]:
         "data.num_workers=0", "model.backbone=resnet_tiny", "model.norm=gn", "model.trainable_layers=5",
         "model.out_channels=32", "model.num_classes=10", "model.min_size=96", "model.max_size=96",
         "model.pretrained_backbone=null", "model.anchor_sizes=[16, 32, 64, 128, 256]",
-        "model.detector_cfg={rpn_batch_size_per_image: 64, box_batch_size_per_image: 64, "
-        "rpn_post_nms_top_n_train: 200, rpn_post_nms_top_n_test: 100}",
+        ("model.detector_cfg={rpn_batch_size_per_image: 64, box_batch_size_per_image: 64, "
+         "rpn_post_nms_top_n_train: 200, rpn_post_nms_top_n_test: 100}"),
         "train.batch_size=4", "train.base_batch_size=4", "train.base_lr=0.01", "train.warmup_iters=2",
         "train.log_every=1", "train.eval_every=0", f"output_dir={out_dir}", *extra,
     ]

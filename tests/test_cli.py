@@ -1,0 +1,85 @@
+"""The command line end to end on seconds-long runs: demo --quick, eval, predict, visualize, synth."""
+
+import json
+
+import pytest
+
+from dsic.cli import main
+from dsic.config import ConfigError
+from dsic.demo import BASE_CONFIG, data_overrides
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    main(["demo", "--quick", "--out", str(out)])
+    return out
+
+
+def test_demo_quick_writes_table_plots_and_checkpoints(quick_demo, capsys):
+    table = (quick_demo / "summary.md").read_text()
+    assert "| fpn |" in table and "| dsic |" in table and "CPU latency" in table
+    summary = json.loads((quick_demo / "summary.json").read_text())
+    assert set(summary) == {"fpn", "dsic"} and summary["dsic"]["params_m"] > summary["fpn"]["params_m"]
+    for name in ("ap_bars.png", "loss_curves.png"):
+        assert (quick_demo / "plots" / name).stat().st_size > 1000
+    assert len(list((quick_demo / "plots" / "gates_dsic").glob("*_gates.png"))) == 3
+    # a second run reuses the finished runs instead of training again
+    main(["demo", "--quick", "--out", str(quick_demo)])
+    assert "is complete, reusing it" in capsys.readouterr().out
+
+
+def test_eval_predict_visualize(quick_demo, tmp_path, capsys):
+    data = quick_demo / "data" / "synth"
+    ckpt = quick_demo / "dsic_seed0" / "final.pth"
+    overrides = data_overrides(data) + ["model.neck=dsic", "model.min_size=160", "model.max_size=160",
+                                        f"output_dir={tmp_path / 'eval'}"]
+    main(["eval", str(BASE_CONFIG), str(ckpt), *overrides, "--evaluator", "pycocotools"])
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics["bbox"]) >= {"AP", "AP50", "APs", "APm", "APl"}
+    images = sorted((data / "val").iterdir())[:2]
+    main(["predict", str(BASE_CONFIG), str(ckpt), *map(str, images), "--out", str(tmp_path / "pred"),
+          "--score-thresh", "0.0", "--set", *overrides])
+    assert len(list((tmp_path / "pred").glob("*_det.png"))) == 2
+    main(["visualize", str(BASE_CONFIG), str(ckpt), str(images[0]), "--out", str(tmp_path / "vis"),
+          "--set", *overrides])
+    assert (tmp_path / "vis" / f"{images[0].stem}_gates.png").stat().st_size > 1000
+
+
+def test_bad_inputs_name_the_culprit(quick_demo, tmp_path):
+    ckpt = quick_demo / "dsic_seed0" / "final.pth"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"no image here")
+    overrides = data_overrides(quick_demo / "data" / "synth") + ["model.neck=dsic"]
+    with pytest.raises(ValueError, match="cannot read image .*broken.jpg"):
+        main(["predict", str(BASE_CONFIG), str(ckpt), str(broken), "--out", str(tmp_path), "--set", *overrides])
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pth"):
+        main(["predict", str(BASE_CONFIG), str(tmp_path / "nope.pth"), str(broken), "--out", str(tmp_path)])
+    bad_cfg = tmp_path / "bad.yaml"
+    bad_cfg.write_text("model:\n  nek: dsic\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'model.nek' \(did you mean 'model.neck'\?\)"):
+        main(["train", str(bad_cfg)])
+
+
+def test_data_synth_command(tmp_path, capsys):
+    main(["data", "synth", "--out", str(tmp_path / "s"), "--num-train", "3", "--num-val", "2", "--size", "96"])
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["train"]["images"] == 3 and stats["val"]["images"] == 2
+    assert (tmp_path / "s" / "annotations" / "instances_val.json").is_file()
+
+
+def test_benchmark_script_quick(quick_demo, capsys):
+    import runpy
+    import sys
+
+    argv = sys.argv
+    sys.argv = ["run.py", "table4", "--quick", "--seeds", "1", "--out", str(quick_demo)]
+    try:
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(BASE_CONFIG.parents[2] / "benchmarks" / "run.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert done.value.code == 0
+    table = (quick_demo / "table4.md").read_text()
+    for name in ("fpn", "isg", "csg", "dsic"):
+        assert f"| {name} |" in table
