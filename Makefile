@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check dsic tests benchmarks
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
