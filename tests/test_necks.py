@@ -160,3 +160,15 @@ def test_unknown_neck_and_option_are_rejected():
         build_neck("dsic", SPEC, isg_mdoe="tanh")
     with pytest.raises(ValueError, match="ISG coarse mode"):
         build_neck("isg", SPEC, isg_mode="relu")
+
+
+def test_isg_identity_init_starts_as_the_plain_backbone():
+    torch.manual_seed(0)
+    blocks = [torch.rand(2, 16, 6, 6) for _ in range(3)]  # post-ReLU-like block outputs
+    start = StageSelectionGate(16, 3, mode="tanh")(blocks)  # default init: identity
+    rel = (start - blocks[-1]).abs().max() / blocks[-1].abs().max()
+    assert rel < 0.1  # C' ~ B_n: the last block is neither skipped nor cut off from its gradient
+    mean = StageSelectionGate(16, 3, mode="tanh", init="mean")(blocks)
+    assert (mean - blocks[-1]).abs().max() / blocks[-1].abs().max() > 0.3  # B^CS takes over
+    with pytest.raises(ValueError, match="ISG init"):
+        StageSelectionGate(16, 3, init="open")

@@ -25,7 +25,12 @@ and the magnitude map of L_i upsampled to level k (a 1-channel map). This is our
 "magnitude of an upsampled path" (exact for GAP; GMP and |.| commute with bilinear upsampling only
 approximately) and saves several full-resolution passes at the finest level.
 
-Signals are initialised open (act(w) ~ 1/n, act(s) ~ 1/2; see :func:`dsic.ops.gate.bias_for`).
+Signals are initialised open (act(w) ~ 1/n, act(s) ~ 1/2; see :func:`dsic.ops.gate.bias_for`),
+where the activations are sensitive, and the output convs (the laterals without ``output_conv``)
+are initialised with the gain 1 / (act(w) act(s)) (= 2n), so that CSG starts at the scale of
+FC-FPN (the ungated sum). Without that gain the initial pyramid is 2n times weaker than FPN's and
+so are the gradients reaching the backbone: a from-scratch CSG Faster R-CNN reached 39.9 AP
+against FPN's 56.3 on the embedded benchmark (measured, BENCHMARKS.md).
 :meth:`CSG.gate_states` returns the n x n state matrix W[b, i, k] = mean_c act(w_ik) per image and
 the selection maps s_ik, for visualisation.
 """
@@ -78,6 +83,13 @@ class ControlUnit(nn.Module):
         w = gate_activation(w.unflatten(1, (self.n, self.channels)), self.mode, dim=1)
         s = gate_activation(self.select(spatial_znorm(torch.cat(magnitudes, 1))), self.select_mode, dim=1)
         return w, s
+
+
+def initial_opening(mode: str, target: float, paths: int) -> float:
+    """act(b) of a signal initialised by ``bias_for(mode, target)`` (softmax: 1 / paths)."""
+    if mode == "softmax":
+        return 1.0 / paths
+    return gate_activation(torch.tensor(bias_for(mode, target)), mode).item()
 
 
 def magnitude(x: Tensor) -> Tensor:
@@ -134,6 +146,12 @@ class CSG(nn.Module):
         self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
         if self.output is not None:
             init_conv(self.output)
+        # compensate the gates' initial opening act(w) * act(s) so that CSG starts at FC-FPN's scale
+        gain = 1.0 / (initial_opening(mode, 1.0 / n, n) * initial_opening(select_mode, 0.5, n))
+        with torch.no_grad():
+            for layer in self.output if self.output is not None else self.paths.lateral:
+                layer.weight.mul_(gain)
+        self.init_gain = gain
         self.states: dict = {}
 
     def resample(self, feats: list[Tensor]) -> list[list[Tensor]]:

@@ -18,9 +18,13 @@ Choices the paper leaves open (configurable):
 
 * ``mode`` (coarse activation), default ``tanh``, the paper's best gate mode.
 * ``reduction``: hidden = max(C // reduction, 16) channels in the control unit (default 16, like SE).
-* The control signals are *initialised* so that act(b_j) ~ 1/(n-1) for every j (the last conv has
-  small weights, std 0.01, and a bias solving act(bias) = 1/(n-1), clamped into the activation's
-  range): B^CS starts near the mean of the former blocks and every path gets gradients at once.
+* **Initialisation (``isg_init``)**, a real question: Fine Selection's a = max(tanh(GAP + GMP), 0)
+  saturates at 1 on post-ReLU features unless B^CS is small, and then C' = B^CS skips the last
+  block B_n, whose gradient (1 - a) vanishes: with signals starting at 1/(n-1) a from-scratch
+  ResNet loses the last block of every stage. ``identity`` (default): the coarse signals start
+  closed (act(b_j) ~ 0: bias act^-1(0), weights std 0.001), so B^CS ~ 0, a ~ 0 and C' ~ B_n, ISG
+  starts as the plain backbone and opens paths as it learns (softmax cannot close all paths and
+  starts at 1/(n-1)). ``mean``: act(b_j) = 1/(n-1), B^CS starts as the mean of the former blocks.
 * A stage with a single block has nothing to select: ISG passes it through.
 """
 
@@ -36,16 +40,18 @@ from .fpn import TopDown
 
 COARSE_MODES = ("softmax", "sigmoid", "tanh")
 CONTROLS = ("pooled", "conv")
+INITS = ("identity", "mean")
 
 
 class StageSelectionGate(nn.Module):
     """ISG for one stage with ``num_blocks`` blocks of ``channels`` channels."""
 
     def __init__(self, channels: int, num_blocks: int, mode: str = "tanh", reduction: int = 16,
-                 control: str = "pooled"):
+                 control: str = "pooled", init: str = "identity"):
         super().__init__()
         self.mode = check_mode(mode, COARSE_MODES, "ISG coarse mode")
         self.control = check_mode(control, CONTROLS, "ISG control")
+        check_mode(init, INITS, "ISG init")
         self.channels = channels
         self.num_former = num_blocks - 1
         self.states: dict[str, Tensor] = {}
@@ -59,8 +65,9 @@ class StageSelectionGate(nn.Module):
         nn.init.kaiming_uniform_(self.squeeze[0].weight, a=1)
         if self.squeeze[0].bias is not None:
             nn.init.zeros_(self.squeeze[0].bias)
-        nn.init.normal_(self.signals.weight, std=0.01)
-        nn.init.constant_(self.signals.bias, bias_for(self.mode, 1.0 / self.num_former))
+        nn.init.normal_(self.signals.weight, std=0.001)
+        target = 0.0 if init == "identity" else 1.0 / self.num_former
+        nn.init.constant_(self.signals.bias, bias_for(self.mode, target))
 
     def coarse_signals(self, former: list[Tensor]) -> Tensor:
         """Activated b_j, [B, n-1, C, 1, 1]."""
@@ -89,13 +96,14 @@ class StageSelectionGate(nn.Module):
 class ISG(nn.Module):
     """One :class:`StageSelectionGate` per returned stage; maps block lists to stage outputs C'_i."""
 
-    def __init__(self, spec: BackboneSpec, mode: str = "tanh", reduction: int = 16, control: str = "pooled"):
+    def __init__(self, spec: BackboneSpec, mode: str = "tanh", reduction: int = 16, control: str = "pooled",
+                 init: str = "identity"):
         super().__init__()
         for channels in spec.block_channels:
             if len(set(channels)) != 1:
                 raise ValueError(f"ISG needs blocks of equal channels within a stage, got {channels}")
         self.stages = nn.ModuleList(
-            StageSelectionGate(c[-1], len(c), mode, reduction, control) for c in spec.block_channels
+            StageSelectionGate(c[-1], len(c), mode, reduction, control, init) for c in spec.block_channels
         )
 
     def forward(self, blocks: list[list[Tensor]]) -> list[Tensor]:
@@ -116,9 +124,10 @@ class ISGFPN(Neck):
     torchvision_fpn_prefix = "fpn."
 
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
-                 isg_mode: str = "tanh", isg_reduction: int = 16, isg_control: str = "pooled"):
+                 isg_mode: str = "tanh", isg_reduction: int = 16, isg_control: str = "pooled",
+                 isg_init: str = "identity"):
         super().__init__(spec, out_channels, extra)
-        self.isg = ISG(spec, isg_mode, isg_reduction, isg_control)
+        self.isg = ISG(spec, isg_mode, isg_reduction, isg_control, isg_init)
         self.fpn = TopDown(self.in_channels, out_channels)
 
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:

@@ -78,16 +78,18 @@ class Gate(nn.Module):
 def bias_for(mode: str, target: float) -> float:
     """A bias b with act(b) == target, to initialise a signal so its path starts open by ``target``.
 
-    ``target`` is clamped into [0.05, 0.9] (inside the activation's open range). For ``softmax``
-    the answer is 0: equal logits give each of the n competing paths 1/n.
+    ``target`` is clamped inside the activation's open range (tanh: |t| <= 0.9; sigmoid:
+    0.05..0.95). For ``softmax`` the answer is 0: equal logits give each of n competing paths 1/n.
     """
-    target = min(max(target, 0.05), 0.9)
-    if mode in ("softmax", "identity"):
-        return 0.0 if mode == "softmax" else target
+    if mode == "softmax":
+        return 0.0
+    if mode == "identity":
+        return target
     if mode == "sigmoid":
-        return math.log(target / (1 - target))
+        t = min(max(target, 0.05), 0.95)
+        return math.log(t / (1 - t))
     if mode in ("tanh", "relu_tanh"):
-        return math.atanh(target)
+        return math.atanh(min(max(target, -0.9), 0.9))
     raise ValueError(f"unknown gate mode {mode!r}; expected one of {', '.join(GATE_MODES)}")
 
 
