@@ -172,3 +172,19 @@ def test_isg_identity_init_starts_as_the_plain_backbone():
     assert (mean - blocks[-1]).abs().max() / blocks[-1].abs().max() > 0.3  # B^CS takes over
     with pytest.raises(ValueError, match="ISG init"):
         StageSelectionGate(16, 3, init="open")
+
+
+@pytest.mark.parametrize("mode", ["softmax", "sigmoid", "tanh"])
+def test_csg_starts_at_the_scale_of_fcfpn(mode):
+    # the output convs' gain undoes act(w) * act(s), so the initial pyramid is as strong as the ungated sum
+    torch.manual_seed(0)
+    csg = build_neck("csg", SPEC, 16, None, csg_mode=mode, select_mode=mode)
+    fcfpn = build_neck("fcfpn", SPEC, 16, None)
+    fcfpn.paths.load_state_dict(csg.csg.paths.state_dict())
+    for ours, ref in zip(csg.csg.output, fcfpn.output):
+        ref.load_state_dict({"weight": ours.weight / csg.csg.init_gain, "bias": ours.bias})
+    blocks = blocks_for(SPEC)
+    out, ref = csg(blocks), fcfpn(blocks)
+    for k in out:
+        ratio = out[k].std() / ref[k].std()
+        assert 0.7 < ratio < 1.3, (k, ratio)
