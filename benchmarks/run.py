@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only-seed", type=int, default=None,
                         help="train and report this seed alone, without profiling (to split a table "
                              "over processes; run again without it to aggregate and profile)")
+    parser.add_argument("--variants", default=None, help="comma-separated subset of the table's rows")
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     args = parser.parse_args(argv)
@@ -61,7 +62,13 @@ def main(argv=None) -> int:
         return 0
     out = Path(args.out)
     seeds = [args.only_seed] if args.only_seed is not None else list(range(args.seeds))
-    results = run_variants(out, variants(args.table), seeds, args.quick, profile=args.only_seed is None)
+    rows = variants(args.table)
+    if args.variants:
+        unknown = set(args.variants.split(",")) - set(rows)
+        if unknown:
+            raise SystemExit(f"{args.table} has no rows {sorted(unknown)}; its rows: {', '.join(rows)}")
+        rows = {k: v for k, v in rows.items() if k in args.variants.split(",")}
+    results = run_variants(out, rows, seeds, args.quick, profile=args.only_seed is None)
     title = TITLES[args.table] + f"; COCO metrics in %, mean ± std over seeds {seeds}"
     name = args.table if args.only_seed is None else f"{args.table}_seed{args.only_seed}"
     print(write_summary(out, results, title, name=name))
