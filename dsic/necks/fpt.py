@@ -1,26 +1,41 @@
 """FPT: Feature Pyramid Transformer (Zhang et al., 2020), written from the paper, simplified for CPU.
 
-Built on the FPN's outputs P_i (:class:`~dsic.necks.fpn.TopDown`). Each level is transformed by
+FPT transforms the FPN's outputs P_i (:class:`~dsic.necks.fpn.TopDown`, torchvision-identical)
+into a pyramid of the same size with three transformers per level:
 
-* **self-transformer** (ST): non-local attention inside the level, queries from P_i, keys and
-  values from P_i;
-* **grounding transformer** (GT, top-down): queries from the finer P_i, keys/values from the
-  coarser P_{i+1}; similarity is the negative squared Euclidean distance, as in the paper
-  (-||q - k||^2, whose |q|^2 term cancels in the softmax over keys);
-* **rendering transformer** (RT, bottom-up): queries from the coarser P_i, keys/values from the
-  finer P_{i-1}: channel weights sigmoid(GAP(K)) re-weight Q, V is brought to P_i's size by a stride-2
-  3x3 conv, and their sum is refined by a 3x3 conv;
+* **self-transformer** (ST): non-local interaction inside P_i: queries, keys and values from P_i,
+  dot-product similarity;
+* **grounding transformer** (GT, top-down): the coarser P_{i+1} grounds the finer P_i: queries
+  from P_i, keys/values from P_{i+1}, similarity the negative squared Euclidean distance
+  -|q - k|^2 as in the paper (computed as 2 q.k - |k|^2: the |q|^2 term cancels in the softmax
+  over keys);
+* **rendering transformer** (RT, bottom-up): the finer P_{i-1} renders the coarser P_i, a
+  channel-wise interaction as in the paper: Q = P_i, K = V = P_{i-1}; w = GAP(K) re-weights Q
+  per channel, Q_att = conv3x3(Q * w), V_dow = conv3x3_stride2(V), output conv3x3(ReLU(Q_att +
+  V_dow)) (the ReLU before the last conv is our choice);
 
-and the level's output is a 3x3 conv over the concatenation [P_i, ST, GT, RT] (GT missing on the
-coarsest level, RT on the finest).
+and each output level is a 3x3 conv of the concatenation [P_i, ST_i, GT_i, RT_i] back to
+``out_channels`` (GT is absent on the coarsest level, RT on the finest).
 
-Simplifications (documented choices):
+Attention normalisation is the paper's mixture of softmaxes (MoS): q and k are split into
+``softmaxes`` groups, each group gives a softmax over the keys, and the maps are mixed with
+weights pi_n = softmax_n(w_n . mean_j k_j) (learned w_n, mean over the key positions);
+``softmaxes=1`` is a single softmax. Logits are scaled by 1/sqrt(group width).
+
+Simplifications (documented choices, to keep FPT feasible on CPU):
 
 * keys and values of ST and GT are average-pooled to at most ``kv_size`` x ``kv_size`` positions
-  (default 16), which keeps attention linear in the number of query pixels;
-* a single softmax per attention (the paper's mixture of softmaxes is left out) with query/key
-  width ``out_channels // reduction`` (default 4);
-* GT and RT use the adjacent level only (the paper lets every higher / lower level interact).
+  (default 16), so attention costs O(HW * kv_size^2) instead of O((HW)^2);
+* query/key width ``out_channels // reduction`` (default 4);
+* values are the features themselves, with no value or output projection: attention averaging
+  is linear, so 1x1 projections there would be absorbed by the 3x3 fusion conv that follows;
+* GT and RT use the adjacent level only (the paper lets a level interact with every coarser /
+  finer one), and GT attends globally (no locality-constrained GT, which the paper uses for
+  semantic segmentation);
+* no normalisation layers.
+
+The attention (logits, softmaxes, weighted sum) is computed in float32 even under autocast, since
+the Euclidean logits overflow float16 for large features.
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ from torch import Tensor, nn
 
 from ..backbones.staged import BackboneSpec
 from .base import Neck, conv, init_conv
+from .fpg import fit
 from .fpn import TopDown
 
 
@@ -40,55 +56,87 @@ def tokens(x: Tensor) -> Tensor:
 
 
 class Attention(nn.Module):
-    """Queries from ``x``, keys/values from ``context`` pooled to <= kv_size^2 positions."""
+    """Queries from ``x``, keys and values from ``context`` (average-pooled to <= kv_size^2
+    positions), dot-product or negative squared Euclidean similarity, mixture of softmaxes."""
 
-    def __init__(self, channels: int, width: int, kv_size: int, euclidean: bool):
+    def __init__(self, channels: int, width: int, kv_size: int, euclidean: bool, softmaxes: int = 2):
         super().__init__()
+        if softmaxes < 1 or width % softmaxes:
+            raise ValueError(f"FPT softmaxes must be >= 1 and divide the query width {width}, got {softmaxes}")
         self.q, self.k = conv(channels, width, 1), conv(channels, width, 1)
-        self.v, self.out = conv(channels, channels, 1), conv(channels, channels, 1)
-        self.kv_size, self.euclidean, self.scale = kv_size, euclidean, width ** -0.5
+        self.mix = nn.Linear(width, softmaxes) if softmaxes > 1 else None
+        if self.mix is not None:  # uniform mixture at the start
+            nn.init.zeros_(self.mix.weight)
+            nn.init.zeros_(self.mix.bias)
+        self.kv_size, self.euclidean, self.groups = kv_size, euclidean, softmaxes
+        self.scale = (width // softmaxes) ** -0.5
 
-    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+    def pool(self, context: Tensor) -> Tensor:
         h, w = context.shape[-2:]
         if h * w > self.kv_size ** 2:
             context = F.adaptive_avg_pool2d(context, (min(h, self.kv_size), min(w, self.kv_size)))
-        q, k, v = tokens(self.q(x)), tokens(self.k(context)), tokens(self.v(context))
-        logits = q @ k.transpose(1, 2)
+        return context
+
+    def weights(self, q: Tensor, k: Tensor) -> Tensor:
+        """Attention weights [B, HW_q, HW_k] (rows sum to 1) in float32, from the projected queries
+        [B, width, H, W] and keys [B, width, h, w]."""
+        q = tokens(q).float().unflatten(2, (self.groups, -1)).transpose(1, 2)  # [B, n, HWq, d]
+        k = tokens(k).float()  # [B, HWk, width]
+        kg = k.unflatten(2, (self.groups, -1)).transpose(1, 2)  # [B, n, HWk, d]
+        logits = q @ kg.transpose(-1, -2)
         if self.euclidean:  # -|q - k|^2 up to the per-query constant |q|^2
-            logits = 2 * logits - (k * k).sum(-1).unsqueeze(1)
+            logits = 2 * logits - (kg * kg).sum(-1).unsqueeze(-2)
         attn = torch.softmax(logits * self.scale, dim=-1)
-        y = (attn @ v).transpose(1, 2).reshape(x.shape[0], -1, *x.shape[-2:])
-        return self.out(y)
+        if self.mix is None:
+            return attn[:, 0]
+        pi = torch.softmax(F.linear(k.mean(1), self.mix.weight.float(), self.mix.bias.float()), dim=-1)
+        return torch.einsum("bn,bnqk->bqk", pi, attn)
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        context = self.pool(context)
+        q, k = self.q(x), self.k(context)
+        with torch.autocast(x.device.type, enabled=False):
+            y = self.weights(q, k) @ tokens(context).float()
+        return y.transpose(1, 2).reshape(x.shape[0], -1, *x.shape[-2:]).to(x.dtype)
 
 
 class Rendering(nn.Module):
-    """RT: the finer level ``low`` renders the coarser ``high``."""
+    """RT: the finer level ``low`` renders the coarser ``high`` (see module docstring)."""
 
     def __init__(self, channels: int):
         super().__init__()
-        self.q, self.k, self.v = conv(channels, channels, 1), conv(channels, channels, 1), conv(channels, channels, 1)
-        self.down = conv(channels, channels, 3, stride=2)
+        self.q_conv = conv(channels, channels, 3)
+        self.v_down = conv(channels, channels, 3, stride=2)
         self.refine = conv(channels, channels, 3)
 
     def forward(self, high: Tensor, low: Tensor) -> Tensor:
-        weights = torch.sigmoid(self.k(low).mean((2, 3), keepdim=True))
-        v = self.down(self.v(low))
-        if v.shape[-2:] != high.shape[-2:]:
-            v = F.interpolate(v, size=high.shape[-2:], mode="nearest")
-        return self.refine(F.relu(self.q(high) * weights + v))
+        w = low.mean((2, 3), keepdim=True)  # GAP(K), K = low
+        q_att = self.q_conv(high * w)
+        v_dow = fit(self.v_down(low), high)  # V = low
+        return self.refine(F.relu(q_att + v_dow))
 
 
 class FPT(Neck):
+    """Feature Pyramid Transformer on the FPN outputs (see module docstring).
+
+    Args:
+        reduction: query/key width = ``out_channels // reduction`` (at least 8).
+        kv_size: keys/values are average-pooled to at most ``kv_size`` x ``kv_size`` positions.
+        softmaxes: number of softmaxes in the mixture (1 = a single softmax).
+    """
+
     torchvision_fpn_prefix = "fpn."
 
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
-                 reduction: int = 4, kv_size: int = 16):
+                 reduction: int = 4, kv_size: int = 16, softmaxes: int = 2):
         super().__init__(spec, out_channels, extra)
+        if kv_size < 1 or reduction < 1:
+            raise ValueError(f"FPT kv_size and reduction must be >= 1, got {kv_size}, {reduction}")
         n, c = len(self.in_channels), out_channels
         width = max(c // reduction, 8)
         self.fpn = TopDown(self.in_channels, c)
-        self.self_t = nn.ModuleList(Attention(c, width, kv_size, euclidean=False) for _ in range(n))
-        self.ground_t = nn.ModuleList(Attention(c, width, kv_size, euclidean=True) for _ in range(n - 1))
+        self.self_t = nn.ModuleList(Attention(c, width, kv_size, False, softmaxes) for _ in range(n))
+        self.ground_t = nn.ModuleList(Attention(c, width, kv_size, True, softmaxes) for _ in range(n - 1))
         self.render_t = nn.ModuleList(Rendering(c) for _ in range(n - 1))
         parts = [2 + (i < n - 1) + (i > 0) for i in range(n)]
         self.fuse = nn.ModuleList(conv(p * c, c, 3) for p in parts)

@@ -4,7 +4,9 @@ N_1 = P_1; N_{i+1} = ReLU(conv3x3(ReLU(conv3x3_stride2(N_i)) + P_{i+1})), as the
 building block (a stride-2 3x3 conv on the finer map, element-wise sum with the lateral P_{i+1},
 a 3x3 conv on the sum, ReLU after each conv). The FPN part is :class:`~dsic.necks.fpn.TopDown`
 (torchvision-identical), so ``panet``'s P levels equal ``fpn``'s outputs for the same weights.
-Adaptive feature pooling (PANet's RoI-side change) is not part of a neck and is left out.
+Adaptive feature pooling (PANet's RoI-side change) is not part of a neck and is left out, and so
+are normalisation layers (as in every neck of this package). If a stride-2 conv does not land
+exactly on P_{i+1}'s size (odd sizes from a backbone that floors), it is resized (nearest) first.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from torch import Tensor, nn
 
 from ..backbones.staged import BackboneSpec
 from .base import Neck, conv, init_conv
+from .fpg import fit
 from .fpn import TopDown
 
 
 class PANet(Neck):
+    """FPN + bottom-up path augmentation (see module docstring); no options."""
+
     torchvision_fpn_prefix = "fpn."
 
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool"):
@@ -33,5 +38,5 @@ class PANet(Neck):
         p = self.fpn([b[-1] for b in blocks])
         n = [p[0]]
         for down, fuse, lateral in zip(self.down, self.fuse, p[1:]):
-            n.append(F.relu(fuse(F.relu(down(n[-1])) + lateral)))
+            n.append(F.relu(fuse(F.relu(fit(down(n[-1]), lateral)) + lateral)))
         return n
