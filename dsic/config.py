@@ -1,185 +1,381 @@
-"""YAML configs: defaults, ``_base_`` inheritance, dotted overrides and strict validation.
+"""YAML run configs: defaults, ``_base_`` inheritance, dotted overrides and strict validation.
 
-A config file is a mapping with the sections below (every key optional; defaults in
-:data:`DEFAULTS`). ``_base_: path`` (relative to the file, or a list of paths) is merged first.
-Overrides are ``dotted.key=value`` strings whose value is parsed as YAML (``train.epochs=2``,
-``model.neck_cfg={csg_mode: softmax}``). Unknown keys and wrong types raise :class:`ConfigError`
-naming the file and the dotted key, with the closest valid key as a hint. ``model.neck_cfg`` and
-``model.detector_cfg`` are free-form (checked later by the neck / the detector class).
+A config file is a mapping with the sections ``model``, ``data``, ``train``, ``eval`` and the keys
+``output_dir`` and ``device`` (every key optional; defaults in :data:`SCHEMA`, documented in
+``docs/engine.md``). Loading order, later wins, mappings are merged key by key (deep merge):
+
+1. the defaults;
+2. ``_base_: path`` (relative to the file naming it; a list is merged in order), recursively;
+3. the file itself;
+4. overrides ``dotted.key=value``, the value parsed as YAML (``train.epochs=2``,
+   ``model.neck_cfg={csg_mode: softmax}``, ``train.base_lr=1e-3``).
+
+A mapping containing ``_replace_: true`` replaces the inherited mapping instead of merging into it.
+Unknown keys, wrong types and invalid choices raise :class:`ConfigError` naming the file (or the
+override) that holds them and the dotted key, with the closest valid key as a hint.
+``model.neck_cfg`` and ``model.detector_cfg`` are free-form (checked by the neck / the detector).
+Numbers such as ``1e-4`` are floats (PyYAML alone reads them as strings).
+
+Derived values are filled in by :func:`finalize`: ``train.epochs`` and ``train.steps`` from the
+schedule, ``data.with_masks`` and ``eval.iou_types`` from the architecture and ``output_dir``
+(``runs/<config file stem>``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import difflib
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
-DEFAULTS: dict = {
-    "model": {
-        "arch": "faster_rcnn", "backbone": "resnet50", "neck": "dsic", "num_classes": 80,
-        "pretrained_backbone": None, "norm": "frozen_bn", "trainable_layers": 3, "out_channels": 256,
-        "neck_cfg": {}, "min_size": 800, "max_size": 1333, "anchor_sizes": None, "return_stages": None,
-        "detector_cfg": {}, "init_from": None,
-    },
-    "data": {
-        "train": {"images": None, "annotations": None},
-        "val": {"images": None, "annotations": None},
-        "train_scales": None, "hflip_prob": 0.5, "num_workers": 2, "with_masks": None,
-    },
-    "train": {
-        "epochs": 12, "batch_size": 2, "base_lr": 0.02, "base_batch_size": 16, "momentum": 0.9,
-        "weight_decay": 1e-4, "norm_bias_decay": True, "warmup_iters": 500, "warmup_factor": 0.001,
-        "schedule": "1x", "steps": None, "gamma": 0.1, "grad_clip": None, "amp": True, "seed": 0,
-        "eval_every": 1, "checkpoint_every": 1, "log_every": 20, "max_iters": None,
-        "find_unused_parameters": False, "sync_bn": False,
-    },
-    "eval": {"evaluator": "faster_coco_eval", "iou_types": None, "max_dets": 100, "batch_size": 2},
-    "output_dir": None,
-    "device": None,
-}
-FREE_FORM = {"model.neck_cfg", "model.detector_cfg"}
-# allowed types per key beyond the default's own type (None defaults accept these)
-TYPES = {
-    "model.pretrained_backbone": (str,), "model.anchor_sizes": (list,), "model.return_stages": (list,),
-    "model.init_from": (str,), "data.train.images": (str,), "data.train.annotations": (str,),
-    "data.val.images": (str,), "data.val.annotations": (str,), "data.train_scales": (list,),
-    "data.with_masks": (bool,), "train.steps": (list,), "train.grad_clip": (int, float),
-    "train.max_iters": (int,), "eval.iou_types": (list,), "output_dir": (str,), "device": (str,),
-}
-CHOICES = {
-    "model.arch": ("faster_rcnn", "mask_rcnn", "fcos", "retinanet"),
-    "model.norm": ("frozen_bn", "bn", "gn"),
-    "train.schedule": ("1x", "2x", "custom"),
-    "eval.evaluator": ("faster_coco_eval", "pycocotools"),
-}
-SCHEDULES = {"1x": (12, (8, 11)), "2x": (24, (16, 22))}
 
 
 class ConfigError(ValueError):
     """A config file or override is malformed; the message names the file and the key."""
 
 
+@dataclass(frozen=True)
+class Leaf:
+    """One config value: its default, accepted kinds and constraints."""
+
+    default: object
+    kinds: tuple[str, ...]  # among: int, float, str, bool, list, dict ("dict" = free-form mapping)
+    nullable: bool = False
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    items: str | None = None  # the kind of list items
+    doc: str = ""
+
+
+ARCHS = ("faster_rcnn", "mask_rcnn", "fcos", "retinanet")
+SCHEDULES = {"1x": (12, (8, 11)), "2x": (24, (16, 22))}  # name -> (epochs, lr drops at epochs)
+IOU_TYPES = ("bbox", "segm")
+
+SCHEMA: dict = {
+    "model": {
+        "arch": Leaf("faster_rcnn", ("str",), choices=ARCHS),
+        "backbone": Leaf("resnet50", ("str",)),
+        "neck": Leaf("dsic", ("str",)),
+        "num_classes": Leaf(80, ("int",), min=1, doc="foreground classes K (labels 1..K)"),
+        "pretrained_backbone": Leaf(None, ("str",), nullable=True, doc="null | imagenet | path"),
+        "norm": Leaf("frozen_bn", ("str",), choices=("frozen_bn", "bn", "gn")),
+        "trainable_layers": Leaf(3, ("int",), min=0),
+        "out_channels": Leaf(256, ("int",), min=1),
+        "neck_cfg": Leaf({}, ("dict",)),
+        "min_size": Leaf(800, ("int", "list"), min=1, items="int"),
+        "max_size": Leaf(1333, ("int",), min=1),
+        "anchor_sizes": Leaf(None, ("list",), nullable=True, items="float"),
+        "return_stages": Leaf(None, ("list",), nullable=True, items="int"),
+        "detector_cfg": Leaf({}, ("dict",)),
+        "init_from": Leaf(None, ("str",), nullable=True),
+    },
+    "data": {
+        "train": {"images": Leaf(None, ("str",), nullable=True), "annotations": Leaf(None, ("str",), nullable=True)},
+        "val": {"images": Leaf(None, ("str",), nullable=True), "annotations": Leaf(None, ("str",), nullable=True)},
+        "train_scales": Leaf(None, ("list",), nullable=True, items="int", min=1),
+        "hflip_prob": Leaf(0.5, ("float",), min=0, max=1),
+        "num_workers": Leaf(2, ("int",), min=0),
+        "with_masks": Leaf(None, ("bool",), nullable=True, doc="null: true for mask_rcnn"),
+    },
+    "train": {
+        "epochs": Leaf(None, ("int",), nullable=True, min=1, doc="null: the schedule's (12 for 1x, 24 for 2x)"),
+        "batch_size": Leaf(2, ("int",), min=1, doc="images per process"),
+        "base_lr": Leaf(0.02, ("float",), min=0),
+        "base_batch_size": Leaf(16, ("int",), min=1),
+        "momentum": Leaf(0.9, ("float",), min=0),
+        "weight_decay": Leaf(1e-4, ("float",), min=0),
+        "norm_bias_decay": Leaf(True, ("bool",)),
+        "warmup_iters": Leaf(500, ("int",), min=0),
+        "warmup_factor": Leaf(0.001, ("float",), min=0, max=1),
+        "schedule": Leaf("1x", ("str", "list"), choices=tuple(SCHEDULES), items="float", min=0),
+        "steps": Leaf(None, ("list",), nullable=True, items="float", min=0),
+        "gamma": Leaf(0.1, ("float",), min=0),
+        "grad_clip": Leaf(None, ("float",), nullable=True, min=0),
+        "amp": Leaf(True, ("bool",)),
+        "seed": Leaf(0, ("int",), min=0),
+        "eval_every": Leaf(1, ("int",), min=0),
+        "checkpoint_every": Leaf(1, ("int",), min=0),
+        "log_every": Leaf(20, ("int",), min=1),
+        "max_iters": Leaf(None, ("int",), nullable=True, min=1),
+        "find_unused_parameters": Leaf(False, ("bool",)),
+        "sync_bn": Leaf(False, ("bool",)),
+    },
+    "eval": {
+        "evaluator": Leaf("faster_coco_eval", ("str",), choices=("faster_coco_eval", "pycocotools")),
+        "iou_types": Leaf(None, ("list",), nullable=True, items="str"),
+        "max_dets": Leaf(100, ("int",), min=10),
+        "batch_size": Leaf(2, ("int",), min=1),
+    },
+    "output_dir": Leaf(None, ("str",), nullable=True),
+    "device": Leaf(None, ("str",), nullable=True, doc="null | auto | cpu | cuda | cuda:N"),
+}
+FREE_FORM = ("neck_cfg", "detector_cfg")
+REPLACE = "_replace_"
+
+
+def _defaults(schema: dict) -> dict:
+    return {k: _defaults(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()}
+
+
+DEFAULTS: dict = _defaults(SCHEMA)
+
+
+def _dotted_keys(schema: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in schema.items():
+        out.append(prefix + key)
+        if isinstance(value, dict):
+            out += _dotted_keys(value, f"{prefix}{key}.")
+    return out
+
+
+ALL_KEYS = _dotted_keys(SCHEMA)
+
+
+# --- YAML with numbers as a command line means them -------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-4`` / ``1E5`` as floats (YAML 1.1 demands a dot)."""
+
+
+_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.VERBOSE)
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _first in "-+0123456789.":
+    _Loader.yaml_implicit_resolvers[_first] = [
+        (tag, rx) for tag, rx in _Loader.yaml_implicit_resolvers.get(_first, []) if tag != "tag:yaml.org,2002:float"]
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+
+
+# --- reading, merging, validating --------------------------------------------------------------------
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: malformed YAML: {err}") from err
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config must be a mapping of sections")
+        raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
     return data
 
 
 def merge(base: dict, new: dict) -> dict:
+    """Deep merge ``new`` into a copy of ``base`` (``_replace_: true`` in a mapping replaces instead)."""
     out = copy.deepcopy(base)
     for key, value in new.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("neck_cfg", "detector_cfg"):
+        if isinstance(value, dict) and value.get(REPLACE):
+            out[key] = copy.deepcopy({k: v for k, v in value.items() if k != REPLACE})
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
-def read_with_bases(path: Path, seen: tuple = ()) -> dict:
-    path = path.resolve()
-    if path in seen:
-        raise ConfigError(f"{path}: _base_ inheritance loops back to itself")
+def _strip_replace(cfg):
+    if isinstance(cfg, dict):
+        return {k: _strip_replace(v) for k, v in cfg.items() if k != REPLACE}
+    return cfg
+
+
+def _hint(key: str, prefix: str, schema: dict) -> str:
+    close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{prefix}{close[0]}'?)"
+    dotted = difflib.get_close_matches(prefix + key, ALL_KEYS, n=1, cutoff=0.6)
+    same_leaf = [k for k in ALL_KEYS if k.rsplit(".", 1)[-1] == key]
+    guess = same_leaf[0] if same_leaf else (dotted[0] if dotted else None)
+    if guess:
+        return f" (did you mean '{guess}'?)"
+    return f"; valid keys{' under ' + prefix[:-1] if prefix else ''}: {', '.join(schema)}"
+
+
+def _kind_ok(value, kind: str) -> bool:
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}[kind])
+
+
+def _check_leaf(leaf: Leaf, value, where: str, dotted: str) -> None:
+    if value is None:
+        if leaf.nullable:
+            return
+        raise ConfigError(f"{where}: '{dotted}' must not be null")
+    kinds = " or ".join("a mapping" if k == "dict" else f"a list of {leaf.items}" if k == "list" else k
+                        for k in leaf.kinds)
+    kind = next((k for k in leaf.kinds if _kind_ok(value, k)), None)
+    if kind is None:
+        raise ConfigError(f"{where}: '{dotted}' must be {kinds}, got {value!r}")
+    values = [value]
+    if kind == "list":
+        bad = [v for v in value if not _kind_ok(v, leaf.items)]
+        if bad:
+            raise ConfigError(f"{where}: '{dotted}' must be {kinds}, got {value!r}")
+        values = value
+    elif kind == "str" and leaf.choices and value not in leaf.choices:
+        close = difflib.get_close_matches(value, leaf.choices, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{where}: '{dotted}' = {value!r}, expected one of {', '.join(map(str, leaf.choices))}{hint}")
+    for v in values:
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if number and ((leaf.min is not None and v < leaf.min) or (leaf.max is not None and v > leaf.max)):
+            bounds = " and ".join(b for b in (leaf.min is not None and f">= {leaf.min}",
+                                              leaf.max is not None and f"<= {leaf.max}") if b)
+            raise ConfigError(f"{where}: '{dotted}' = {value!r} is out of range (must be {bounds})")
+
+
+def validate(cfg: dict, where: str, schema: dict = SCHEMA, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` for unknown keys, wrong kinds, choices and ranges in ``cfg``."""
+    for key, value in cfg.items():
+        dotted = prefix + key
+        if key == REPLACE:
+            continue
+        if key not in schema:
+            raise ConfigError(f"{where}: unknown key '{dotted}'{_hint(key, prefix, schema)}")
+        spec = schema[key]
+        if isinstance(spec, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{dotted}' must be a mapping, got {value!r}")
+            validate(value, where, spec, dotted + ".")
+        else:
+            _check_leaf(spec, value, where, dotted)
+
+
+def read_with_bases(path: Path, chain: tuple = ()) -> dict:
+    """The file merged over its ``_base_`` files; each file is validated under its own name."""
+    path = Path(path).resolve()
+    if path in chain:
+        loop = " -> ".join(str(p) for p in (*chain, path))
+        raise ConfigError(f"{path}: _base_ inheritance loops back to itself ({loop})")
     data = _read_yaml(path)
     bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not (isinstance(bases, list) and all(isinstance(b, str) for b in bases)):
+        raise ConfigError(f"{path}: '_base_' must be a path or a list of paths, got {bases!r}")
+    validate(data, str(path))
     merged: dict = {}
-    for base in [bases] if isinstance(bases, str) else bases:
-        merged = merge(merged, read_with_bases(path.parent / base, (*seen, path)))
+    for base in bases:
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: _base_ file not found: {base_path}")
+        merged = merge(merged, read_with_bases(base_path, (*chain, path)))
     return merge(merged, data)
 
 
-def _parse_override(item: str) -> tuple[list[str], object]:
-    if "=" not in item:
+def _leaf(keys: list[str]) -> Leaf | None:
+    node = SCHEMA
+    for k in keys:
+        if not isinstance(node, dict) or k not in node:
+            return None
+        node = node[k]
+    return node if isinstance(node, Leaf) else None
+
+
+def parse_override(item: str) -> dict:
+    """``a.b=value`` -> ``{"a": {"b": value}}`` (value parsed as YAML; a key that only takes strings,
+    such as ``output_dir``, keeps the text as it is)."""
+    if not isinstance(item, str) or "=" not in item:
         raise ConfigError(f"override {item!r} must look like dotted.key=value")
     key, raw = item.split("=", 1)
+    keys = key.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"override {item!r}: malformed key {key!r}")
     try:
-        value = yaml.safe_load(raw)
+        value = parse_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {item!r}: value is not valid YAML: {err}") from err
-    if isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string; a command line means a number
-        with contextlib.suppress(ValueError):
-            value = float(value)
-    return key.strip().split("."), value
-
-
-def _nest(keys: list[str], value) -> dict:
-    for key in reversed(keys):
-        value = {key: value}
+        raise ConfigError(f"override {item!r}: the value is not valid YAML: {err}") from err
+    leaf = _leaf(keys)
+    if leaf is not None and leaf.kinds == ("str",) and isinstance(value, (int, float, bool)):
+        value = raw.strip()
+    for k in reversed(keys):
+        value = {k: value}
     return value
 
 
-def validate(cfg: dict, source: str, defaults: dict = DEFAULTS, prefix: str = "") -> None:
-    for key, value in cfg.items():
-        dotted = prefix + key
-        if key not in defaults:
-            hint = difflib.get_close_matches(key, list(defaults), n=1)
-            where = f" (did you mean '{prefix}{hint[0]}'?)" if hint else f"; valid keys here: {sorted(defaults)}"
-            raise ConfigError(f"{source}: unknown key '{dotted}'{where}")
-        default = defaults[key]
-        if dotted in FREE_FORM:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{dotted}' must be a mapping, got {value!r}")
-            continue
-        if isinstance(default, dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{dotted}' must be a mapping, got {value!r}")
-            validate(value, source, default, dotted + ".")
-            continue
-        allowed = TYPES.get(dotted, ())
-        if value is None and (default is None or dotted in TYPES):
-            continue
-        ok = isinstance(value, allowed) if allowed else False
-        if default is not None:
-            kind = (int, float) if isinstance(default, float) else type(default)
-            ok = ok or (isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool))
-        if not ok:
-            raise ConfigError(f"{source}: '{dotted}' has the wrong type: {value!r}")
-        if dotted in CHOICES and value not in CHOICES[dotted]:
-            raise ConfigError(f"{source}: '{dotted}' = {value!r}, expected one of {', '.join(CHOICES[dotted])}")
+def _as_number(v: float):
+    return int(v) if float(v).is_integer() else float(v)
 
 
-def finalize(cfg: dict, name: str) -> dict:
-    """Fill the derived values: output_dir, schedule steps, mask/iou-type switches."""
-    train = cfg["train"]
-    if train["steps"] is None:
-        if train["schedule"] not in SCHEDULES:
-            raise ConfigError(f"{name}: train.schedule 'custom' needs train.steps")
-        epochs, steps = SCHEDULES[train["schedule"]]
-        train["steps"] = [round(s * train["epochs"] / epochs) for s in steps]
-    masks = cfg["model"]["arch"] == "mask_rcnn"
-    if cfg["data"]["with_masks"] is None:
-        cfg["data"]["with_masks"] = masks
-    if cfg["eval"]["iou_types"] is None:
-        cfg["eval"]["iou_types"] = ["bbox", "segm"] if masks else ["bbox"]
-    if cfg["output_dir"] is None:
-        cfg["output_dir"] = str(Path("runs") / name)
+def finalize(cfg: dict, where: str = "config") -> dict:
+    """Fill the derived values (in place) and check relations between keys; returns ``cfg``."""
+    cfg = _strip_replace(cfg)
+    model, data, train, ev = cfg["model"], cfg["data"], cfg["train"], cfg["eval"]
+    # schedule: epochs and lr drops (in epochs, may be fractional when a named schedule is scaled)
+    schedule = train["schedule"]
+    if train["steps"] is not None:
+        steps = train["steps"]
+        if train["epochs"] is None:
+            train["epochs"] = SCHEDULES[schedule][0] if isinstance(schedule, str) else 12
+    elif isinstance(schedule, list):
+        steps = schedule
+        train["epochs"] = train["epochs"] or 12
+    else:
+        sched_epochs, drops = SCHEDULES[schedule]
+        train["epochs"] = train["epochs"] or sched_epochs
+        steps = [d * train["epochs"] / sched_epochs for d in drops]
+    train["steps"] = sorted(_as_number(s) for s in steps)
+    # masks and evaluation types
+    masks = model["arch"] == "mask_rcnn"
+    if data["with_masks"] is None:
+        data["with_masks"] = masks
+    if ev["iou_types"] is None:
+        ev["iou_types"] = ["bbox", "segm"] if masks else ["bbox"]
+    bad = [t for t in ev["iou_types"] if t not in IOU_TYPES]
+    if bad or not ev["iou_types"]:
+        raise ConfigError(f"{where}: 'eval.iou_types' = {ev['iou_types']!r}, expected a non-empty list of "
+                          f"{', '.join(IOU_TYPES)}")
+    if "segm" in ev["iou_types"] and not masks:
+        raise ConfigError(f"{where}: 'eval.iou_types' has segm but model.arch {model['arch']!r} predicts no masks")
+    device = cfg["device"]
+    if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"{where}: 'device' = {device!r}, expected auto, cpu, cuda or cuda:N")
+    try:
+        from .necks import NECKS
+    except ImportError:  # pragma: no cover - the necks package is optional for config handling
+        NECKS = None
+    if NECKS is not None and model["neck"] not in NECKS:
+        close = difflib.get_close_matches(model["neck"], list(NECKS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{where}: 'model.neck' = {model['neck']!r}, expected one of {', '.join(NECKS)}{hint}")
     return cfg
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """Defaults <- file (with its bases) <- overrides, validated; see the module docstring."""
+    """Defaults <- file (with its bases) <- overrides, validated and finalized (see the module doc).
+
+    ``path`` None starts from the defaults alone. Returns a plain nested dict.
+    """
     cfg = copy.deepcopy(DEFAULTS)
-    name = "default"
+    name, where = "default", "config"
     if path is not None:
         path = Path(path)
-        data = read_with_bases(path)
-        validate(data, str(path))
-        cfg = merge(cfg, data)
-        name = path.stem
+        cfg = merge(cfg, read_with_bases(path))
+        name, where = path.stem, str(path)
     for item in overrides or []:
-        keys, value = _parse_override(item)
-        patch = _nest(keys, value)
+        patch = parse_override(item)
         validate(patch, f"override {item!r}")
         cfg = merge(cfg, patch)
-    return finalize(cfg, name)
+    cfg = finalize(cfg, where)
+    if cfg["output_dir"] is None:
+        cfg["output_dir"] = str(Path("runs") / name)
+    return cfg
 
 
 def dump_config(cfg: dict) -> str:

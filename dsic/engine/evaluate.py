@@ -1,14 +1,23 @@
-"""COCO bbox / segm evaluation with faster-coco-eval (default) or pycocotools (same numbers).
+"""COCO bbox / segm evaluation with faster-coco-eval (default) or pycocotools.
 
-Metrics are COCO's 12 summary numbers as *fractions* in [0, 1] (-1 where a size range has no
-ground truth), named AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl. Masks are
-thresholded at 0.5 and RLE-encoded. Under torchrun every rank predicts its shard, predictions are
-gathered on rank 0 (samples duplicated by the sampler's padding are dropped) and rank 0 evaluates.
+Predictions become COCO result records (xywh boxes; category ids mapped back through
+``dataset.label_to_cat_id``; masks thresholded at 0.5 and RLE-encoded). Both evaluators match them
+to the ground truth with their own code (the ``evaluate`` step); the summary numbers are then read
+from the accumulated precision / recall arrays by :func:`summarize` here, the same formula as COCO's
+``summarize()`` but also correct when ``max_dets`` is not 100 (pycocotools' own summary hard-codes
+100). Metrics are *fractions* in [0, 1] (-1 where an area range has no ground truth), named AP,
+AP50, AP75, APs, APm, APl, AR1, AR10, AR<max_dets>, ARs, ARm, ARl. The two evaluators agree to
+float precision (the tests compare them to 1e-9).
+
+Under torchrun each rank predicts its shard, the predictions are gathered on rank 0
+(``all_gather_object``; an image predicted twice - e.g. padded by a ``DistributedSampler`` - is
+kept once), rank 0 evaluates and the metrics are broadcast to every rank.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 from pathlib import Path
@@ -18,121 +27,232 @@ import torch
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from .distributed import DistInfo, all_gather_objects, broadcast_object
+from .distributed import DistInfo, all_gather_objects, broadcast_object, unwrap
 
-NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+EVALUATORS = ("faster_coco_eval", "pycocotools")
+AREAS = ("all", "small", "medium", "large")
+
+
+def metric_names(max_dets: int = 100) -> tuple[str, ...]:
+    return ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", f"AR{max_dets}", "ARs", "ARm", "ARl")
+
+
+NAMES = metric_names(100)
+
+
+# --- predictions -> COCO results ---------------------------------------------------------------------
+
+def encode_masks(masks: torch.Tensor, threshold: float = 0.5) -> list[dict]:
+    """[N, 1, H, W] (or [N, H, W]) mask probabilities -> N compressed RLEs (``counts`` as str)."""
+    if masks.ndim == 4:
+        masks = masks[:, 0]
+    binary = (masks > threshold).to(torch.uint8).cpu().numpy()
+    if len(binary) == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
 
 
 def to_coco_results(image_id: int, det: dict, label_to_cat_id) -> list[dict]:
-    """One image's detections as COCO result records (xywh boxes, original category ids)."""
-    boxes = det["boxes"].detach().cpu().float()
+    """One image's detections (xyxy ``boxes``, ``labels`` 1..K, ``scores``, optional ``masks``)
+    as COCO result records with the original category ids."""
+    boxes = det["boxes"].detach().float().cpu()
     if boxes.numel() == 0:
         return []
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
-    scores = det["scores"].detach().cpu().tolist()
+    scores = det["scores"].detach().float().cpu().tolist()
     labels = det["labels"].detach().cpu().tolist()
-    out = [{"image_id": int(image_id), "category_id": int(label_to_cat_id(lab)), "bbox": [round(v, 3) for v in b],
-            "score": float(s)} for b, s, lab in zip(xywh, scores, labels)]
+    out = [{"image_id": int(image_id), "category_id": int(label_to_cat_id(lab)), "bbox": box, "score": score}
+           for box, score, lab in zip(xywh, scores, labels)]
     if "masks" in det:
-        masks = (det["masks"][:, 0] > 0.5).cpu().numpy().astype(np.uint8)
-        for rec, m in zip(out, masks):
-            rle = mask_utils.encode(np.asfortranarray(m))
-            rle["counts"] = rle["counts"].decode("ascii")
+        for rec, rle in zip(out, encode_masks(det["masks"])):
             rec["segmentation"] = rle
     return out
 
 
-def coco_eval(gt: dict, results: list[dict], iou_type: str = "bbox", evaluator: str = "faster_coco_eval",
-              max_dets: int = 100) -> dict:
-    """Evaluate ``results`` against the ground-truth COCO dict ``gt``; returns :data:`NAMES` -> float."""
-    if not results:
-        return {name: 0.0 for name in NAMES}
+# --- COCO evaluation ---------------------------------------------------------------------------------
+
+def _prepared_gt(gt: dict) -> dict:
+    """A copy of the ground truth the evaluators may modify, with ``iscrowd``/``area`` filled in."""
+    anns = []
+    for a in gt.get("annotations", []):
+        a = dict(a)
+        a.setdefault("iscrowd", 0)
+        if "area" not in a:
+            a["area"] = float(a["bbox"][2] * a["bbox"][3])
+        anns.append(a)
+    out = {k: v for k, v in gt.items() if k != "annotations"}
+    out["annotations"] = anns
+    out.setdefault("info", {})
+    return out
+
+
+def _results_for(results: list[dict], iou_type: str) -> list[dict]:
+    """Copies (the evaluators write into them) with only the geometry ``iou_type`` is about: segm
+    records lose their box, so both evaluators take area and box from the mask."""
     if iou_type == "segm":
-        results = [r for r in results if "segmentation" in r]
-    gt = dict(gt, annotations=[dict(a) for a in gt.get("annotations", [])])
+        return [{k: copy.deepcopy(v) for k, v in r.items() if k != "bbox"} for r in results if "segmentation" in r]
+    return [{k: (list(v) if k == "bbox" else v) for k, v in r.items() if k != "segmentation"} for r in results]
+
+
+def summarize(precision: np.ndarray, recall: np.ndarray, iou_thrs, max_dets: list[int],
+              area_labels=AREAS) -> dict:
+    """COCO's 12 summary numbers from accumulated ``precision`` [T, R, K, A, M] and ``recall``
+    [T, K, A, M] (entries -1 = no ground truth; a mean over nothing is -1)."""
+    iou_thrs = np.asarray(iou_thrs)
+
+    def mean(values):
+        valid = values[values > -1]
+        return float(np.mean(valid)) if valid.size else -1.0
+
+    def ap(iou=None, area="all", m=-1):
+        p = precision[..., area_labels.index(area), m]
+        if iou is not None:
+            p = p[np.isclose(iou_thrs, iou)]
+        return mean(p)
+
+    def ar(area="all", m=-1):
+        return mean(recall[..., area_labels.index(area), m])
+
+    vals = [ap(), ap(0.5), ap(0.75), ap(area="small"), ap(area="medium"), ap(area="large"),
+            ar(m=0), ar(m=1), ar(m=2), ar("small"), ar("medium"), ar("large")]
+    return dict(zip(metric_names(max_dets[-1]), vals))
+
+
+def coco_eval(gt: dict, results: list[dict], iou_type: str = "bbox", evaluator: str = "faster_coco_eval",
+              max_dets: int = 100, img_ids: list[int] | None = None) -> dict:
+    """Evaluate COCO ``results`` against the ground-truth COCO dict ``gt`` (not modified).
+
+    ``img_ids`` restricts the evaluation to those images (default: every image of ``gt``).
+    No results at all gives 0 for every metric.
+    """
+    if evaluator not in EVALUATORS:
+        raise ValueError(f"unknown evaluator {evaluator!r}; expected one of {', '.join(EVALUATORS)}")
+    if iou_type not in ("bbox", "segm"):
+        raise ValueError(f"unknown iou_type {iou_type!r}; expected bbox or segm")
+    if max_dets < 10:
+        raise ValueError(f"max_dets must be >= 10 (recall is also reported at 1 and 10), got {max_dets}")
+    dets = _results_for(results, iou_type)
+    if not dets:
+        return dict.fromkeys(metric_names(max_dets), 0.0)
+    gt = _prepared_gt(gt)
     with contextlib.redirect_stdout(io.StringIO()):
         if evaluator == "faster_coco_eval":
             from faster_coco_eval import COCO, COCOeval_faster
 
-            coco_gt = COCO(gt)
-            coco_dt = coco_gt.loadRes(results)
-            ev = COCOeval_faster(coco_gt, coco_dt, iou_type)
-        elif evaluator == "pycocotools":
+            coco_gt = COCO(gt, print_function=lambda *a, **k: None)
+            coco_dt = coco_gt.loadRes(dets)
+            ev = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=lambda *a, **k: None)
+        else:
             from pycocotools.coco import COCO
             from pycocotools.cocoeval import COCOeval
 
             coco_gt = COCO()
             coco_gt.dataset = gt
             coco_gt.createIndex()
-            coco_dt = coco_gt.loadRes(results)
+            coco_dt = coco_gt.loadRes(dets)
             ev = COCOeval(coco_gt, coco_dt, iou_type)
-        else:
-            raise ValueError(f"unknown evaluator {evaluator!r}; expected faster_coco_eval or pycocotools")
+        if img_ids is not None:
+            ev.params.imgIds = sorted(int(i) for i in img_ids)
         ev.params.maxDets = [1, 10, max_dets]
         ev.evaluate()
         ev.accumulate()
-        ev.summarize()
-    return {name: float(v) for name, v in zip(NAMES, ev.stats[:12])}
+    return summarize(np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"]), ev.params.iouThrs,
+                     ev.params.maxDets, tuple(ev.params.areaRngLbl))
 
+
+# --- inference over a loader -------------------------------------------------------------------------
 
 @torch.inference_mode()
-def predict(model, loader, device, label_to_cat_id, info: DistInfo | None = None, progress: bool = False) -> list:
-    """COCO result records of every image ``loader`` yields on this process."""
+def predict(model, loader, device=None, label_to_cat_id=None, progress: bool = False) -> dict[int, list]:
+    """``{image_id: COCO result records}`` for every image ``loader`` yields in this process
+    (images without detections included, with an empty list)."""
+    model = unwrap(model)
+    device = device or next(model.parameters()).device
+    label_to_cat_id = label_to_cat_id or loader.dataset.label_to_cat_id
+    was_training = model.training
     model.eval()
     results: dict[int, list] = {}
-    for images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
-        outputs = model([im.to(device) for im in images])
-        for target, det in zip(targets, outputs):
-            image_id = int(target["image_id"])
-            results[image_id] = to_coco_results(image_id, det, label_to_cat_id)
-    return list(results.items())
+    try:
+        for images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
+            outputs = model([im.to(device, non_blocking=True) for im in images])
+            for target, det in zip(targets, outputs):
+                image_id = int(target["image_id"])
+                results[image_id] = to_coco_results(image_id, det, label_to_cat_id)
+    finally:
+        model.train(was_training)
+    return results
 
 
-def evaluate(model, loader, iou_types=("bbox",), evaluator: str = "faster_coco_eval", max_dets: int = 100,
-             info: DistInfo | None = None, results_path: str | Path | None = None, progress: bool = False):
-    """Predict on ``loader`` (its dataset a :class:`~dsic.data.coco.CocoDetection`) and evaluate.
+def merge_predictions(parts: list[dict[int, list]]) -> tuple[list[int], list[dict]]:
+    """Per-rank ``{image_id: records}`` -> (sorted image ids, records in image order); an image
+    present in several parts (sampler padding) is kept once."""
+    merged: dict[int, list] = {}
+    for part in parts:
+        for image_id, records in part.items():
+            merged.setdefault(image_id, records)
+    ids = sorted(merged)
+    return ids, [r for i in ids for r in merged[i]]
 
-    Returns ``{iou_type: metrics}`` on every rank (computed on rank 0, broadcast).
+
+def evaluate(model, data_loader, evaluator: str = "faster_coco_eval", iou_types=("bbox",), max_dets: int = 100,
+             info: DistInfo | None = None, results_path: str | Path | None = None, progress: bool = False) -> dict:
+    """Predict on ``data_loader`` (its dataset a :class:`~dsic.data.coco.CocoDetection`) and run the
+    COCO evaluation of each of ``iou_types``.
+
+    Returns ``{iou_type: {metric: fraction}}`` (see the module doc), on every rank. Only the images
+    the loader covers are evaluated. ``results_path`` (rank 0) receives the COCO results JSON.
     """
+    if evaluator not in EVALUATORS:
+        raise ValueError(f"unknown evaluator {evaluator!r}; expected one of {', '.join(EVALUATORS)}")
     info = info or DistInfo()
-    dataset = loader.dataset
-    device = next(model.parameters()).device
-    local = predict(model, loader, device, dataset.label_to_cat_id, info, progress)
+    dataset = data_loader.dataset
+    local = predict(model, data_loader, None, dataset.label_to_cat_id, progress)
+    parts = all_gather_objects(local, info)
     metrics = None
     if info.is_main:
-        merged: dict[int, list] = {}
-        for part in all_gather_objects(local, info):
-            merged.update(dict(part))  # padded duplicates collapse on image_id
-        results = [r for image_id in sorted(merged) for r in merged[image_id]]
+        img_ids, results = merge_predictions(parts)
         if results_path is not None:
-            Path(results_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(results_path).write_text(json.dumps(results))
-        metrics = {t: coco_eval(dataset.coco.dataset, results, t, evaluator, max_dets) for t in iou_types}
-    else:
-        all_gather_objects(local, info)
+            results_path = Path(results_path)
+            results_path.parent.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps(results))
+        metrics = {t: coco_eval(dataset.coco.dataset, results, t, evaluator, max_dets, img_ids) for t in iou_types}
     return broadcast_object(metrics, info)
 
 
 def main_eval(config_path, checkpoint, overrides=None, evaluator: str | None = None) -> dict | None:
-    """``dsic eval``: evaluate ``checkpoint`` on the config's val split; prints and returns metrics."""
+    """``dsic eval``: evaluate ``checkpoint`` on the config's val split (single process or under
+    torchrun). Writes ``output_dir/eval.json`` and ``output_dir/results_eval.json``; returns the
+    metrics on rank 0 (None on the other ranks)."""
     from ..config import load_config
-    from .builders import build_model, make_loader
-    from .checkpoint import load_checkpoint
+    from .builders import build_model, make_eval_loader
+    from .checkpoint import load_checkpoint, model_state
     from .distributed import cleanup, init_distributed
 
     cfg = load_config(config_path, overrides)
+    evaluator = evaluator or cfg["eval"]["evaluator"]
     info = init_distributed(cfg["device"])
     try:
-        model = build_model(cfg).to(info.device)
-        state = load_checkpoint(checkpoint)
-        model.load_state_dict(state.get("model", state))
-        loader = make_loader(cfg, "val", info)
+        model = build_model(cfg)
+        model.load_state_dict(model_state(load_checkpoint(checkpoint)))
+        model.to(info.device)
+        loader = make_eval_loader(cfg, info)
         out = Path(cfg["output_dir"])
-        metrics = evaluate(model, loader, cfg["eval"]["iou_types"], evaluator or cfg["eval"]["evaluator"],
-                           cfg["eval"]["max_dets"], info, out / "results_eval.json" if info.is_main else None,
-                           progress=info.is_main)
+        metrics = evaluate(model, loader, evaluator, cfg["eval"]["iou_types"], cfg["eval"]["max_dets"], info,
+                           out / "results_eval.json" if info.is_main else None, progress=_show_progress(info))
         if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
             (out / "eval.json").write_text(json.dumps(metrics, indent=2))
-        return metrics if info.is_main else None
+            return metrics
+        return None
     finally:
-        cleanup()
+        cleanup(info)
+
+
+def _show_progress(info: DistInfo) -> bool:
+    import os
+    import sys
+
+    return info.is_main and sys.stderr.isatty() and not os.environ.get("CI")

@@ -1,51 +1,134 @@
 """Training loop: SGD + warmup + multi-step, AMP on CUDA, grad clipping, DDP, exact resume.
 
-Outputs in ``output_dir`` (rank 0):
+Outputs in ``output_dir`` (written by rank 0):
 
-* ``config.yaml`` - the resolved config; ``log.jsonl`` - one JSON record per ``log_every``
-  iterations (iter, epoch, lr, every loss, ``loss``, ``time``) and per evaluation (``eval``);
-* ``last.pth`` - written atomically after every ``checkpoint_every`` epochs: model, optimizer,
-  scheduler, AMP scaler, epoch, iteration, RNG states and config. ``resume`` continues from it
-  and reproduces an uninterrupted run exactly (on CPU; tested);
-* ``interrupted.pth`` - the same, written when training stops on an exception, Ctrl-C or a
-  non-finite loss. It holds the state *at the interruption*; resuming from it restarts that epoch
-  (``dsic train --resume`` prefers ``last.pth``; copy ``interrupted.pth`` over it to keep the
-  partial epoch's updates);
-* ``eval_epoch{N}.json`` - COCO metrics after epoch N (every ``eval_every`` epochs and the last)
-  and ``results_epoch{N}.json`` the detections; ``final.pth`` - model weights and config.
+* ``config.yaml`` - the resolved config;
+* ``log.jsonl`` - one JSON record every ``log_every`` iterations (and the first): ``iter``
+  (iterations done), ``epoch`` (1-based), ``lr`` (used by that update), every loss and their sum
+  ``loss`` (averaged over ranks), ``time`` / ``data_time`` (seconds per iteration since the last
+  record), ``grad_norm`` (with ``grad_clip``), ``mem_mb`` (CUDA); and one record per evaluation
+  (``{"epoch", "iter", "eval": metrics}``). A resumed run first drops records past its checkpoint;
+* ``last.pth`` - after every ``checkpoint_every`` epochs and at the end (also when ``max_iters``
+  stops a run mid-epoch): model, optimizer, scheduler, AMP scaler, ``epoch`` (completed epochs),
+  ``epoch_iter`` (iterations into the next epoch), ``iteration``, RNG states of every rank, config;
+* ``interrupted.pth`` - the same, written when training stops on an exception, Ctrl-C / SIGTERM or
+  a non-finite loss: the state after the last *completed* update (a signal arriving during an update
+  is deferred until the update is done);
+* ``eval_epoch{N}.json`` / ``results_epoch{N}.json`` - COCO metrics and detections after epoch N
+  (every ``eval_every`` epochs and at the end);
+* ``final.pth`` - model weights and config, at the end.
+
+All checkpoints are written atomically (:func:`~dsic.engine.checkpoint.save_atomic`).
+
+Resume (``resume=True``) continues from the newer of ``last.pth`` / ``interrupted.pth``, also in
+the middle of an epoch: that epoch's remaining batches are the ones the interrupted run would have
+used. Determinism: the epoch's data order and every sample's augmentation are functions of (seed,
+epoch, index); the RNGs the model uses (e.g. RoI sampling) are reseeded from (seed, rank, epoch)
+at every epoch start and restored from the checkpoint mid-epoch. On the CPU a resumed run therefore
+reproduces an uninterrupted one bit for bit (tested), from epoch boundaries and mid-epoch alike.
+Limits: ``interrupted.pth`` holds rank 0's RNG state only, so a multi-process run resumed from it
+mid-epoch reseeds the other ranks' model RNGs; CUDA kernels are not bit-deterministic anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..config import dump_config, load_config
-from .builders import build_model, make_dataset, make_loader
-from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
-from .distributed import DistInfo, barrier, cleanup, init_distributed
+from ..config import dump_config, finalize, load_config
+from .builders import _mix, build_model, make_dataset, make_eval_loader, make_train_loader
+from .checkpoint import load_checkpoint, model_state, rng_state, save_atomic, seed_everything, set_rng_state
+from .distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_mean,
+    barrier,
+    cleanup,
+    init_distributed,
+    unwrap,
+    wrap_model,
+)
 from .evaluate import evaluate
 from .schedule import build_scheduler, scaled_lr
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float, norm_bias_decay: bool) -> list[dict]:
-    """With ``norm_bias_decay`` False, biases and norm weights (1-d params) get no weight decay."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived during training (``signum`` says which)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"training interrupted by signal {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+class SignalGuard:
+    """While active (main thread only): SIGINT/SIGTERM raise :class:`TrainingInterrupted`, except
+    inside :meth:`update`, where they are held until the weight update is complete."""
+
+    def __init__(self):
+        self.critical = False
+        self.pending: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()
+        return False
+
+    def _handle(self, signum, frame):
+        if self.critical:
+            self.pending = signum
+            return
+        raise TrainingInterrupted(signum)
+
+    @contextlib.contextmanager
+    def update(self):
+        self.critical = True
+        try:
+            yield
+        finally:
+            self.critical = False
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise TrainingInterrupted(signum)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss was NaN or infinite; the message names the iteration (``interrupted.pth`` holds the
+    state before it)."""
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float, norm_bias_decay: bool = True) -> list[dict]:
+    """Trainable parameters as SGD groups. ``norm_bias_decay`` False: biases and normalisation
+    weights (every parameter with fewer than 2 dimensions) get no weight decay."""
     params = [p for p in model.parameters() if p.requires_grad]
     if norm_bias_decay:
         return [{"params": params, "weight_decay": weight_decay}]
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0})
+            if g["params"]]
 
 
-class Logger:
+class JsonLog:
+    """Append-only JSON-lines log (a no-op on ranks other than 0)."""
+
     def __init__(self, path: Path | None):
         self.path = path
 
@@ -54,119 +137,267 @@ class Logger:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def truncate_after(self, iteration: int) -> None:
+        """Drop records of iterations after ``iteration`` (a resumed run repeats them)."""
+        if self.path is None or not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                if json.loads(line).get("iter", 0) <= iteration:
+                    kept.append(line)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, self.path)
 
-def _state(model, optimizer, scheduler, scaler, epoch: int, iteration: int, cfg: dict) -> dict:
-    bare = model.module if hasattr(model, "module") else model
-    return {"model": bare.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch, "iteration": iteration, "rng": rng_state(),
-            "config": cfg}
+    def reset(self) -> None:
+        if self.path is not None and self.path.is_file():
+            self.path.unlink()
 
 
-def train(cfg: dict, model_factory=None, resume: bool = False) -> dict:
-    """Train as ``cfg`` says; returns ``{"metrics": last evaluation, "output_dir": ...}``."""
+def show_progress(info: DistInfo) -> bool:
+    """tqdm bars only on rank 0, on a terminal, and not under CI."""
+    return info.is_main and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def find_resume_checkpoint(out: Path) -> Path | None:
+    """The newer (by modification time) of ``last.pth`` and ``interrupted.pth`` in ``out``."""
+    found = [p for p in (out / "last.pth", out / "interrupted.pth") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
+class _Run:
+    """One training run's state and the pieces that read / write it."""
+
+    def __init__(self, cfg: dict, info: DistInfo, model_factory):
+        self.cfg, self.info = cfg, info
+        self.tcfg = cfg["train"]
+        self.out = Path(cfg["output_dir"])
+        seed_everything(self.tcfg["seed"])  # the same initial weights on every rank
+        model = model_factory(cfg)
+        model.to(info.device)
+        self.train_loader = make_train_loader(cfg, info, make_dataset(cfg, "train"))
+        val = cfg["data"]["val"]
+        self.val_loader = make_eval_loader(cfg, info) if val.get("annotations") and val.get("images") else None
+        self.iters_per_epoch = len(self.train_loader)
+        self.lr = scaled_lr(self.tcfg["base_lr"], self.tcfg["batch_size"], info.world_size,
+                            self.tcfg["base_batch_size"])
+        self.optimizer = torch.optim.SGD(
+            parameter_groups(model, self.tcfg["weight_decay"], self.tcfg["norm_bias_decay"]),
+            lr=self.lr, momentum=self.tcfg["momentum"])
+        self.scheduler = build_scheduler(self.optimizer, self.tcfg["steps"], self.iters_per_epoch,
+                                         self.tcfg["gamma"], self.tcfg["warmup_iters"], self.tcfg["warmup_factor"])
+        self.use_amp = bool(self.tcfg["amp"]) and info.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.bare = model
+        self.model = model
+        # position: completed epochs, iterations into the current epoch, iterations in total
+        self.epoch, self.epoch_iter, self.iteration = 0, 0, 0
+        self.rng_snapshot = rng_state()
+        self.resume_rng: dict | None = None
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def state(self, rng_per_rank: list | None, reason: str) -> dict:
+        return {"model": self.bare.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "epoch": self.epoch, "epoch_iter": self.epoch_iter, "iteration": self.iteration,
+                "iters_per_epoch": self.iters_per_epoch, "world_size": self.info.world_size,
+                "rng": self.rng_snapshot, "rng_per_rank": rng_per_rank, "config": self.cfg, "reason": reason}
+
+    def save_last(self, reason: str) -> None:
+        per_rank = all_gather_objects(self.rng_snapshot, self.info)  # a collective: every rank is here
+        if self.info.is_main:
+            save_atomic(self.state(per_rank, reason), self.out / "last.pth")
+
+    def save_interrupted(self, reason: str) -> Path | None:
+        if not self.info.is_main:
+            return None
+        path = save_atomic(self.state([self.rng_snapshot], reason), self.out / "interrupted.pth")
+        print(f"[dsic] training stopped at iteration {self.iteration} ({reason}); state saved to {path}",
+              file=sys.stderr, flush=True)
+        return path
+
+    def load(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        self.bare.load_state_dict(model_state(state))
+        self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the lr follows the current config
+            group["initial_lr"] = self.lr
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.iteration = int(state["iteration"])
+        self.epoch = int(state["epoch"])
+        self.epoch_iter = int(state.get("epoch_iter", 0))
+        if self.epoch_iter and state.get("iters_per_epoch") != self.iters_per_epoch:
+            self._note(f"{path}: {state.get('iters_per_epoch')} iterations per epoch then, "
+                       f"{self.iters_per_epoch} now; restarting epoch {self.epoch + 1}")
+            self.epoch_iter = 0
+        per_rank = state.get("rng_per_rank") or []
+        if self.epoch_iter:
+            if len(per_rank) == self.info.world_size:
+                self.resume_rng = per_rank[self.info.rank]
+            elif self.info.rank == 0 and state.get("rng") is not None:
+                self.resume_rng = state["rng"]
+            # else: reseeded from (seed, rank, epoch, iteration) at the start of the epoch
+        old = (state.get("config") or {}).get("model")
+        if old is not None and old != self.cfg["model"]:
+            self._note(f"{path}: the model config differs from the checkpoint's")
+        self._note(f"resuming from {path}: epoch {self.epoch + 1}, iteration {self.iteration}")
+
+    def _note(self, text: str) -> None:
+        if self.info.is_main:
+            print(f"[dsic] {text}", file=sys.stderr, flush=True)
+
+
+def train(cfg: dict, model_factory=None, resume: bool | str | Path = False) -> dict:
+    """Train as ``cfg`` (from :func:`dsic.config.load_config`) says; single process or under torchrun.
+
+    ``model_factory(cfg) -> nn.Module`` builds the detector (default: :func:`dsic.models.build_detector`
+    with ``cfg["model"]``). ``resume``: True continues from ``output_dir`` (see the module doc), a path
+    from that checkpoint. Returns ``{"output_dir", "metrics" (the last evaluation or None),
+    "epoch", "iteration", "checkpoint" (last.pth), "final" (final.pth)}``.
+    """
+    if cfg["train"]["epochs"] is None:
+        cfg = finalize(cfg)
     info = init_distributed(cfg["device"])
     try:
-        return _train(cfg, info, model_factory or build_model, resume)
+        with SignalGuard() as guard:
+            return _train(cfg, info, model_factory or build_model, resume, guard)
     finally:
-        cleanup()
+        cleanup(info)
 
 
-def _train(cfg: dict, info: DistInfo, model_factory, resume: bool) -> dict:
-    tcfg = cfg["train"]
-    out = Path(cfg["output_dir"])
+def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard) -> dict:
+    run = _Run(cfg, info, model_factory)
+    tcfg, out = run.tcfg, run.out
+    log = JsonLog(out / "log.jsonl" if info.is_main else None)
+    source = None
+    if resume:
+        source = Path(resume) if isinstance(resume, (str, Path)) else find_resume_checkpoint(out)
+        if source is None:
+            run._note(f"nothing to resume in {out}; training from the start")
+    elif info.is_main and find_resume_checkpoint(out) is not None:
+        run._note(f"{out} holds checkpoints of an earlier run; they will be overwritten (resume to continue)")
+    if source is not None:
+        run.load(source)
+        log.truncate_after(run.iteration)
+    else:
+        log.reset()
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_config(cfg))
-    torch.manual_seed(tcfg["seed"] + info.rank)
-    model = model_factory(cfg)
-    if tcfg["sync_bn"] and info.enabled:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(info.device)
-    train_set = make_dataset(cfg, "train")
-    loader = make_loader(cfg, "train", info, train_set)
-    val_loader = make_loader(cfg, "val", info) if cfg["data"]["val"]["annotations"] else None
-    lr = scaled_lr(tcfg["base_lr"], tcfg["batch_size"], info.world_size, tcfg["base_batch_size"])
-    optimizer = torch.optim.SGD(parameter_groups(model, tcfg["weight_decay"], tcfg["norm_bias_decay"]),
-                                lr=lr, momentum=tcfg["momentum"])
-    iters_per_epoch = len(loader)
-    scheduler = build_scheduler(optimizer, tcfg["steps"], iters_per_epoch, tcfg["gamma"], tcfg["warmup_iters"],
-                                tcfg["warmup_factor"])
-    use_amp = bool(tcfg["amp"]) and info.device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start_epoch, iteration = 0, 0
-    if resume and (out / "last.pth").is_file():
-        state = load_checkpoint(out / "last.pth")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, iteration = state["epoch"], state["iteration"]
-        set_rng_state(state["rng"])
-    if info.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
-            find_unused_parameters=tcfg["find_unused_parameters"])
-    log = Logger(out / "log.jsonl" if info.is_main else None)
-    progress = info.is_main and sys.stderr.isatty() and not os.environ.get("CI")
+    run.model = wrap_model(run.bare, info, tcfg["find_unused_parameters"], tcfg["sync_bn"])
+    if run.model is not run.bare:
+        run.bare = unwrap(run.model)  # SyncBN conversion may have rebuilt the module
     metrics: dict | None = None
-    max_iters = tcfg["max_iters"]
-    for epoch in range(start_epoch, tcfg["epochs"]):
-        loader.sampler.set_epoch(epoch)
-        model.train()
-        try:
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg['epochs']}", disable=not progress, leave=False)
-            for images, targets in bar:
-                start = time.perf_counter()
-                images = [im.to(info.device, non_blocking=True) for im in images]
-                targets = [{k: v.to(info.device, non_blocking=True) for k, v in t.items()} for t in targets]
-                with torch.autocast(info.device.type, enabled=use_amp):
-                    losses = model(images, targets)
-                loss = sum(losses.values())
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(
-                        f"non-finite loss at iteration {iteration} (epoch {epoch + 1}): "
-                        f"{ {k: round(v.item(), 4) for k, v in losses.items()} }")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+    try:
+        metrics = _loop(run, log, guard)
+    except BaseException as err:
+        if not isinstance(err, NonFiniteLossError):
+            run.save_interrupted(f"{type(err).__name__}: {err}".strip().rstrip(":"))
+        raise
+    final = out / "final.pth"
+    if info.is_main:
+        save_atomic({"model": run.bare.state_dict(), "config": cfg, "epoch": run.epoch,
+                     "iteration": run.iteration}, final)
+    barrier(info)
+    return {"output_dir": str(out), "metrics": metrics, "epoch": run.epoch, "iteration": run.iteration,
+            "checkpoint": str(out / "last.pth"), "final": str(final)}
+
+
+def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
+    info, tcfg, cfg = run.info, run.tcfg, run.cfg
+    ipe, max_iters = run.iters_per_epoch, tcfg["max_iters"]
+    progress = show_progress(info)
+    metrics = None
+    device = info.device
+    if max_iters and run.iteration >= max_iters:
+        return None
+    for epoch in range(run.epoch, tcfg["epochs"]):
+        skip = run.epoch_iter
+        run.train_loader.sampler.set_epoch(epoch, skip * tcfg["batch_size"])
+        run.train_loader.dataset.set_epoch(epoch)
+        if skip and run.resume_rng is not None:
+            set_rng_state(run.resume_rng)
+        elif skip:
+            seed_everything(_mix(tcfg["seed"], info.rank, epoch, run.iteration))
+        else:
+            seed_everything(_mix(tcfg["seed"], info.rank, epoch))
+        run.resume_rng = None
+        run.rng_snapshot = rng_state()
+        run.model.train()
+        bar = tqdm(total=ipe, initial=skip, desc=f"epoch {epoch + 1}/{tcfg['epochs']}", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+        window = {"n": 0, "time": 0.0, "data": 0.0}
+        stopped = False
+        tick = time.perf_counter()
+        for images, targets in run.train_loader:
+            data_time = time.perf_counter() - tick
+            lr = run.scheduler.set(run.iteration)
+            images = [im.to(device, non_blocking=True) for im in images]
+            targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+                       for t in targets]
+            with torch.autocast(device.type, dtype=torch.float16, enabled=run.use_amp):
+                losses = run.model(images, targets)
+            loss = sum(losses.values())
+            values = all_reduce_mean(torch.stack([v.detach().float() for v in losses.values()]), info).tolist()
+            if not all(math.isfinite(v) for v in values):
+                detail = ", ".join(f"{k}={v:.4g}" for k, v in zip(losses, values))
+                path = run.save_interrupted(f"non-finite loss at iteration {run.iteration + 1}")
+                raise NonFiniteLossError(
+                    f"non-finite loss at iteration {run.iteration + 1} (epoch {epoch + 1}): {detail}"
+                    + (f"; the state before it is saved in {path}" if path else ""))
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scaler.scale(loss).backward()
+            grad_norm = None
+            with guard.update():
                 if tcfg["grad_clip"]:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                iteration += 1
-                if iteration % tcfg["log_every"] == 0 or iteration == 1:
-                    rec = {"iter": iteration, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                           "loss": loss.item(), **{k: v.item() for k, v in losses.items()},
-                           "time": round(time.perf_counter() - start, 4)}
-                    log.write(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.4f}")
-                if max_iters and iteration >= max_iters:
-                    break
-        except BaseException:
+                    run.scaler.unscale_(run.optimizer)
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), tcfg["grad_clip"]))
+                run.scaler.step(run.optimizer)
+                run.scaler.update()
+                run.iteration += 1
+                run.epoch_iter += 1
+                run.rng_snapshot = rng_state()
+            bar.update(1)
+            now = time.perf_counter()
+            window["n"] += 1
+            window["time"] += now - tick
+            window["data"] += data_time
+            if run.iteration % tcfg["log_every"] == 0 or run.iteration == 1:
+                rec = {"iter": run.iteration, "epoch": epoch + 1, "lr": lr, "loss": sum(values),
+                       **dict(zip(losses, values)), "time": round(window["time"] / window["n"], 4),
+                       "data_time": round(window["data"] / window["n"], 4)}
+                if grad_norm is not None:
+                    rec["grad_norm"] = grad_norm
+                if device.type == "cuda":
+                    rec["mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+                log.write(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}")
+                window = {"n": 0, "time": 0.0, "data": 0.0}
+            tick = time.perf_counter()
+            if max_iters and run.iteration >= max_iters:
+                stopped = True
+                break
+        bar.close()
+        completed = run.epoch_iter >= ipe
+        if completed:
+            run.epoch, run.epoch_iter = epoch + 1, 0
+        last = stopped or epoch + 1 == tcfg["epochs"]
+        every = tcfg["checkpoint_every"]
+        if last or (completed and every and (epoch + 1) % every == 0):
+            run.save_last("end of training" if last else f"end of epoch {epoch + 1}")
+        every = tcfg["eval_every"]
+        if run.val_loader is not None and every and (last or (completed and (epoch + 1) % every == 0)):
+            metrics = evaluate(run.bare, run.val_loader, cfg["eval"]["evaluator"], cfg["eval"]["iou_types"],
+                               cfg["eval"]["max_dets"], info,
+                               run.out / f"results_epoch{epoch + 1}.json" if info.is_main else None, progress)
             if info.is_main:
-                save_atomic(_state(model, optimizer, scheduler, scaler, epoch, iteration, cfg), out / "interrupted.pth")
-                print(f"training stopped at iteration {iteration}; state saved to {out / 'interrupted.pth'}",
-                      file=sys.stderr)
-            raise
-        done = epoch + 1
-        last = done == tcfg["epochs"] or bool(max_iters and iteration >= max_iters)
-        if info.is_main and (done % tcfg["checkpoint_every"] == 0 or last):
-            save_atomic(_state(model, optimizer, scheduler, scaler, done, iteration, cfg), out / "last.pth")
-        if val_loader is not None and tcfg["eval_every"] and (done % tcfg["eval_every"] == 0 or last):
-            metrics = evaluate(model.module if info.enabled else model, val_loader, cfg["eval"]["iou_types"],
-                               cfg["eval"]["evaluator"], cfg["eval"]["max_dets"], info,
-                               out / f"results_epoch{done}.json" if info.is_main else None, progress)
-            if info.is_main:
-                (out / f"eval_epoch{done}.json").write_text(json.dumps(metrics, indent=2))
-                log.write({"eval": metrics, "epoch": done, "iter": iteration})
-        barrier(info)
+                (run.out / f"eval_epoch{epoch + 1}.json").write_text(json.dumps(metrics, indent=2))
+                log.write({"epoch": epoch + 1, "iter": run.iteration, "eval": metrics})
         if last:
             break
-    if info.is_main:
-        bare = model.module if info.enabled else model
-        save_atomic({"model": bare.state_dict(), "config": cfg}, out / "final.pth")
-    return {"metrics": metrics, "output_dir": str(out)}
+    return metrics
 
 
 def main_train(config_path, overrides=None, resume: bool = False) -> dict:
