@@ -16,6 +16,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from dsic.config import load_config
 from dsic.engine.checkpoint import load_checkpoint
+from dsic.engine.evaluate import main_eval
 from dsic.engine.train import NonFiniteLossError, TrainingInterrupted, main_train, train
 
 
@@ -162,22 +163,24 @@ def test_ctrl_c_saves_the_state_and_resume_continues_exactly(full_run, tiny_synt
     assert_same_weights(weights(ref), weights(tmp_path))
 
 
-def test_a_signal_during_the_update_waits_for_the_update(full_run, tiny_synth, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_update_waits_for_the_update(full_run, tiny_synth, tmp_path, sig):
     ref, _ = full_run
     count = {"steps": 0}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def hook(optimizer, args, kwargs):  # SIGINT arrives inside optimizer.step of iteration 7
+    def hook(optimizer, args, kwargs):  # the signal arrives inside optimizer.step of iteration 7
         count["steps"] += 1
         if count["steps"] == 7:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
 
     handle = register_optimizer_step_post_hook(hook)
     try:
-        with pytest.raises(TrainingInterrupted, match="SIGINT"):
+        with pytest.raises(TrainingInterrupted, match=sig.name):
             train(cfg_for(tiny_synth, tmp_path, "train.grad_clip=5.0"), factory())
     finally:
         handle.remove()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # handlers restored
     state = load_checkpoint(tmp_path / "interrupted.pth")
     assert (state["epoch"], state["epoch_iter"], state["iteration"]) == (2, 1, 7)  # step 7 completed
     train(cfg_for(tiny_synth, tmp_path, "train.grad_clip=5.0"), factory(), resume=True)
@@ -231,3 +234,19 @@ def test_main_train_builds_the_configured_detector(tiny_synth, tmp_path):
     assert result["iteration"] == 1 and any("neck" in k for k in final["model"])
     assert final["config"]["model"]["neck"] == "dsic"
     assert all(math.isfinite(r["loss"]) for r in read_log(tmp_path / "run"))
+    # and main_eval reads the config and the checkpoint back in a single process
+    eval_overrides = overrides(tiny_synth, tmp_path / "eval") + ["model.detector_cfg={box_score_thresh: 0.0}"]
+    metrics = main_eval(cfg_file, tmp_path / "run" / "final.pth", eval_overrides, evaluator="pycocotools")
+    assert set(metrics) == {"bbox"} and 0 <= metrics["bbox"]["AR100"] <= 1
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text()) == metrics
+    assert len(json.loads((tmp_path / "eval" / "results_eval.json").read_text())) > 0
+
+
+def test_loader_workers_do_not_change_the_result(full_run, tiny_synth, tmp_path):
+    """Augmentation is seeded per sample: 2 loader processes train the same weights as none, and
+    a run resumed mid-epoch with workers still matches the uninterrupted run."""
+    ref, _ = full_run
+    cfg = cfg_for(tiny_synth, tmp_path, "train.grad_clip=5.0", "data.num_workers=2", "train.max_iters=4")
+    train(cfg, factory())
+    train(cfg_for(tiny_synth, tmp_path, "train.grad_clip=5.0", "data.num_workers=2"), factory(), resume=True)
+    assert_same_weights(weights(ref), weights(tmp_path))
