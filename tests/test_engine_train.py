@@ -250,3 +250,18 @@ def test_loader_workers_do_not_change_the_result(full_run, tiny_synth, tmp_path)
     train(cfg, factory())
     train(cfg_for(tiny_synth, tmp_path, "train.grad_clip=5.0", "data.num_workers=2"), factory(), resume=True)
     assert_same_weights(weights(ref), weights(tmp_path))
+
+
+def test_a_second_ctrl_c_waits_for_the_checkpoint(tiny_synth, tmp_path, monkeypatch):
+    import dsic.engine.train as train_mod
+
+    real_save = train_mod.save_atomic
+
+    def impatient_save(obj, path):  # the user presses Ctrl-C again while the state is being saved
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_save(obj, path)
+
+    monkeypatch.setattr(train_mod, "save_atomic", impatient_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg_for(tiny_synth, tmp_path), factory(fail_at=2))
+    assert load_checkpoint(tmp_path / "interrupted.pth")["iteration"] == 1

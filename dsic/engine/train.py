@@ -72,10 +72,11 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class SignalGuard:
     """While active (main thread only): SIGINT/SIGTERM raise :class:`TrainingInterrupted`, except
-    inside :meth:`update`, where they are held until the weight update is complete."""
+    inside :meth:`critical` (a weight update, a checkpoint being written), where they are held
+    until the section is complete."""
 
     def __init__(self):
-        self.critical = False
+        self.in_critical = False
         self.pending: int | None = None
         self.previous: dict = {}
 
@@ -92,18 +93,21 @@ class SignalGuard:
         return False
 
     def _handle(self, signum, frame):
-        if self.critical:
+        if self.in_critical:
             self.pending = signum
             return
         raise TrainingInterrupted(signum)
 
     @contextlib.contextmanager
-    def update(self):
-        self.critical = True
+    def critical(self):
+        if self.in_critical:  # nested: the outer section delivers
+            yield
+            return
+        self.in_critical = True
         try:
             yield
         finally:
-            self.critical = False
+            self.in_critical = False
         if self.pending is not None:
             signum, self.pending = self.pending, None
             raise TrainingInterrupted(signum)
@@ -169,8 +173,8 @@ def find_resume_checkpoint(out: Path) -> Path | None:
 class _Run:
     """One training run's state and the pieces that read / write it."""
 
-    def __init__(self, cfg: dict, info: DistInfo, model_factory):
-        self.cfg, self.info = cfg, info
+    def __init__(self, cfg: dict, info: DistInfo, model_factory, guard: SignalGuard):
+        self.cfg, self.info, self.guard = cfg, info, guard
         self.tcfg = cfg["train"]
         self.out = Path(cfg["output_dir"])
         seed_everything(self.tcfg["seed"])  # the same initial weights on every rank
@@ -207,12 +211,14 @@ class _Run:
     def save_last(self, reason: str) -> None:
         per_rank = all_gather_objects(self.rng_snapshot, self.info)  # a collective: every rank is here
         if self.info.is_main:
-            save_atomic(self.state(per_rank, reason), self.out / "last.pth")
+            with self.guard.critical():
+                save_atomic(self.state(per_rank, reason), self.out / "last.pth")
 
     def save_interrupted(self, reason: str) -> Path | None:
         if not self.info.is_main:
             return None
-        path = save_atomic(self.state([self.rng_snapshot], reason), self.out / "interrupted.pth")
+        with self.guard.critical():  # a second Ctrl-C waits for the file
+            path = save_atomic(self.state([self.rng_snapshot], reason), self.out / "interrupted.pth")
         print(f"[dsic] training stopped at iteration {self.iteration} ({reason}); state saved to {path}",
               file=sys.stderr, flush=True)
         return path
@@ -268,7 +274,7 @@ def train(cfg: dict, model_factory=None, resume: bool | str | Path = False) -> d
 
 
 def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard) -> dict:
-    run = _Run(cfg, info, model_factory)
+    run = _Run(cfg, info, model_factory, guard)
     tcfg, out = run.tcfg, run.out
     log = JsonLog(out / "log.jsonl" if info.is_main else None)
     source = None
@@ -298,8 +304,9 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
         raise
     final = out / "final.pth"
     if info.is_main:
-        save_atomic({"model": run.bare.state_dict(), "config": cfg, "epoch": run.epoch,
-                     "iteration": run.iteration}, final)
+        with guard.critical():
+            save_atomic({"model": run.bare.state_dict(), "config": cfg, "epoch": run.epoch,
+                         "iteration": run.iteration}, final)
     barrier(info)
     return {"output_dir": str(out), "metrics": metrics, "epoch": run.epoch, "iteration": run.iteration,
             "checkpoint": str(out / "last.pth"), "final": str(final)}
@@ -350,7 +357,7 @@ def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
             run.optimizer.zero_grad(set_to_none=True)
             run.scaler.scale(loss).backward()
             grad_norm = None
-            with guard.update():
+            with guard.critical():
                 if tcfg["grad_clip"]:
                     run.scaler.unscale_(run.optimizer)
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), tcfg["grad_clip"]))
