@@ -10,7 +10,8 @@ A config file is a mapping with the sections ``model``, ``data``, ``train``, ``e
 4. overrides ``dotted.key=value``, the value parsed as YAML (``train.epochs=2``,
    ``model.neck_cfg={csg_mode: softmax}``, ``train.base_lr=1e-3``).
 
-A mapping containing ``_replace_: true`` replaces the inherited mapping instead of merging into it.
+``neck_cfg: {_replace_: true, ...}`` (or ``detector_cfg``) replaces the inherited mapping instead
+of merging into it.
 Unknown keys, wrong types and invalid choices raise :class:`ConfigError` naming the file (or the
 override) that holds them and the dotted key, with the closest valid key as a hint.
 ``model.neck_cfg`` and ``model.detector_cfg`` are free-form (checked by the neck / the detector).
@@ -245,7 +246,8 @@ def validate(cfg: dict, where: str, schema: dict = SCHEMA, prefix: str = "") -> 
     for key, value in cfg.items():
         dotted = prefix + key
         if key == REPLACE:
-            continue
+            raise ConfigError(f"{where}: '{dotted}': {REPLACE} is only allowed inside model.neck_cfg and "
+                              f"model.detector_cfg (sections always merge)")
         if key not in schema:
             raise ConfigError(f"{where}: unknown key '{dotted}'{_hint(key, prefix, schema)}")
         spec = schema[key]
@@ -335,6 +337,8 @@ def finalize(cfg: dict, where: str = "config") -> dict:
     masks = model["arch"] == "mask_rcnn"
     if data["with_masks"] is None:
         data["with_masks"] = masks
+    elif masks and not data["with_masks"]:
+        raise ConfigError(f"{where}: 'data.with_masks' is false but mask_rcnn trains on masks")
     if ev["iou_types"] is None:
         ev["iou_types"] = ["bbox", "segm"] if masks else ["bbox"]
     bad = [t for t in ev["iou_types"] if t not in IOU_TYPES]

@@ -101,6 +101,7 @@ def test_unknown_keys_name_file_key_and_hint(tmp_path):
     ("device=gpu", r"'device' = 'gpu', expected auto, cpu, cuda or cuda:N"),
     ("train.schedule=3x", r"'train.schedule' = '3x', expected one of 1x, 2x"),
     ("train.epochs", r"override 'train.epochs' must look like dotted.key=value"),
+    ("data={_replace_: true}", r"'data._replace_': _replace_ is only allowed inside model.neck_cfg"),
     ("train..epochs=1", r"malformed key"),
     ("train.epochs=[1", r"the value is not valid YAML"),
 ])
@@ -143,3 +144,9 @@ def test_every_shipped_config_loads():
             assert cfg["train"]["steps"] and cfg["train"]["epochs"] >= 1
             if "2x" in path.stem:
                 assert cfg["train"]["epochs"] == 24 and cfg["train"]["steps"] == [16, 22]
+
+
+def test_mask_rcnn_needs_masks():
+    with pytest.raises(ConfigError, match="'data.with_masks' is false but mask_rcnn trains on masks"):
+        load_config(None, ["model.arch=mask_rcnn", "data.with_masks=false"])
+    assert load_config(None, ["data.with_masks=true"])["data"]["with_masks"] is True  # harmless elsewhere

@@ -170,7 +170,7 @@ def predict(model, loader, device=None, label_to_cat_id=None, progress: bool = F
     """``{image_id: COCO result records}`` for every image ``loader`` yields in this process
     (images without detections included, with an empty list)."""
     model = unwrap(model)
-    device = device or next(model.parameters()).device
+    device = device or next(model.parameters(), torch.empty(0)).device
     label_to_cat_id = label_to_cat_id or loader.dataset.label_to_cat_id
     was_training = model.training
     model.eval()

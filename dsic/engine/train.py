@@ -184,6 +184,10 @@ class _Run:
         val = cfg["data"]["val"]
         self.val_loader = make_eval_loader(cfg, info) if val.get("annotations") and val.get("images") else None
         self.iters_per_epoch = len(self.train_loader)
+        if self.iters_per_epoch == 0:
+            from ..data.errors import DatasetError
+
+            raise DatasetError(f"{cfg['data']['train']['annotations']}: no training image has a usable annotation")
         self.lr = scaled_lr(self.tcfg["base_lr"], self.tcfg["batch_size"], info.world_size,
                             self.tcfg["base_batch_size"])
         self.optimizer = torch.optim.SGD(
@@ -300,7 +304,10 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
         metrics = _loop(run, log, guard)
     except BaseException as err:
         if not isinstance(err, NonFiniteLossError):
-            run.save_interrupted(f"{type(err).__name__}: {err}".strip().rstrip(":"))
+            try:
+                run.save_interrupted(f"{type(err).__name__}: {err}".strip().rstrip(":"))
+            except Exception as save_err:  # noqa: BLE001 - keep the original error; say why nothing was saved
+                print(f"[dsic] could not save interrupted.pth: {save_err}", file=sys.stderr, flush=True)
         raise
     final = out / "final.pth"
     if info.is_main:
