@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -30,6 +31,14 @@ from pycocotools.coco import COCO
 from .errors import DatasetError
 
 
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def load_coco_json(ann_file: str | Path) -> dict:
     """Read and validate a COCO JSON file; errors name the file, the record id and the field."""
     path = Path(ann_file)
@@ -38,38 +47,63 @@ def load_coco_json(ann_file: str | Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise DatasetError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+        raise DatasetError(f"{path}: malformed JSON at line {err.lineno} column {err.colno} "
+                           f"(char {err.pos}): {err.msg}") from err
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start}): {err.reason}") from err
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a JSON object with images/annotations/categories")
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
             raise DatasetError(f"{path}: missing or non-list field '{key}'")
-    data.setdefault("annotations", [])
+    if not isinstance(data.setdefault("annotations", []), list):
+        raise DatasetError(f"{path}: field 'annotations' must be a list")
+    image_ids = set()
     for img in data["images"]:
+        if not isinstance(img, dict):
+            raise DatasetError(f"{path}: an entry of 'images' is not an object: {img!r}")
         for field in ("id", "file_name", "width", "height"):
             if field not in img:
                 raise DatasetError(f"{path}: image {img.get('id', '?')} has no field '{field}'")
+        iid = img["id"]
+        if not is_int(iid) or iid in image_ids:
+            raise DatasetError(f"{path}: image field 'id' = {iid!r} is not an integer or is duplicated")
+        image_ids.add(iid)
+        if not isinstance(img["file_name"], str) or not img["file_name"]:
+            raise DatasetError(f"{path}: image {iid} field 'file_name' must be a non-empty string")
+        for field in ("width", "height"):
+            if not is_int(img[field]) or img[field] <= 0:
+                raise DatasetError(f"{path}: image {iid} field '{field}' = {img[field]!r} is not a positive integer")
     cat_ids = set()
     for cat in data["categories"]:
-        if "id" not in cat:
-            raise DatasetError(f"{path}: a category has no field 'id'")
+        if not isinstance(cat, dict) or "id" not in cat:
+            raise DatasetError(f"{path}: a category has no field 'id': {cat!r}")
+        if not is_int(cat["id"]) or cat["id"] in cat_ids:
+            raise DatasetError(f"{path}: category field 'id' = {cat['id']!r} is not an integer or is duplicated")
         cat_ids.add(cat["id"])
-    image_ids = {img["id"] for img in data["images"]}
+    ann_ids = set()
     for ann in data["annotations"]:
+        if not isinstance(ann, dict):
+            raise DatasetError(f"{path}: an entry of 'annotations' is not an object: {ann!r}")
         aid = ann.get("id", "?")
         for field in ("id", "image_id", "category_id", "bbox"):
             if field not in ann:
                 raise DatasetError(f"{path}: annotation {aid} has no field '{field}'")
+        if not is_int(aid) or aid in ann_ids:
+            raise DatasetError(f"{path}: annotation field 'id' = {aid!r} is not an integer or is duplicated")
+        ann_ids.add(aid)
         bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
             raise DatasetError(f"{path}: annotation {aid} field 'bbox' must be 4 numbers [x, y, w, h], got {bbox!r}")
         if ann["category_id"] not in cat_ids:
-            raise DatasetError(f"{path}: annotation {aid} field 'category_id' = {ann['category_id']} "
+            raise DatasetError(f"{path}: annotation {aid} field 'category_id' = {ann['category_id']!r} "
                                f"is not among the categories {sorted(cat_ids)}")
         if ann["image_id"] not in image_ids:
-            raise DatasetError(f"{path}: annotation {aid} field 'image_id' = {ann['image_id']} names no image")
-        ann.setdefault("iscrowd", 0)
-        ann.setdefault("area", float(bbox[2] * bbox[3]))
+            raise DatasetError(f"{path}: annotation {aid} field 'image_id' = {ann['image_id']!r} names no image")
+        if not is_int(ann.setdefault("iscrowd", 0)) or ann["iscrowd"] not in (0, 1):
+            raise DatasetError(f"{path}: annotation {aid} field 'iscrowd' = {ann['iscrowd']!r} must be 0 or 1")
+        if not is_number(ann.setdefault("area", float(bbox[2] * bbox[3]))):
+            raise DatasetError(f"{path}: annotation {aid} field 'area' = {ann['area']!r} is not a number")
     return data
 
 
@@ -81,23 +115,71 @@ def coco_from_dict(data: dict) -> COCO:
     return coco
 
 
+def rle_string_counts(counts: str) -> list[int]:
+    """The run lengths of a compressed COCO RLE string (6-bit chars from 48, 5 data bits each, bit 5 =
+    more chunks follow, bit 4 of the last chunk = negative; runs from the 3rd on are deltas)."""
+    runs = []
+    value, shift = 0, 0
+    for char in counts:
+        code = ord(char) - 48
+        if not 0 <= code < 64:
+            raise ValueError(f"character {char!r} is not an RLE character")
+        value |= (code & 0x1F) << shift
+        shift += 5
+        if code & 0x20:
+            continue
+        if code & 0x10:
+            value -= 1 << shift
+        runs.append(value + (runs[-2] if len(runs) > 2 else 0))
+        value, shift = 0, 0
+    if shift:
+        raise ValueError("the counts string ends inside a number")
+    return runs
+
+
+def segmentation_problem(seg, height: int, width: int) -> str | None:
+    """Why ``seg`` is not a valid polygon list or RLE for an image of ``height`` x ``width`` (or None)."""
+    if isinstance(seg, list):
+        if not seg:
+            return "an empty polygon list"
+        for poly in seg:
+            if not (isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0 and all(map(is_number, poly))):
+                return f"a polygon must be an even number (>= 6) of coordinates x1, y1, x2, ..., got {poly!r}"
+        return None
+    if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg:
+        return "expected polygons (a list) or an RLE object with 'size' and 'counts'"
+    if seg["size"] != [height, width]:
+        return f"RLE 'size' {seg['size']!r} is not the image's [height, width] = {[height, width]}"
+    counts = seg["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii", errors="replace")
+    if isinstance(counts, str):
+        try:
+            counts = rle_string_counts(counts)
+        except ValueError as err:
+            return f"compressed RLE 'counts': {err}"
+    elif not (isinstance(counts, list) and all(is_int(c) for c in counts)):
+        return "RLE 'counts' must be a string (compressed) or a list of integers (uncompressed)"
+    if any(c < 0 for c in counts) or sum(counts) != height * width:
+        return f"RLE run lengths must be >= 0 and add up to height * width = {height * width}, got {sum(counts)}"
+    return None
+
+
 def ann_to_mask(ann: dict, height: int, width: int, where: str) -> np.ndarray:
+    """The uint8 [height, width] mask of a polygon, uncompressed-RLE or compressed-RLE annotation."""
     seg = ann.get("segmentation")
     if seg is None:
         raise DatasetError(f"{where}: annotation {ann['id']} has no field 'segmentation' (needed for masks)")
-    try:
-        if isinstance(seg, list):  # polygons
-            rles = mask_utils.frPyObjects(seg, height, width)
-            rle = mask_utils.merge(rles)
-        elif isinstance(seg.get("counts"), list):  # uncompressed RLE
-            rle = mask_utils.frPyObjects(seg, height, width)
-        else:  # compressed RLE
-            rle = dict(seg)
-            if isinstance(rle["counts"], str):
-                rle["counts"] = rle["counts"].encode()
-        return mask_utils.decode(rle).astype(np.uint8)
-    except (TypeError, ValueError, KeyError, AttributeError) as err:
-        raise DatasetError(f"{where}: annotation {ann['id']} field 'segmentation' is malformed: {err}") from err
+    problem = segmentation_problem(seg, height, width)
+    if problem:
+        raise DatasetError(f"{where}: annotation {ann['id']} field 'segmentation' is malformed: {problem}")
+    if isinstance(seg, list):  # polygons
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+    elif isinstance(seg["counts"], list):  # uncompressed RLE
+        rle = mask_utils.frPyObjects(seg, height, width)
+    else:  # compressed RLE
+        rle = dict(seg, counts=seg["counts"].encode() if isinstance(seg["counts"], str) else seg["counts"])
+    return mask_utils.decode(rle).astype(np.uint8)
 
 
 def read_rgb(path: Path, image_id, expected: tuple[int, int] | None = None) -> torch.Tensor:
@@ -107,7 +189,7 @@ def read_rgb(path: Path, image_id, expected: tuple[int, int] | None = None) -> t
         with Image.open(path) as im:
             im = im.convert("RGB")
             arr = np.asarray(im, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"image {image_id} cannot be decoded: {path}: {err}") from err
     if expected is not None and arr.shape[:2] != expected:
         raise DatasetError(f"image {image_id} {path}: size {arr.shape[1]}x{arr.shape[0]} (WxH) differs from "
@@ -136,10 +218,19 @@ class CocoDetection(torch.utils.data.Dataset):
         self.ids = ids
 
     def label_to_cat_id(self, label: int) -> int:
+        """The COCO category id of a contiguous label 1..K (0 is the background and has none)."""
+        if not 1 <= int(label) <= len(self.cat_ids):
+            raise ValueError(f"label {int(label)} is outside 1..{len(self.cat_ids)}: {self.ann_file} has "
+                             f"{len(self.cat_ids)} categories (does the model's num_classes match?)")
         return self.cat_ids[int(label) - 1]
 
     def _usable(self, ann: dict) -> bool:
-        return (self.keep_crowd or not ann.get("iscrowd", 0)) and ann["bbox"][2] > 0 and ann["bbox"][3] > 0
+        """Whether ``ann`` gives a training box: not crowd (unless kept), non-empty inside the image."""
+        info = self.coco.imgs[ann["image_id"]]
+        x, y, w, h = ann["bbox"]
+        inside_w = min(x + w, info["width"]) - max(x, 0)
+        inside_h = min(y + h, info["height"]) - max(y, 0)
+        return (self.keep_crowd or not ann["iscrowd"]) and inside_w > 0 and inside_h > 0
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from functools import cache
 from pathlib import Path
 
@@ -104,13 +105,15 @@ def object_mask(rng: np.random.Generator, cls: int, image_size: int) -> np.ndarr
 
 
 def compose(rng: np.random.Generator, image_size: int, max_objects: int):
-    """One image: (uint8 HxWx3, list of (class index, bool mask)). Larger objects are placed
-    first, so that the small ones fill the space left and may cover a part of a large one."""
+    """One image: (uint8 HxWx3, list of (class index, bool mask, visible fraction of the drawn
+    object)). Larger objects are placed first, so that the small ones fill the space left and may
+    cover a part of a large one."""
     img = background(rng, image_size)
     drawn = [(cls, object_mask(rng, cls, image_size))
              for cls in rng.integers(len(CLASSES), size=int(rng.integers(3, max_objects + 1))).tolist()]
     drawn.sort(key=lambda item: -item[1].sum())
     objects: list[tuple[int, np.ndarray]] = []
+    drawn_area: list[int] = []
     for cls, glyph in drawn:
         padded = np.pad(glyph, 1).astype(np.uint8) * 255
         local = np.asarray(Image.fromarray(padded).filter(ImageFilter.MaxFilter(3))) > 0  # glyph + outline
@@ -133,7 +136,9 @@ def compose(rng: np.random.Generator, image_size: int, max_objects: int):
         img[full] = fill
         objects = [(c, m & ~outline) for c, m in objects]
         objects.append((cls, outline))
-    return np.clip(img, 0, 255).astype(np.uint8), [(c, m) for c, m in objects if m.sum() >= 4]
+        drawn_area.append(int(outline.sum()))
+    kept = [(c, m, m.sum() / a) for (c, m), a in zip(objects, drawn_area) if m.sum() >= 4]
+    return np.clip(img, 0, 255).astype(np.uint8), kept
 
 
 def bucket(area: float) -> str:
@@ -144,7 +149,7 @@ def make_split(out: Path, split: str, split_id: int, count: int, seed: int, imag
     (out / split).mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     stats = {"images": count, "objects": 0, "small": 0, "medium": 0, "large": 0,
-             "per_class": {name: 0 for _, name in CLASSES}}
+             "per_class": {name: 0 for _, name in CLASSES}, "min_visible_fraction": 1.0}
     for index in range(count):
         rng = np.random.default_rng((seed, split_id, index))
         img, objects = compose(rng, image_size, max_objects)
@@ -152,7 +157,7 @@ def make_split(out: Path, split: str, split_id: int, count: int, seed: int, imag
         file_name = f"{image_id:06d}.jpg"
         Image.fromarray(img).save(out / split / file_name, quality=92)
         images.append({"id": image_id, "file_name": file_name, "width": image_size, "height": image_size})
-        for cls, mask in objects:
+        for cls, mask, visible in objects:
             rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
             area = float(mask_utils.area(rle))
             x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
@@ -162,6 +167,7 @@ def make_split(out: Path, split: str, split_id: int, count: int, seed: int, imag
             stats["objects"] += 1
             stats[bucket(area)] += 1
             stats["per_class"][CLASSES[cls][1]] += 1
+            stats["min_visible_fraction"] = min(stats["min_visible_fraction"], round(float(visible), 4))
     categories = [{"id": i + 1, "name": name, "supercategory": "glyph"} for i, (_, name) in enumerate(CLASSES)]
     data = {"info": {"description": f"dsic embedded multi-scale dataset ({split})", "version": "1"},
             "images": images, "annotations": annotations, "categories": categories}
@@ -169,22 +175,40 @@ def make_split(out: Path, split: str, split_id: int, count: int, seed: int, imag
     (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
     for key in ("small", "medium", "large"):
         stats[f"{key}_fraction"] = stats[key] / max(stats["objects"], 1)
+    stats["buckets_balanced"] = all(stats[f"{key}_fraction"] >= 0.25 for key in ("small", "medium", "large"))
     return stats
 
 
 def generate(out_dir: str | Path, num_train: int = 500, num_val: int = 100, image_size: int = 320,
              seed: int = 0, max_objects: int = 8) -> dict:
-    """Write the dataset to ``out_dir``; returns statistics per split (counts, size buckets, classes).
+    """Write the dataset to ``out_dir`` and return its statistics.
+
+    ``generate(out_dir, num_train=500, num_val=100, image_size=320, seed=0, max_objects=8) -> dict``
 
     Args:
-        num_train / num_val: images per split.
-        image_size: side of the square images in pixels.
-        seed: the whole dataset is a function of the arguments.
+        out_dir: created if needed; existing files of the same names are overwritten.
+        num_train / num_val: images per split (>= 0).
+        image_size: side of the square images in pixels (>= 32; buckets balance from ~192 on, measured).
+        seed: the whole dataset is a function of the arguments (byte-identical files).
         max_objects: objects per image are drawn from 3..max_objects (fewer when they do not fit).
+
+    Returns ``{"train": s, "val": s}`` with, per split, ``images``, ``objects``, ``small`` /
+    ``medium`` / ``large`` counts and ``*_fraction``, ``buckets_balanced`` (every bucket >= 25 %),
+    ``per_class`` counts by class name and ``min_visible_fraction`` (the least visible share of an
+    object after the later ones were drawn over it). A warning is issued when a split of >= 200
+    objects is not balanced.
     """
+    if num_train < 0 or num_val < 0 or image_size < 32 or max_objects < 3:
+        raise ValueError(f"generate: need num_train, num_val >= 0, image_size >= 32 and max_objects >= 3, got "
+                         f"{num_train}, {num_val}, {image_size} and {max_objects}")
     out = Path(out_dir)
     stats = {split: make_split(out, split, i, n, seed, image_size, max_objects)
              for i, (split, n) in enumerate((("train", num_train), ("val", num_val)))}
+    for split, st in stats.items():
+        if st["objects"] >= 200 and not st["buckets_balanced"]:
+            warnings.warn(f"synthetic {split} split: a COCO size bucket holds < 25 % of the objects "
+                          f"({st['small_fraction']:.2f} / {st['medium_fraction']:.2f} / {st['large_fraction']:.2f} "
+                          f"small / medium / large; image_size {image_size} may be too small)", stacklevel=2)
     params = {"num_train": num_train, "num_val": num_val, "image_size": image_size, "seed": seed,
               "max_objects": max_objects}
     (out / "README.txt").write_text(

@@ -3,7 +3,8 @@
 Training: random horizontal flip and, when ``scales`` is given, multi-scale resizing (short side
 drawn from ``scales``, long side capped at ``max_size``), as mmdetection's multi-scale training.
 torchvision's detectors still resize every batch internally to ``min_size``/``max_size``; configure
-those to match when using data-side multi-scale. Evaluation: no augmentation. Randomness comes from
+those to match when using data-side multi-scale. Evaluation: no augmentation, optionally a fixed
+resize (``eval_scale``; boxes then come out in the resized image's pixels). Randomness comes from
 torch's global RNG, so a seeded run is reproducible.
 """
 
@@ -25,7 +26,8 @@ class RandomShortSideResize(torch.nn.Module):
     def forward(self, *inputs):
         image = inputs[0] if len(inputs) > 1 else inputs[0][0]
         h, w = image.shape[-2:]
-        short = self.scales[int(torch.randint(len(self.scales), ()).item())]
+        pick = int(torch.randint(len(self.scales), ()).item()) if len(self.scales) > 1 else 0
+        short = self.scales[pick]
         scale = min(short / min(h, w), self.max_size / max(h, w))
         size = [max(1, round(h * scale)), max(1, round(w * scale))]
         return v2.Resize(size, antialias=True)(*inputs)
@@ -55,12 +57,17 @@ class DetectionTransform:
         return image.as_subclass(torch.Tensor), out
 
 
-def build_transforms(train: bool, scales=None, max_size: int = 1333, hflip_prob: float = 0.5):
-    """The dataset transforms for training (flip + optional multi-scale) or evaluation (none)."""
+def build_transforms(train: bool, scales=None, max_size: int = 1333, hflip_prob: float = 0.5,
+                     eval_scale: int | None = None):
+    """The dataset transforms: for training a horizontal flip (``hflip_prob``) and, with ``scales``,
+    a resize to a random short side from ``scales`` (long side <= ``max_size``); for evaluation
+    nothing, or with ``eval_scale`` a resize to that short side (long side <= ``max_size``)."""
     ops = []
     if train and hflip_prob > 0:
         ops.append(v2.RandomHorizontalFlip(hflip_prob))
     if train and scales:
         ops.append(RandomShortSideResize(scales, max_size))
+    if not train and eval_scale:
+        ops.append(RandomShortSideResize([eval_scale], max_size))
     return DetectionTransform(ops)
 
