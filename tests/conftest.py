@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from dsic.demo import data_overrides
+
 torch.set_num_threads(2)
 
 
@@ -17,10 +19,7 @@ def tiny_synth(tmp_path_factory):
 def tiny_overrides(data_root, out_dir, *extra) -> list[str]:
     """Config overrides for a seconds-long CPU run on ``tiny_synth``."""
     return [
-        f"data.train.images={data_root / 'train'}",
-        f"data.train.annotations={data_root / 'annotations' / 'instances_train.json'}",
-        f"data.val.images={data_root / 'val'}",
-        f"data.val.annotations={data_root / 'annotations' / 'instances_val.json'}",
+        *data_overrides(data_root),
         "data.num_workers=0", "model.backbone=resnet_tiny", "model.norm=gn", "model.trainable_layers=5",
         "model.out_channels=32", "model.num_classes=10", "model.min_size=96", "model.max_size=96",
         "model.pretrained_backbone=null", "model.anchor_sizes=[16, 32, 64, 128, 256]",

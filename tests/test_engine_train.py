@@ -15,6 +15,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import MultiScaleRoIAlign
 
 from dsic.config import load_config
+from dsic.demo import data_overrides
 from dsic.engine.checkpoint import load_checkpoint
 from dsic.engine.evaluate import main_eval
 from dsic.engine.train import NonFiniteLossError, TrainingInterrupted, main_train, train
@@ -64,10 +65,7 @@ def factory(**kw):
 
 def overrides(data, out, *extra):
     return [
-        f"data.train.images={data / 'train'}",
-        f"data.train.annotations={data / 'annotations' / 'instances_train.json'}",
-        f"data.val.images={data / 'val'}",
-        f"data.val.annotations={data / 'annotations' / 'instances_val.json'}",
+        *data_overrides(data),
         "data.num_workers=0", "model.num_classes=10", "train.batch_size=4", "train.base_batch_size=8",
         "train.base_lr=0.02", "train.warmup_iters=2", "train.warmup_factor=0.1", "train.log_every=1",
         "train.eval_every=0", "train.epochs=3", "train.steps=[2]", f"output_dir={out}", *extra,
