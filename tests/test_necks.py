@@ -50,6 +50,16 @@ def test_neck_output_levels(name, extra, names):
         assert v.shape == (2, 16, size, size), k
 
 
+@pytest.mark.parametrize("name", ["fpn", "isg", "csg", "dsic", "fcfpn", "panet", "fpg", "fpt"])
+def test_levels_that_do_not_halve_exactly_keep_their_sizes(name):
+    # floor halving (as after patchify stems) while stride-2 convs give ceil: 25 -> 13, not 12
+    sizes = [(50, 37), (25, 18), (12, 9), (6, 4)]
+    g = torch.Generator().manual_seed(0)
+    blocks = [[torch.randn(1, c, *hw, generator=g) for c in cs] for cs, hw in zip(SPEC.block_channels, sizes)]
+    out = build_neck(name, SPEC, 16, "none")(blocks)
+    assert [tuple(v.shape[-2:]) for v in out.values()] == sizes
+
+
 @pytest.mark.parametrize("control", ["pooled", "conv"])
 def test_isg_coarse_and_fine_selection_match_the_formula(control):
     torch.manual_seed(0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
@@ -43,6 +44,13 @@ def init_conv(module: nn.Module) -> None:
 
 def conv(cin: int, cout: int, k: int = 1, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def fit(x: Tensor, ref: Tensor) -> Tensor:
+    """``x`` resized (nearest) to ``ref``'s spatial size when they differ: a stride-2 conv gives
+    ceil(H / 2), which need not be the size of the backbone's next level (e.g. patchify stems give
+    floor(H / 2)); torchvision's detectors pad images to a multiple of 32, where nothing changes."""
+    return x if x.shape[-2:] == ref.shape[-2:] else F.interpolate(x, size=ref.shape[-2:], mode="nearest")
 
 
 class Neck(nn.Module):

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from ..backbones.staged import BackboneSpec
 from ..ops.gate import bias_for, check_mode, gate, gate_activation, global_pool
-from .base import Neck, conv, init_conv
+from .base import Neck, conv, fit, init_conv
 from .isg import COARSE_MODES
 
 
@@ -123,7 +123,7 @@ class Resampler(nn.Module):
         for i, x in enumerate(lat):
             at_level[i].append(x)
             for step, down in enumerate(self.down[i]):
-                x = down(x if step == 0 else F.relu(x))
+                x = fit(down(x if step == 0 else F.relu(x)), lat[i + step + 1])  # fit: odd sizes
                 at_level[i + step + 1].append(x)
         return lat, at_level
 

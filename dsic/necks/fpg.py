@@ -34,12 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbones.staged import BackboneSpec
-from .base import Neck, conv, init_conv
-
-
-def fit(x: Tensor, ref: Tensor) -> Tensor:
-    """``x`` resized (nearest) to ``ref``'s spatial size when they differ."""
-    return x if x.shape[-2:] == ref.shape[-2:] else F.interpolate(x, size=ref.shape[-2:], mode="nearest")
+from .base import Neck, conv, fit, init_conv
 
 
 class Pathway(nn.Module):

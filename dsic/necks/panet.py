@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbones.staged import BackboneSpec
-from .base import Neck, conv, init_conv
-from .fpg import fit
+from .base import Neck, conv, fit, init_conv
 from .fpn import TopDown
 
 
