@@ -150,3 +150,22 @@ def test_mask_rcnn_needs_masks():
     with pytest.raises(ConfigError, match="'data.with_masks' is false but mask_rcnn trains on masks"):
         load_config(None, ["model.arch=mask_rcnn", "data.with_masks=false"])
     assert load_config(None, ["data.with_masks=true"])["data"]["with_masks"] is True  # harmless elsewhere
+
+
+def test_embedded_configs_are_the_benchmark_rows():
+    """configs/embedded/faster_rcnn_tiny_<row>.yaml trains the same model as benchmarks/run.py's row."""
+    import importlib.util
+
+    from dsic.demo import BASE_CONFIG
+
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = {**bench.variants("table2"), **bench.variants("table4"), **bench.variants("table5")}
+    assert len(rows) == 10
+    for name, overrides in rows.items():
+        path = ROOT / "configs" / "embedded" / f"faster_rcnn_tiny_{name}.yaml"
+        assert path.is_file(), f"no config for benchmark row {name}"
+        shipped, bench_cfg = load_config(path), load_config(BASE_CONFIG, overrides)
+        assert shipped["model"] == bench_cfg["model"], name
+        assert shipped["train"] == bench_cfg["train"] and shipped["data"] == bench_cfg["data"], name
