@@ -198,3 +198,38 @@ def test_csg_starts_at_the_scale_of_fcfpn(mode):
     for k in out:
         ratio = out[k].std() / ref[k].std()
         assert 0.7 < ratio < 1.3, (k, ratio)
+
+
+def test_csg_control_norm_layer_makes_channel_signals_scale_free():
+    torch.manual_seed(0)
+    from dsic.necks.csg import ControlUnit
+
+    unit = ControlUnit(3, 8, "tanh", "sigmoid", control_norm="layer")
+    pooled = [torch.randn(2, 8, 1, 1) + 2 for _ in range(3)]
+    mags = [torch.rand(2, 1, 4, 4) for _ in range(3)]
+    w = unit(pooled, mags)[0]
+    w10 = unit([10 * p for p in pooled], mags)[0]
+    torch.testing.assert_close(w10, w, atol=1e-5, rtol=1e-4)  # only the descriptor's pattern counts
+    plain = ControlUnit(3, 8, "tanh", "sigmoid")
+    plain.load_state_dict(unit.state_dict())
+    assert (plain([10 * p for p in pooled], mags)[0] - plain(pooled, mags)[0]).abs().max() > 1e-3
+    neck = build_neck("dsic", SPEC, 16, "pool", csg_control_norm="layer")
+    sum((v ** 2).mean() for v in neck(blocks_for(SPEC)).values()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in neck.parameters())
+    with pytest.raises(ValueError, match="CSG control_norm"):
+        build_neck("csg", SPEC, csg_control_norm="batch")
+
+
+def test_csg_gain_on_input_is_the_same_function_with_unscaled_output_convs():
+    torch.manual_seed(0)
+    on_weights = build_neck("csg", SPEC, 16, None)
+    torch.manual_seed(0)
+    on_input = build_neck("csg", SPEC, 16, None, csg_gain="input")
+    blocks = blocks_for(SPEC)
+    for k, v in on_weights(blocks).items():
+        torch.testing.assert_close(on_input(blocks)[k], v)
+    gain = on_input.csg.init_gain
+    for big, plain in zip(on_weights.csg.output, on_input.csg.output):
+        torch.testing.assert_close(big.weight, plain.weight * gain)
+    with pytest.raises(ValueError, match="CSG gain"):
+        build_neck("dsic", SPEC, csg_gain="bias")

@@ -31,6 +31,18 @@ are initialised with the gain 1 / (act(w) act(s)) (= 2n), so that CSG starts at 
 FC-FPN (the ungated sum). Without that gain the initial pyramid is 2n times weaker than FPN's and
 so are the gradients reaching the backbone: a from-scratch CSG Faster R-CNN reached 39.9 AP
 against FPN's 56.3 on the embedded benchmark (measured, BENCHMARKS.md).
+Two options concern how the gates learn, both measured on the embedded benchmark (BENCHMARKS.md):
+
+* ``control_norm`` (``none`` | ``layer``): the channel unit reads GAP + GMP of the paths as they
+  are (``none``) or normalised per image over all n*C entries (``layer``, no affine). Unnormalised
+  descriptors are large (mean ~3) and, from scratch at lr 0.02, every hidden ReLU unit of the finer
+  levels' channel units died within the first epochs: w_ik then equals act(bias), the same for
+  every image (measured with ``gate_states``).
+* ``gain`` (``weights`` | ``input``): the compensation 1 / (act(w) act(s)) multiplies the output
+  convs' initial weights (``weights``) or is a fixed factor on P'_k before them (``input``). Both
+  are the same function at initialisation; with ``input`` the output convs keep their normal
+  initial scale, so their relative update size (lr * grad / weight) is not gain^2 times smaller.
+
 :meth:`CSG.gate_states` returns the n x n state matrix W[b, i, k] = mean_c act(w_ik) per image and
 the selection maps s_ik, for visualisation.
 """
@@ -46,6 +58,9 @@ from ..ops.gate import bias_for, check_mode, gate, gate_activation, global_pool
 from .base import Neck, conv, fit, init_conv
 from .isg import COARSE_MODES
 
+CONTROL_NORMS = ("none", "layer")
+GAINS = ("weights", "input")  # where the 1 / (act(w) act(s)) compensation lives
+
 
 def spatial_znorm(x: Tensor, eps: float = 1e-5) -> Tensor:
     """Normalise each [H, W] map of ``x`` to zero mean and unit std."""
@@ -58,9 +73,10 @@ class ControlUnit(nn.Module):
     """Computes w_ik (channel) and s_ik (pixel) for the n inputs of one output level."""
 
     def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
-                 reduction: int = 4, select_hidden: int = 16):
+                 reduction: int = 4, select_hidden: int = 16, control_norm: str = "none"):
         super().__init__()
         self.n, self.channels = num_inputs, channels
+        self.control_norm = check_mode(control_norm, CONTROL_NORMS, "CSG control_norm")
         self.mode = check_mode(mode, COARSE_MODES, "CSG channel mode")
         self.select_mode = check_mode(select_mode, COARSE_MODES, "CSG selection mode")
         hidden = max(channels // reduction, 16)
@@ -79,7 +95,10 @@ class ControlUnit(nn.Module):
     def forward(self, pooled: list[Tensor], magnitudes: list[Tensor]) -> tuple[Tensor, Tensor]:
         """From each path's GAP + GMP [B, C, 1, 1] and magnitude map [B, 1, H, W], returns the
         activated w [B, n, C, 1, 1] and s [B, n, H, W]."""
-        w = self.channel(torch.cat(pooled, 1))
+        descriptor = torch.cat(pooled, 1)
+        if self.control_norm == "layer":  # per image, over all n*C entries, no affine
+            descriptor = F.layer_norm(descriptor.flatten(1), descriptor.shape[1:2]).view_as(descriptor)
+        w = self.channel(descriptor)
         w = gate_activation(w.unflatten(1, (self.n, self.channels)), self.mode, dim=1)
         s = gate_activation(self.select(spatial_znorm(torch.cat(magnitudes, 1))), self.select_mode, dim=1)
         return w, s
@@ -138,19 +157,24 @@ class CSG(nn.Module):
     """Cross-scale Selection Gate on a list of maps with ``in_channels`` (see module docstring)."""
 
     def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
-                 select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True):
+                 select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
+                 control_norm: str = "none", gain: str = "weights"):
         super().__init__()
         n = len(in_channels)
+        self.gain_mode = check_mode(gain, GAINS, "CSG gain")
         self.paths = Resampler(in_channels, out_channels)
-        self.control = nn.ModuleList(ControlUnit(n, out_channels, mode, select_mode, reduction) for _ in range(n))
+        self.control = nn.ModuleList(
+            ControlUnit(n, out_channels, mode, select_mode, reduction, control_norm=control_norm) for _ in range(n)
+        )
         self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
         if self.output is not None:
             init_conv(self.output)
         # compensate the gates' initial opening act(w) * act(s) so that CSG starts at FC-FPN's scale
         gain = 1.0 / (initial_opening(mode, 1.0 / n, n) * initial_opening(select_mode, 0.5, n))
-        with torch.no_grad():
-            for layer in self.output if self.output is not None else self.paths.lateral:
-                layer.weight.mul_(gain)
+        if self.gain_mode == "weights":
+            with torch.no_grad():
+                for layer in self.output if self.output is not None else self.paths.lateral:
+                    layer.weight.mul_(gain)
         self.init_gain = gain
         self.states: dict = {}
 
@@ -173,6 +197,8 @@ class CSG(nn.Module):
             for i in range(1, len(lat)):
                 gated = gate(w[:, i], below[i]) if i <= k else upsample(gate(w[:, i], lat[i]), size)
                 p = p.addcmul_(gated, s[:, i : i + 1])  # += G(w_ik, M_ik) * s_ik, fused
+            if self.gain_mode == "input":
+                p = p * self.init_gain
             outs.append(self.output[k](p) if self.output is not None else p)
             w_matrix.append(w.detach().mean((2, 3, 4)))  # [B, n_in]
             selections.append(s.detach())
@@ -190,9 +216,11 @@ class CSGNeck(Neck):
 
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
                  csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
-                 output_conv: bool = True):
+                 output_conv: bool = True, csg_control_norm: str = "none",
+                 csg_gain: str = "weights"):
         super().__init__(spec, out_channels, extra)
-        self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv)
+        self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
+                       csg_control_norm, csg_gain)
 
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
         return self.csg([b[-1] for b in blocks])
