@@ -3,6 +3,7 @@
     python benchmarks/run.py table4 --seeds 2     # ISG / CSG ablation: fpn, isg, csg, dsic
     python benchmarks/run.py table2 --seeds 1     # all necks: fpn, fcfpn, panet, fpg, fpt, dsic
     python benchmarks/run.py table5 --seeds 1     # gate modes of DSIC: softmax, sigmoid, tanh
+    python benchmarks/run.py gates --seeds 2      # CSG/DSIC: csg_gain weights vs input, csg_control_norm
     python benchmarks/run.py profile              # Faster R-CNN R50 at 512x512: params, GFLOPs, latency
 
 Every table trains Faster R-CNN (resnet_tiny, from scratch, configs/embedded) on the embedded
@@ -25,6 +26,7 @@ TITLES = {
     "table2": "Table 2 analog: necks compared in Faster R-CNN (resnet_tiny, embedded dataset)",
     "table4": "Table 4 analog: ISG / CSG ablation (Faster R-CNN, resnet_tiny, embedded dataset)",
     "table5": "Table 5 analog: gate modes of DSIC, ISG and CSG alike (Faster R-CNN, embedded dataset)",
+    "gates": "How CSG's gates learn: where the start-up gain lives, descriptor normalisation (Faster R-CNN, embedded)",
 }
 
 
@@ -38,12 +40,21 @@ def variants(table: str) -> dict[str, list[str]]:
                for m in ("softmax", "sigmoid")}
         out["dsic"] = ["model.neck=dsic"]  # tanh is DSIC's default: the same run as table 4's
         return out
+    if table == "gates":
+        out = {}
+        for neck in ("csg", "dsic"):
+            for gain in ("weights", "input"):
+                out[f"{neck}_gain_{gain}"] = [f"model.neck={neck}", f"model.neck_cfg={{csg_gain: {gain}}}"]
+        # measured before input became the default gain, so it keeps the gain on the weights
+        out["dsic_gain_weights_control_norm"] = [
+            "model.neck=dsic", "model.neck_cfg={csg_gain: weights, csg_control_norm: layer}"]
+        return out
     raise SystemExit(f"unknown table {table!r}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=["table2", "table4", "table5", "profile"])
+    parser.add_argument("table", choices=["table2", "table4", "table5", "gates", "profile"])
     parser.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1")
     parser.add_argument("--only-seed", type=int, default=None,
                         help="train and report this seed alone, without profiling (to split a table "

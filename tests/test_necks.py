@@ -111,7 +111,7 @@ def test_csg_without_output_conv_is_the_gated_sum():
         pooled = [pool(m[k][i]) if i <= k else pool(lat[i]) for i in range(3)]
         mags = [mag(m[k][i]) if i <= k else up(mag(lat[i]), k) for i in range(3)]
         w, s = csg.control[k](pooled, mags)
-        ref = sum(w[:, i] * m[k][i] * s[:, i : i + 1] for i in range(3))
+        ref = csg.init_gain * sum(w[:, i] * m[k][i] * s[:, i : i + 1] for i in range(3))  # fixed start-up gain
         torch.testing.assert_close(out[k], ref, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(m[0][1], up(lat[1], 0))
     torch.testing.assert_close(m[2][0], csg.paths.down[0][1](F.relu(csg.paths.down[0][0](lat[0]))))
@@ -186,13 +186,13 @@ def test_isg_identity_init_starts_as_the_plain_backbone():
 
 @pytest.mark.parametrize("mode", ["softmax", "sigmoid", "tanh"])
 def test_csg_starts_at_the_scale_of_fcfpn(mode):
-    # the output convs' gain undoes act(w) * act(s), so the initial pyramid is as strong as the ungated sum
+    # the fixed gain on P'_k undoes act(w) * act(s), so the initial pyramid is as strong as the ungated sum
     torch.manual_seed(0)
     csg = build_neck("csg", SPEC, 16, None, csg_mode=mode, select_mode=mode)
     fcfpn = build_neck("fcfpn", SPEC, 16, None)
     fcfpn.paths.load_state_dict(csg.csg.paths.state_dict())
     for ours, ref in zip(csg.csg.output, fcfpn.output):
-        ref.load_state_dict({"weight": ours.weight / csg.csg.init_gain, "bias": ours.bias})
+        ref.load_state_dict(ours.state_dict())  # the default gain (input) leaves the output convs unscaled
     blocks = blocks_for(SPEC)
     out, ref = csg(blocks), fcfpn(blocks)
     for k in out:
@@ -222,9 +222,9 @@ def test_csg_control_norm_layer_makes_channel_signals_scale_free():
 
 def test_csg_gain_on_input_is_the_same_function_with_unscaled_output_convs():
     torch.manual_seed(0)
-    on_weights = build_neck("csg", SPEC, 16, None)
+    on_weights = build_neck("csg", SPEC, 16, None, csg_gain="weights")
     torch.manual_seed(0)
-    on_input = build_neck("csg", SPEC, 16, None, csg_gain="input")
+    on_input = build_neck("csg", SPEC, 16, None)  # input is the default
     blocks = blocks_for(SPEC)
     for k, v in on_weights(blocks).items():
         torch.testing.assert_close(on_input(blocks)[k], v)

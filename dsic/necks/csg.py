@@ -26,22 +26,25 @@ and the magnitude map of L_i upsampled to level k (a 1-channel map). This is our
 approximately) and saves several full-resolution passes at the finest level.
 
 Signals are initialised open (act(w) ~ 1/n, act(s) ~ 1/2; see :func:`dsic.ops.gate.bias_for`),
-where the activations are sensitive, and the output convs (the laterals without ``output_conv``)
-are initialised with the gain 1 / (act(w) act(s)) (= 2n), so that CSG starts at the scale of
-FC-FPN (the ungated sum). Without that gain the initial pyramid is 2n times weaker than FPN's and
-so are the gradients reaching the backbone: a from-scratch CSG Faster R-CNN reached 39.9 AP
-against FPN's 56.3 on the embedded benchmark (measured, BENCHMARKS.md).
-Two options concern how the gates learn, both measured on the embedded benchmark (BENCHMARKS.md):
+where the activations are sensitive, and P'_k is multiplied by the fixed gain 1 / (act(w) act(s))
+(= 2n) before its output conv, so that CSG starts at the scale of FC-FPN (the ungated sum). Without
+a gain the initial pyramid is 2n times weaker than FPN's and so are the gradients reaching the
+backbone (a from-scratch CSG Faster R-CNN then reached 39.9 AP against FPN's 56.3 on the embedded
+benchmark). Two options concern how the gates learn, both measured on the embedded benchmark
+(BENCHMARKS.md, ``gates`` table):
 
+* ``gain`` (``input`` | ``weights``): the compensation is a fixed factor on P'_k before the output
+  convs (``input``, default) or multiplies the output convs' initial weights (``weights``, the
+  first implementation). Both are the same function at initialisation, but with ``weights`` the
+  output convs' relative update size (lr * grad / weight) is gain^2 (64 for 4 levels) times
+  smaller, and DSIC
+  trained from scratch reached 47.8 AP (mean of 2 seeds) against 56.2 with ``input``.
 * ``control_norm`` (``none`` | ``layer``): the channel unit reads GAP + GMP of the paths as they
   are (``none``) or normalised per image over all n*C entries (``layer``, no affine). Unnormalised
   descriptors are large (mean ~3) and, from scratch at lr 0.02, every hidden ReLU unit of the finer
   levels' channel units died within the first epochs: w_ik then equals act(bias), the same for
-  every image (measured with ``gate_states``).
-* ``gain`` (``weights`` | ``input``): the compensation 1 / (act(w) act(s)) multiplies the output
-  convs' initial weights (``weights``) or is a fixed factor on P'_k before them (``input``). Both
-  are the same function at initialisation; with ``input`` the output convs keep their normal
-  initial scale, so their relative update size (lr * grad / weight) is not gain^2 times smaller.
+  every image (measured with ``gate_states``). ``layer`` revives them only in part and gave no AP
+  gain (48.2 vs 47.5 with ``gain=weights``, one seed), so it is off by default.
 
 :meth:`CSG.gate_states` returns the n x n state matrix W[b, i, k] = mean_c act(w_ik) per image and
 the selection maps s_ik, for visualisation.
@@ -158,7 +161,7 @@ class CSG(nn.Module):
 
     def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
                  select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
-                 control_norm: str = "none", gain: str = "weights"):
+                 control_norm: str = "none", gain: str = "input"):
         super().__init__()
         n = len(in_channels)
         self.gain_mode = check_mode(gain, GAINS, "CSG gain")
@@ -169,7 +172,8 @@ class CSG(nn.Module):
         self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
         if self.output is not None:
             init_conv(self.output)
-        # compensate the gates' initial opening act(w) * act(s) so that CSG starts at FC-FPN's scale
+        # compensate the gates' initial opening act(w) * act(s) so that CSG starts at FC-FPN's scale:
+        # as a fixed factor on P'_k (input) or inside the output convs' initial weights (weights)
         gain = 1.0 / (initial_opening(mode, 1.0 / n, n) * initial_opening(select_mode, 0.5, n))
         if self.gain_mode == "weights":
             with torch.no_grad():
@@ -217,7 +221,7 @@ class CSGNeck(Neck):
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
                  csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
                  output_conv: bool = True, csg_control_norm: str = "none",
-                 csg_gain: str = "weights"):
+                 csg_gain: str = "input"):
         super().__init__(spec, out_channels, extra)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
                        csg_control_norm, csg_gain)
