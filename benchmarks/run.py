@@ -45,9 +45,9 @@ def variants(table: str) -> dict[str, list[str]]:
         for neck in ("csg", "dsic"):
             for gain in ("weights", "input"):
                 out[f"{neck}_gain_{gain}"] = [f"model.neck={neck}", f"model.neck_cfg={{csg_gain: {gain}}}"]
-        # measured before input became the default gain, so it keeps the gain on the weights
-        out["dsic_gain_weights_control_norm"] = [
-            "model.neck=dsic", "model.neck_cfg={csg_gain: weights, csg_control_norm: layer}"]
+        for gain in ("weights", "input"):
+            out[f"dsic_gain_{gain}_control_norm"] = [
+                "model.neck=dsic", f"model.neck_cfg={{csg_gain: {gain}, csg_control_norm: layer}}"]
         return out
     raise SystemExit(f"unknown table {table!r}")
 
