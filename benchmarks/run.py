@@ -41,13 +41,14 @@ def variants(table: str) -> dict[str, list[str]]:
         out["dsic"] = ["model.neck=dsic"]  # tanh is DSIC's default: the same run as table 4's
         return out
     if table == "gates":
+        # csg and dsic are the defaults (csg_gain: input): the same runs as table 4's
         out = {}
         for neck in ("csg", "dsic"):
-            for gain in ("weights", "input"):
-                out[f"{neck}_gain_{gain}"] = [f"model.neck={neck}", f"model.neck_cfg={{csg_gain: {gain}}}"]
-        for gain in ("weights", "input"):
-            out[f"dsic_gain_{gain}_control_norm"] = [
-                "model.neck=dsic", f"model.neck_cfg={{csg_gain: {gain}, csg_control_norm: layer}}"]
+            out[neck] = [f"model.neck={neck}"]
+            out[f"{neck}_gain_weights"] = [f"model.neck={neck}", "model.neck_cfg={csg_gain: weights}"]
+        out["dsic_control_norm"] = ["model.neck=dsic", "model.neck_cfg={csg_control_norm: layer}"]
+        out["dsic_gain_weights_control_norm"] = [
+            "model.neck=dsic", "model.neck_cfg={csg_gain: weights, csg_control_norm: layer}"]
         return out
     raise SystemExit(f"unknown table {table!r}")
 
