@@ -45,6 +45,7 @@ def summarize(rows: list[dict]) -> dict:
     out = {m: statistics.mean(r[m] for r in rows) for m in METRICS}
     out.update({f"{m}_std": statistics.pstdev(r[m] for r in rows) for m in METRICS})
     out["seeds"] = len(rows)
+    out["AP_per_seed"] = [r["AP"] for r in rows]
     return out
 
 
@@ -95,8 +96,8 @@ def run_variants(out: str | Path, variants: dict[str, list[str]], seeds: int | l
 
 
 def summary_table(results: dict, title: str) -> str:
-    head = "| variant | " + " | ".join(METRICS) + " | params (M) | GFLOPs | CPU latency (ms) |"
-    lines = [title, "", head, "|" + "---|" * (len(METRICS) + 4)]
+    head = "| variant | " + " | ".join(METRICS) + " | AP per seed | params (M) | GFLOPs | CPU latency (ms) |"
+    lines = [title, "", head, "|" + "---|" * (len(METRICS) + 5)]
     for name, r in results.items():
         cells = []
         for m in METRICS:
@@ -106,7 +107,8 @@ def summary_table(results: dict, title: str) -> str:
             cells.append(cell)
         cost = (f"{r['params_m']:.2f} | {r['gflops']:.1f} | {r['latency_ms']:.0f}" if "params_m" in r
                 else "- | - | -")
-        lines.append(f"| {name} | {' | '.join(cells)} | {cost} |")
+        per_seed = " / ".join(f"{100 * ap:.1f}" for ap in r.get("AP_per_seed", [r["AP"]]))
+        lines.append(f"| {name} | {' | '.join(cells)} | {per_seed} | {cost} |")
     return "\n".join(lines)
 
 

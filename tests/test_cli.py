@@ -83,3 +83,13 @@ def test_benchmark_script_quick(quick_demo, capsys):
     table = (quick_demo / "table4.md").read_text()
     for name in ("fpn", "isg", "csg", "dsic"):
         assert f"| {name} |" in table
+
+
+def test_summary_reports_mean_std_and_every_seed():
+    from dsic.demo import METRICS, summarize, summary_table
+
+    seeds = [{m: 0.5 for m in METRICS} | {"AP": 0.50}, {m: 0.5 for m in METRICS} | {"AP": 0.56}]
+    r = summarize(seeds)
+    assert r["AP"] == pytest.approx(0.53) and r["AP_std"] == pytest.approx(0.03) and r["seeds"] == 2
+    row = summary_table({"dsic": r}, "t").splitlines()[-1]
+    assert row.startswith("| dsic | 53.0 ± 3.0 | 50.0 ± 0.0 |") and "| 50.0 / 56.0 | - | - | - |" in row
