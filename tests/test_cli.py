@@ -93,3 +93,18 @@ def test_summary_reports_mean_std_and_every_seed():
     assert r["AP"] == pytest.approx(0.53) and r["AP_std"] == pytest.approx(0.03) and r["seeds"] == 2
     row = summary_table({"dsic": r}, "t").splitlines()[-1]
     assert row.startswith("| dsic | 53.0 ± 3.0 | 50.0 ± 0.0 |") and "| 50.0 / 56.0 | - | - | - |" in row
+
+
+def test_gate_stats_script_reads_a_trained_run(quick_demo):
+    import runpy
+
+    script = runpy.run_path(str(BASE_CONFIG.parents[2] / "benchmarks" / "gate_stats.py"))
+    stats = script["collect"](quick_demo / "dsic_seed0", images=2)
+    assert stats["images"] == 2 and len(stats["a"]) == 2 and len(stats["a"][0]) == 4
+    for a in stats["a"][0]:  # Fine Selection a = max(tanh(.), 0), one value per channel
+        assert a.ndim == 1 and 0 <= a.min() and a.max() <= 1
+    assert stats["w"][0].shape == (4, 4)  # state matrix: input level x output level
+    text = script["report"](stats)
+    assert "ISG stage 3: a mean" in text and "CSG W std over images" in text
+    with pytest.raises(SystemExit, match="has no gates"):
+        script["collect"](quick_demo / "fpn_seed0", images=1)

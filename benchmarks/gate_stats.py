@@ -1,0 +1,78 @@
+"""What a trained gated neck learned: ISG and CSG gate statistics over validation images.
+
+    python benchmarks/gate_stats.py runs/demo/dsic_seed0 --images 20
+
+Loads ``<run>/config.yaml`` and ``<run>/final.pth``, runs the detector on the first ``--images``
+validation images one at a time (eval mode) and prints, from :func:`dsic.models.gate_states`:
+
+* per ISG stage: mean and max of the Fine Selection a_i, the fraction of channels with a_i > 0.1,
+  and the largest |b_ij| of the coarse signals;
+* for CSG: the state matrix W[i, k] (channel-mean act(w_ik)) averaged over images, and its std
+  over images (how sample-individual the channel gating is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dsic.inference import load_model, read_image
+from dsic.models.states import gate_states
+
+
+def collect(run: Path, images: int) -> dict:
+    model, cfg, device = load_model(run / "config.yaml", run / "final.pth", device="cpu")
+    paths = sorted(p for p in Path(cfg["data"]["val"]["images"]).iterdir() if p.is_file())[:images]
+    if not paths:
+        raise SystemExit(f"{cfg['data']['val']['images']}: no validation images")
+    a, b, w = [], [], []
+    with torch.no_grad():
+        for path in paths:
+            model([read_image(path).to(device)])
+            states = gate_states(model)
+            if "isg" in states:
+                a.append([x[0] for x in states["isg"]["a"]])
+                b.append([None if x is None else x[0] for x in states["isg"]["b"]])
+            if "csg" in states:
+                w.append(states["csg"]["w"][0])
+    if not (a or w):
+        raise SystemExit(f"{run}: the neck has no gates (fpn, fcfpn, panet, fpg, fpt)")
+    return {"a": a, "b": b, "w": w, "images": len(paths)}
+
+
+def report(stats: dict) -> str:
+    lines = [f"{stats['images']} validation images"]
+    for i in range(len(stats["a"][0]) if stats["a"] else 0):
+        a = torch.stack([row[i] for row in stats["a"]])
+        line = (f"ISG stage {i}: a mean {a.mean():.3f}, max {a.max():.3f}, "
+                f"channels with a > 0.1: {100 * (a > 0.1).float().mean():.0f} %")
+        if stats["b"][0][i] is not None:
+            line += f"; coarse signals max |b| {torch.stack([row[i] for row in stats['b']]).abs().max():.2f}"
+        lines.append(line)
+    if stats["w"]:
+        w = torch.stack(stats["w"])
+        lines.append("CSG state matrix W[i, k] (rows: input level i, columns: output level k), mean over images:")
+        lines += ["  " + " ".join(f"{v:.3f}" for v in row) for row in w.mean(0).tolist()]
+        lines.append(f"CSG W std over images (mean over entries): {w.std(0).mean():.4f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a run folder with config.yaml and final.pth")
+    parser.add_argument("--images", type=int, default=20)
+    args = parser.parse_args(argv)
+    for name in ("config.yaml", "final.pth"):
+        if not (args.run / name).is_file():
+            raise SystemExit(f"{args.run / name}: missing (is this a finished run folder?)")
+    print(report(collect(args.run, args.images)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
