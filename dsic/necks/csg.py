@@ -38,13 +38,13 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   first implementation). Both are the same function at initialisation, but with ``weights`` the
   output convs' relative update size (lr * grad / weight) is gain^2 (64 for 4 levels) times
   smaller, and DSIC
-  trained from scratch reached 47.8 AP (mean of 2 seeds) against 56.2 with ``input``.
+  trained from scratch reached 47.8 AP (mean of 2 seeds) against 56.1 with ``input``.
 * ``control_norm`` (``none`` | ``layer``): the channel unit reads GAP + GMP of the paths as they
   are (``none``) or normalised per image over all n*C entries (``layer``, no affine). Unnormalised
   descriptors are large (mean ~3) and, from scratch at lr 0.02, every hidden ReLU unit of the finer
   levels' channel units died within the first epochs: w_ik then equals act(bias), the same for
   every image (measured with ``gate_states``). ``layer`` revives them only in part and gave no AP
-  gain (48.2 vs 47.5 with ``gain=weights``, one seed), so it is off by default.
+  gain (56.3 vs 56.1 AP, 2 seeds), so it is off by default.
 
 :meth:`CSG.gate_states` returns the n x n state matrix W[b, i, k] = mean_c act(w_ik) per image and
 the selection maps s_ik, for visualisation.
