@@ -38,13 +38,14 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   first implementation). Both are the same function at initialisation, but with ``weights`` the
   output convs' relative update size (lr * grad / weight) is gain^2 (64 for 4 levels) times
   smaller, and DSIC
-  trained from scratch reached 47.8 AP (mean of 2 seeds) against 56.1 with ``input``.
+  trained from scratch reached 48.9 AP against 55.5 with ``input`` (4 runs each, 2 seeds).
 * ``control_norm`` (``none`` | ``layer``): the channel unit reads GAP + GMP of the paths as they
   are (``none``) or normalised per image over all n*C entries (``layer``, no affine). Unnormalised
   descriptors are large (mean ~3) and, from scratch at lr 0.02, every hidden ReLU unit of the finer
   levels' channel units died within the first epochs: w_ik then equals act(bias), the same for
-  every image (measured with ``gate_states``). ``layer`` revives them only in part and gave no AP
-  gain (56.3 vs 56.1 AP, 2 seeds), so it is off by default.
+  every image (measured with ``gate_states``). ``layer`` revives them only in part; its AP gain is
+  not established (four same-day pairs: +0.1 to +5.4 AP, within the benchmark's run-to-run
+  noise of up to 5.7 AP), so it is off by default.
 
 :meth:`CSG.gate_states` returns the n x n state matrix W[b, i, k] = mean_c act(w_ik) per image and
 the selection maps s_ik, for visualisation.
