@@ -21,15 +21,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsic.inference import load_model, read_image
+from dsic.inference import image_files, load_model, read_image
 from dsic.models.states import gate_states
 
 
 def collect(run: Path, images: int) -> dict:
     model, cfg, device = load_model(run / "config.yaml", run / "final.pth", device="cpu")
-    paths = sorted(p for p in Path(cfg["data"]["val"]["images"]).iterdir() if p.is_file())[:images]
-    if not paths:
-        raise SystemExit(f"{cfg['data']['val']['images']}: no validation images")
+    paths = image_files([cfg["data"]["val"]["images"]])[:images]
     a, b, w = [], [], []
     with torch.no_grad():
         for path in paths:
