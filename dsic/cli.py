@@ -47,9 +47,7 @@ def _visualize(args) -> int:
 
 
 def _synth(args) -> int:
-    from .data.synth import generate
-
-    from .data.synth import generate_probe
+    from .data.synth import generate, generate_probe
 
     given = {"num_train": args.num_train, "num_val": args.num_val, "image_size": args.size}
     given = {k: v for k, v in given.items() if v is not None}

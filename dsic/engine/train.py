@@ -48,7 +48,6 @@ from tqdm import tqdm
 from ..config import dump_config, finalize, load_config
 from .builders import _mix, build_model, make_dataset, make_eval_loader, make_train_loader
 from .checkpoint import load_checkpoint, model_state, rng_state, save_atomic, seed_everything, set_rng_state
-from .ema import ModelEMA
 from .distributed import (
     DistInfo,
     all_gather_objects,
@@ -59,6 +58,7 @@ from .distributed import (
     unwrap,
     wrap_model,
 )
+from .ema import ModelEMA
 from .evaluate import evaluate
 from .schedule import build_scheduler, scaled_lr
 
