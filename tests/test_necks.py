@@ -210,7 +210,7 @@ def test_csg_control_norm_layer_makes_channel_signals_scale_free():
     w = unit(pooled, mags)[0]
     w10 = unit([10 * p for p in pooled], mags)[0]
     torch.testing.assert_close(w10, w, atol=1e-5, rtol=1e-4)  # only the descriptor's pattern counts
-    plain = ControlUnit(3, 8, "tanh", "sigmoid")
+    plain = ControlUnit(3, 8, "tanh", "sigmoid", control_norm="none")
     plain.load_state_dict(unit.state_dict())
     assert (plain([10 * p for p in pooled], mags)[0] - plain(pooled, mags)[0]).abs().max() > 1e-3
     neck = build_neck("dsic", SPEC, 16, "pool", csg_control_norm="layer")

@@ -53,6 +53,7 @@ def test_records_round_trip_and_paired_differences(tmp_path):
     assert rows["dsic"]["low"] == pytest.approx(1.75 - half) and rows["dsic"]["high"] == pytest.approx(1.75 + half)
     assert verdict(rows["dsic"]) == "higher" and verdict(rows["isg"]) == "not established"
     assert rows["isg"]["paired"] == [0, 1] and rows["csg"]["seeds"] == []
+    assert "| csg | none |" in paired_table(records, ["fpn", "csg"])
     table = paired_table(records, ["fpn", "dsic", "isg", "csg"])
     line = next(x for x in table.splitlines() if x.startswith("| dsic |"))
     assert "| 0,1,2,3 |" in line and "42.0 / 43.0 / 44.0 / 44.0" in line and "+1.75 [" in line and "higher" in line
@@ -85,7 +86,8 @@ def test_individuality_numbers_from_known_state_matrices():
     assert out["W_max_diff_at"] == [1, 0]
     assert out["W_max_diff"] == pytest.approx(0.2, abs=0.01)
     assert out["W_effect_size"] > 10
-    assert out["W_small_large_accuracy"] > 0.9 and out["W_group_accuracy"] > 0.6  # 3 of 4 entries are noise
+    # 3 of 4 entries are noise; small and mixed are alike, so about 2/3 of the groups are told apart
+    assert out["W_small_large_accuracy"] > 0.9 and 0.5 < out["W_group_accuracy"] < 0.8
     assert np.array(out["W_large"]).shape == (2, 2) and np.array(out["W_std_small"]).max() < 0.02
     assert out["a_max_diff"] == pytest.approx(0.2)
     assert out["control_units_alive"] == [0.5]
