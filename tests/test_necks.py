@@ -257,8 +257,10 @@ def test_running_standardize_uses_running_statistics_in_train_and_eval():
     assert x.grad is not None and not norm.running_mean.requires_grad
 
 
-def test_csg_default_control_norm_is_running_and_signals_depend_on_the_image():
-    neck = build_neck("dsic", SPEC, 16, "pool")
+def test_csg_running_control_norm_signals_depend_on_the_image():
+    assert all(u.control_norm == "none" and u.norm is None
+               for u in build_neck("dsic", SPEC, 16, "pool").modules() if type(u).__name__ == "ControlUnit")
+    neck = build_neck("dsic", SPEC, 16, "pool", csg_control_norm="running")
     units = [m for m in neck.modules() if type(m).__name__ == "ControlUnit"]
     assert units and all(u.control_norm == "running" and u.norm is not None for u in units)
     neck.train()

@@ -62,7 +62,7 @@ from ..ops.gate import bias_for, check_mode, gate, gate_activation, global_pool
 from .base import Neck, conv, fit, init_conv
 from .isg import COARSE_MODES
 
-CONTROL_NORMS = ("running", "layer", "none")
+CONTROL_NORMS = ("none", "layer", "running")
 GAINS = ("weights", "input")  # where the 1 / (act(w) act(s)) compensation lives
 
 
@@ -110,7 +110,7 @@ class ControlUnit(nn.Module):
     """Computes w_ik (channel) and s_ik (pixel) for the n inputs of one output level."""
 
     def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
-                 reduction: int = 4, select_hidden: int = 16, control_norm: str = "running",
+                 reduction: int = 4, select_hidden: int = 16, control_norm: str = "none",
                  path_gate: bool = False):
         super().__init__()
         self.n, self.channels = num_inputs, channels
@@ -207,7 +207,7 @@ class CSG(nn.Module):
 
     def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
                  select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
-                 control_norm: str = "running", gain: str = "input", path_gate: bool = False):
+                 control_norm: str = "none", gain: str = "input", path_gate: bool = False):
         super().__init__()
         n = len(in_channels)
         self.gain_mode = check_mode(gain, GAINS, "CSG gain")
@@ -267,7 +267,7 @@ class CSGNeck(Neck):
 
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
                  csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
-                 output_conv: bool = True, csg_control_norm: str = "running",
+                 output_conv: bool = True, csg_control_norm: str = "none",
                  csg_gain: str = "input", csg_path_gate: bool = False):
         super().__init__(spec, out_channels, extra)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
