@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import os
 import pickle
 import random
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,12 +122,12 @@ def save_atomic(obj, path: str | Path) -> Path:
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the temporary files a killed :func:`save_atomic` left in ``folder`` (``.NAME.*.tmp``);
-    returns them."""
+    """Delete the temporary files a killed :func:`save_atomic` (``.NAME.*.tmp``) or log rewrite
+    (``log.jsonl.tmp``) left in ``folder``; returns them."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    stale = [p for pattern in (".*.tmp", "*.jsonl.tmp") for p in folder.glob(pattern) if p.is_file()]
     for p in stale:
         with contextlib.suppress(OSError):
             p.unlink()
@@ -175,3 +178,124 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+# --- which run a checkpoint belongs to ------------------------------------------------------------
+
+RUN_SECTIONS = ("model", "data.train", "data.train_scales", "data.hflip_prob", "data.with_masks", "train.seed")
+"""The config keys that define a run (what is trained, on what data, in which order); a checkpoint
+resumes only under a config that agrees on all of them. Others (lr, schedule, epochs, batch size,
+intervals) may change on resume: the run follows the current config."""
+
+
+def run_identity(cfg: dict) -> dict:
+    """The :data:`RUN_SECTIONS` of ``cfg`` as ``{dotted key: value}`` (mappings flattened)."""
+    out: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict) and value:
+            for k in sorted(value):
+                walk(f"{prefix}.{k}", value[k])
+        else:
+            out[prefix] = value
+
+    for dotted in RUN_SECTIONS:
+        node = cfg
+        for key in dotted.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        walk(dotted, node)
+    return out
+
+
+def run_fingerprint(cfg: dict) -> str:
+    """16 hex digits identifying the run ``cfg`` defines (:func:`run_identity`)."""
+    text = json.dumps(run_identity(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_differences(saved_cfg: dict | None, cfg: dict) -> list[str]:
+    """``["train.seed: 0 in the checkpoint, 1 now", ...]`` for the run-defining keys that differ."""
+    if not isinstance(saved_cfg, dict):
+        return ["config: the checkpoint records none"]
+    old, new = run_identity(saved_cfg), run_identity(cfg)
+    return [f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now"
+            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def non_finite_names(named_tensors) -> list[str]:
+    """Names of the floating-point tensors among ``(name, tensor)`` pairs that hold a NaN or an inf
+    (one device sync for all of them)."""
+    named = [(n, t) for n, t in named_tensors if torch.is_tensor(t) and t.is_floating_point()]
+    if not named:
+        return []
+    flags = torch.stack([torch.isfinite(t).all() for _, t in named])
+    if bool(flags.all()):
+        return []
+    return [n for (n, _), ok in zip(named, flags.tolist()) if not ok]
+
+
+# --- choosing what to resume from ---------------------------------------------------------------
+
+RESUMABLE = ("last.pth", "interrupted.pth")
+RUN_FILES = ("last.pth", "interrupted.pth", "final.pth", "log.jsonl", "config.yaml", "eval_epoch*.json",
+             "results_epoch*.json")
+
+
+def check_resume_state(path: Path, cfg: dict) -> dict:
+    """The checkpoint at ``path`` if it belongs to ``cfg``'s run and its weights are finite."""
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "model" not in state or "iteration" not in state:
+        raise CheckpointError(f"{path}: not a training checkpoint (no model / iteration); resume needs "
+                              f"last.pth or interrupted.pth")
+    diffs = run_differences(state.get("config"), cfg)
+    if diffs:
+        raise CheckpointError(f"{path} belongs to another run ({'; '.join(diffs)}): resume with that run's "
+                              f"config, or train in another output_dir")
+    bad = non_finite_names(model_state(state).items())
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} weight tensor(s) hold NaN or inf ({', '.join(bad[:3])}); "
+                              f"it cannot be resumed")
+    return state
+
+
+def select_resume_state(out: str | Path, cfg: dict, note=print) -> tuple[Path, dict] | None:
+    """The checkpoint to resume ``cfg``'s run from in ``out``: of ``last.pth`` / ``interrupted.pth``,
+    the most advanced (iteration, then modification time) that is readable, of this run and finite.
+    An unreadable or non-finite file is passed over with a ``note``; a file that is not a plain
+    weights file, or no usable file at all, raises :class:`CheckpointError`. None: nothing to resume."""
+    out = Path(out)
+    usable, refused = [], []
+    for path in (out / name for name in RESUMABLE):
+        if not path.is_file():
+            continue
+        try:
+            usable.append((path, check_resume_state(path, cfg)))
+        except CheckpointError as err:
+            if "not a plain weights file" in str(err):
+                raise
+            refused.append(err)
+    if not usable:
+        if refused:
+            raise CheckpointError("; ".join(str(e) for e in refused))
+        return None
+    path, state = max(usable, key=lambda u: (int(u[1]["iteration"]), u[0].stat().st_mtime_ns))
+    for err in refused:
+        note(f"passing over a checkpoint: {err}; resuming from {path} instead")
+    return path, state
+
+
+def move_earlier_run(out: str | Path) -> Path | None:
+    """A fresh run in a folder that holds checkpoints (another run's, or this one's not resumed): move
+    every output of that run into ``out/earlier/<time>/`` so runs never mix and nothing is lost.
+    Returns the new folder, or None when there was nothing to move."""
+    out = Path(out)
+    if not any((out / name).is_file() for name in ("last.pth", "interrupted.pth", "final.pth")):
+        return None
+    dest = out / "earlier" / time.strftime("%Y%m%d-%H%M%S")
+    while dest.exists():
+        dest = dest.with_name(dest.name + "+")
+    dest.mkdir(parents=True)
+    for pattern in RUN_FILES:
+        for path in out.glob(pattern):
+            os.replace(path, dest / path.name)
+    return dest
