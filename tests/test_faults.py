@@ -1,15 +1,28 @@
 """Faults and bad input end with one clear message, never run code and never lose or mix up a run."""
 
+import json
 import os
+import re
+from pathlib import Path
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from dsic.cli import main
-from dsic.engine.checkpoint import CheckpointError, load_weights_file, save_atomic
-from dsic.engine.train import train
+from dsic.engine.checkpoint import CheckpointError, load_checkpoint, load_weights_file, save_atomic
+from dsic.engine.train import NonFiniteLossError, train
 
 from .conftest import tiny_overrides
+from .test_engine_train import Tiny, cfg_for, factory
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class RunsCode:
@@ -98,3 +111,288 @@ def test_own_checkpoints_load_weights_only(tmp_path):
     assert load_weights_file(tmp_path / "a.pth")["rng"]["numpy"][1] == state["numpy"][1]
     save_atomic({"rng": {"numpy": np.random.get_state()}}, tmp_path / "old.pth")
     assert load_weights_file(tmp_path / "old.pth")["rng"]["numpy"][0] == "MT19937"
+
+
+# --- config: numbers that cannot train ----------------------------------------------------------
+
+@pytest.mark.parametrize("override, message", [
+    ("train.base_lr=.nan", "'train.base_lr' = nan is not a finite number"),
+    ("train.base_lr=.inf", "'train.base_lr' = inf is not a finite number"),
+    ("train.base_lr=1e400", "'train.base_lr' = inf is not a finite number"),
+    ("data.hflip_prob=.nan", "'data.hflip_prob' = nan is not a finite number"),
+    ("train.steps=[8, .nan]", r"'train.steps' = \[8, nan\] is not a finite number"),
+    ("train.momentum=5", r"'train.momentum' = 5 is out of range \(must be >= 0 and < 1\)"),
+    ("train.weight_decay=2", r"'train.weight_decay' = 2 is out of range \(must be >= 0 and < 1\)"),
+    ("train.gamma=100", r"'train.gamma' = 100 is out of range \(must be >= 0 and <= 1\)"),
+])
+def test_config_rejects_non_finite_and_out_of_range_numbers(override, message):
+    from dsic.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=rf"^override '{re.escape(override)}': {message}$"):
+        load_config(None, [override])
+
+
+# --- the non-finite guard -----------------------------------------------------------------------
+
+class InfGrad(torch.autograd.Function):
+    """Identity forward, infinite gradient backward: a finite loss whose gradients are not."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+def strict_json_lines(path):
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def finite(state):
+    return all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("clip", [None, 5.0])
+def test_a_non_finite_gradient_never_reaches_the_weights(tiny_synth, tmp_path, clip):
+    class GradBomb(Tiny):
+        def forward(self, images, targets=None):
+            out = super().forward(images, targets)
+            return {k: InfGrad.apply(v) for k, v in out.items()} if self.training and self.calls == 5 else out
+
+    cfg = cfg_for(tiny_synth, tmp_path, f"train.grad_clip={clip or 'null'}")
+    with pytest.raises(NonFiniteLossError, match=r"^non-finite gradient at iteration 5 \(epoch 2\): loss_classifier="
+                                                 r"[0-9.e+-]+, .*; in \d+ tensor\(s\): det\..*; the state before it "
+                                                 r"is saved in .*interrupted.pth$"):
+        train(cfg, lambda c: GradBomb(10))
+    state = load_checkpoint(tmp_path / "interrupted.pth")
+    assert state["iteration"] == 4 and finite(state) and "non-finite gradient at iteration 5" in state["reason"]
+    assert [r["iter"] for r in strict_json_lines(tmp_path / "log.jsonl")] == [1, 2, 3, 4]
+
+
+def test_weights_that_overflow_are_never_saved_and_resume_uses_the_last_finite_state(tiny_synth, tmp_path):
+    count = {"steps": 0}
+
+    def overflow(optimizer, args, kwargs):  # the 5th update overflows one weight tensor
+        count["steps"] += 1
+        if count["steps"] == 5:
+            optimizer.param_groups[0]["params"][0].data.fill_(float("inf"))
+
+    cfg = cfg_for(tiny_synth, tmp_path)
+    handle = register_optimizer_step_post_hook(overflow)
+    try:
+        with pytest.raises(NonFiniteLossError, match=r"^non-finite weights at iteration 5 \(epoch 2\): .*in 1 "
+                                                     r"tensor\(s\): det.backbone.0.weight; the last finite state "
+                                                     r"is .*last.pth \(the last checkpoint\)$"):
+            train(cfg, factory())
+    finally:
+        handle.remove()
+    assert not (tmp_path / "interrupted.pth").exists()
+    assert load_checkpoint(tmp_path / "last.pth")["iteration"] == 3
+    assert train(cfg, factory(), resume=True)["iteration"] == 9
+    assert finite(load_checkpoint(tmp_path / "final.pth"))
+
+
+def test_a_huge_lr_stops_with_every_saved_state_finite(tiny_synth, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"^non-finite (loss|gradient|weights) at iteration \d+"):
+        train(cfg_for(tiny_synth, tmp_path, "train.base_lr=1e30", "train.warmup_iters=0"), factory())
+    saved = [p for p in (tmp_path / "last.pth", tmp_path / "interrupted.pth") if p.exists()]
+    assert saved and all(finite(load_checkpoint(p)) for p in saved)
+    assert not (tmp_path / "final.pth").exists()
+    strict_json_lines(tmp_path / "log.jsonl")
+
+
+def test_log_lines_are_strict_json(tmp_path):
+    from dsic.engine.train import JsonLog
+
+    log = JsonLog(tmp_path / "log.jsonl")
+    log.write({"iter": 1, "loss": float("nan"), "grad_norm": float("inf"), "eval": {"bbox": {"AP": float("-inf")}}})
+    assert strict_json_lines(tmp_path / "log.jsonl") == [{"iter": 1, "loss": None, "grad_norm": None,
+                                                          "eval": {"bbox": {"AP": None}}}]
+
+
+# --- resume: the right state of the right run ------------------------------------------------------
+
+def test_resume_refuses_another_runs_checkpoint_naming_the_keys(tiny_synth, tmp_path):
+    train(cfg_for(tiny_synth, tmp_path, "train.max_iters=2"), factory())
+    before = (tmp_path / "final.pth").read_bytes()
+    with pytest.raises(CheckpointError, match=r"last.pth belongs to another run \(train.seed: 0 in the checkpoint, "
+                                              r"1 now\): resume with that run's config, or train in another "
+                                              r"output_dir$"):
+        train(cfg_for(tiny_synth, tmp_path, "train.seed=1"), factory(), resume=True)
+    with pytest.raises(CheckpointError, match=r"model.num_classes: 10 in the checkpoint, 3 now"):
+        train(cfg_for(tiny_synth, tmp_path, "model.num_classes=3"), factory(), resume=tmp_path / "last.pth")
+    assert (tmp_path / "final.pth").read_bytes() == before
+    # keys that may change on resume (lr, schedule, epochs) do not make another run
+    assert train(cfg_for(tiny_synth, tmp_path, "train.base_lr=0.01"), factory(), resume=True)["iteration"] == 9
+
+
+def test_a_fresh_run_moves_an_earlier_runs_outputs_aside(tiny_synth, tmp_path, capsys):
+    train(cfg_for(tiny_synth, tmp_path, "train.max_iters=2"), factory())
+    old_final = (tmp_path / "final.pth").read_bytes()
+    result = train(cfg_for(tiny_synth, tmp_path, "train.seed=1", "train.max_iters=1"), factory())
+    (moved,) = (tmp_path / "earlier").iterdir()
+    assert f"held the outputs of an earlier run (not resumed); moved them to {moved}" in capsys.readouterr().err
+    assert sorted(p.name for p in moved.iterdir()) == ["config.yaml", "final.pth", "last.pth", "log.jsonl"]
+    assert (moved / "final.pth").read_bytes() == old_final
+    assert result["iteration"] == 1 and load_checkpoint(tmp_path / "final.pth")["config"]["train"]["seed"] == 1
+    assert [r["iter"] for r in strict_json_lines(tmp_path / "log.jsonl")] == [1]
+
+
+def spoil(path, how):
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        state = load_checkpoint(path)
+        state["model"]["det.backbone.0.weight"].fill_(float("nan"))
+        state["iteration"] += 1  # more advanced, but broken
+        save_atomic(state, path)
+
+
+@pytest.mark.parametrize("how", ["truncated", "nan"])
+def test_resume_passes_over_a_broken_newest_checkpoint(tiny_synth, tmp_path, capsys, how):
+    cfg = cfg_for(tiny_synth, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, factory(fail_at=5))
+    spoil(tmp_path / "interrupted.pth", how)
+    capsys.readouterr()
+    assert train(cfg, factory(), resume=True)["iteration"] == 9
+    err = capsys.readouterr().err
+    reason = ("cannot read checkpoint [^ ]*interrupted.pth: " if how == "truncated"
+              else r"[^ ]*interrupted.pth: 1 weight tensor\(s\) hold NaN or inf \(det.backbone.0.weight\)")
+    assert re.search(rf"passing over a checkpoint: {reason}.*; resuming from [^ ]*last.pth instead\n", err), err
+    assert "resuming from" in err and "epoch 2, iteration 3" in err
+    assert finite(load_checkpoint(tmp_path / "final.pth"))
+    # nothing usable at all: a clear error, no training from scratch over the files
+    spoil(tmp_path / "last.pth", how)
+    spoil(tmp_path / "interrupted.pth", "truncated")
+    with pytest.raises(CheckpointError, match="last.pth.*; .*interrupted.pth"):
+        train(cfg, factory(), resume=True)
+
+
+def test_an_interrupted_final_evaluation_runs_on_resume(tiny_synth, tmp_path, monkeypatch):
+    import signal
+
+    import dsic.engine.train as train_mod
+    from dsic.engine.train import TrainingInterrupted
+
+    cfg = cfg_for(tiny_synth, tmp_path, "train.epochs=1", "train.eval_every=1", "eval.evaluator=pycocotools")
+    real = train_mod.evaluate
+
+    def sigterm(*args, **kwargs):
+        raise TrainingInterrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(train_mod, "evaluate", sigterm)
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, factory())
+    assert not (tmp_path / "eval_epoch1.json").exists() and not (tmp_path / "final.pth").exists()
+    monkeypatch.setattr(train_mod, "evaluate", real)
+    result = train(cfg, factory(), resume=True)
+    assert result["metrics"] is not None and (tmp_path / "eval_epoch1.json").is_file()
+    evals = [r for r in strict_json_lines(tmp_path / "log.jsonl") if "eval" in r]
+    assert [(r["epoch"], r["iter"]) for r in evals] == [(1, 3)]
+    # resuming the finished run again evaluates nothing twice
+    monkeypatch.setattr(train_mod, "evaluate", sigterm)
+    assert train(cfg, factory(), resume=True)["metrics"] is None
+
+
+# --- checkpoints within epochs, temporary files, full disks -------------------------------------
+
+def saves_of(monkeypatch):
+    import dsic.engine.train as train_mod
+
+    reasons = []
+    real = train_mod.save_atomic
+
+    def record(obj, path):
+        reasons.append((path.name, obj.get("reason")))
+        return real(obj, path)
+
+    monkeypatch.setattr(train_mod, "save_atomic", record)
+    return reasons
+
+
+def test_checkpoints_every_n_iterations_and_a_kill_loses_at_most_n(tiny_synth, tmp_path, monkeypatch):
+    ref = train(cfg_for(tiny_synth, tmp_path / "ref"), factory())
+    reasons = saves_of(monkeypatch)
+    cfg = cfg_for(tiny_synth, tmp_path / "run", "train.checkpoint_every_iters=2")
+    with pytest.raises(RuntimeError, match="boom"):
+        train(cfg, factory(fail_at=6, error=RuntimeError))
+    assert reasons == [("last.pth", "iteration 2"), ("last.pth", "end of epoch 1"), ("last.pth", "iteration 4"),
+                       ("interrupted.pth", "RuntimeError: boom")]
+    (tmp_path / "run" / "interrupted.pth").unlink()  # as after kill -9: only the periodic checkpoint
+    assert load_checkpoint(tmp_path / "run" / "last.pth")["iteration"] == 4
+    train(cfg, factory(), resume=True)
+    a, b = load_checkpoint(ref["final"])["model"], load_checkpoint(tmp_path / "run" / "final.pth")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_minutes(tiny_synth, tmp_path, monkeypatch):
+    reasons = saves_of(monkeypatch)
+    train(cfg_for(tiny_synth, tmp_path / "a", "train.max_iters=4"), factory())  # the default: 10 minutes
+    assert reasons == [("last.pth", "end of epoch 1"), ("last.pth", "end of training"), ("final.pth", None)]
+    reasons.clear()
+    train(cfg_for(tiny_synth, tmp_path / "b", "train.max_iters=4", "train.checkpoint_minutes=1e-9"), factory())
+    assert reasons == [("last.pth", "iteration 1"), ("last.pth", "iteration 2"), ("last.pth", "end of epoch 1"),
+                       ("last.pth", "end of training"), ("final.pth", None)]
+
+
+def test_stale_temporary_files_are_removed_at_the_next_start(tiny_synth, tmp_path, capsys):
+    tmp_path.mkdir(exist_ok=True)
+    for name in (".last.pth.x1y2.tmp", ".interrupted.pth.abc.tmp", "log.jsonl.tmp"):
+        (tmp_path / name).write_bytes(b"partial")
+    train(cfg_for(tiny_synth, tmp_path, "train.max_iters=1"), factory())
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert "removed 3 temporary file(s) of an interrupted save" in capsys.readouterr().err
+
+
+def full_disk(monkeypatch):
+    """Every checkpoint is written to /dev/full: the write fails with ENOSPC, as on a full disk."""
+    import dsic.engine.checkpoint as ckpt_mod
+
+    def mkstemp(prefix, suffix, dir):
+        return os.open("/dev/full", os.O_WRONLY), str(Path(dir) / f"{prefix}full{suffix}")
+
+    monkeypatch.setattr(ckpt_mod.tempfile, "mkstemp", mkstemp)
+
+
+def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    from dsic.engine.checkpoint import CheckpointWriteError
+
+    path = save_atomic({"a": torch.ones(3)}, tmp_path / "last.pth")
+    full_disk(monkeypatch)
+    with pytest.raises(CheckpointWriteError, match=rf"^\[Errno 28\] cannot write {re.escape(str(path))}: No space "
+                                                   r"left on device \(the previous file is intact\)$"):
+        save_atomic({"a": torch.zeros(1000)}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["a"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]
+
+
+def test_an_unwritable_folder_names_the_path(tmp_path, monkeypatch):
+    import errno
+
+    import dsic.engine.checkpoint as ckpt_mod
+    from dsic.engine.checkpoint import CheckpointWriteError
+
+    def denied(**kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", kwargs["dir"])
+
+    monkeypatch.setattr(ckpt_mod.tempfile, "mkstemp", denied)
+    with pytest.raises(CheckpointWriteError, match=r"cannot write .*ro/last.pth: Permission denied \(nothing was "
+                                                   r"written\)$"):
+        save_atomic({"a": 1}, tmp_path / "ro" / "last.pth")
+
+
+def test_training_on_a_full_disk_stops_with_one_line(tiny_synth, tmp_path, monkeypatch, capsys):
+    from dsic.engine.checkpoint import CheckpointWriteError
+
+    full_disk(monkeypatch)
+    with pytest.raises(CheckpointWriteError, match=r"cannot write .*last.pth: No space left on device \(nothing "
+                                                   r"was written\)$"):
+        train(cfg_for(tiny_synth, tmp_path), factory())
+    assert "could not save interrupted.pth: [Errno 28] cannot write" in capsys.readouterr().err
