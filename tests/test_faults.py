@@ -396,3 +396,96 @@ def test_training_on_a_full_disk_stops_with_one_line(tiny_synth, tmp_path, monke
                                                    r"was written\)$"):
         train(cfg_for(tiny_synth, tmp_path), factory())
     assert "could not save interrupted.pth: [Errno 28] cannot write" in capsys.readouterr().err
+
+
+def test_sigterm_keeps_the_log_line_of_its_iteration(tiny_synth, tmp_path):
+    import signal
+
+    from dsic.engine.train import TrainingInterrupted
+
+    count = {"steps": 0}
+
+    def hook(optimizer, args, kwargs):  # SIGTERM arrives inside the update of iteration 5
+        count["steps"] += 1
+        if count["steps"] == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        with pytest.raises(TrainingInterrupted, match="SIGTERM"):
+            train(cfg_for(tiny_synth, tmp_path), factory())
+    finally:
+        handle.remove()
+    assert [r["iter"] for r in strict_json_lines(tmp_path / "log.jsonl")] == [1, 2, 3, 4, 5]
+    assert load_checkpoint(tmp_path / "interrupted.pth")["iteration"] == 5
+
+
+# --- data: every bad image named before training; one rule for boxes; no escaping the folder --------
+
+def bad_images_dataset(root):
+    from .helpers import write_coco
+
+    images = [{"id": i, "file_name": f"{i}.png", "width": 8, "height": 8} for i in range(1, 6)]
+    anns = [{"id": i, "image_id": i, "category_id": 3, "bbox": [1, 1, 4, 4]} for i in range(1, 6)]
+    img_dir, ann = write_coco(root, images, anns)
+    (img_dir / "2.png").unlink()                                 # missing
+    (img_dir / "3.png").write_bytes(b"")                         # zero bytes
+    (img_dir / "4.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")  # corrupt
+    from .helpers import write_image
+
+    write_image(img_dir / "5.png", 9, 8)                         # another size than annotated
+    return img_dir, ann
+
+
+def test_every_bad_image_is_named_before_training(tmp_path):
+    from dsic.data.coco import CocoDetection
+    from dsic.data.errors import DatasetError
+
+    img_dir, ann = bad_images_dataset(tmp_path)
+    with pytest.raises(DatasetError) as caught:
+        CocoDetection(img_dir, ann)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == (f"{ann}: 4 of 5 image(s) in {img_dir} cannot be used (set data.verify_images: false to "
+                        f"skip this check):")
+    assert lines[1] == f"  image 2 {img_dir / '2.png'}: file not found"
+    assert lines[2] == f"  image 3 {img_dir / '3.png'}: empty file (0 bytes)"
+    assert lines[3].startswith(f"  image 4 {img_dir / '4.png'}: not a readable image (")
+    assert lines[4] == f"  image 5 {img_dir / '5.png'}: size 9x8 (WxH), the annotation file says 8x8"
+    assert len(CocoDetection(img_dir, ann, verify=False)) == 5  # the check can be switched off
+
+
+def test_a_run_with_a_bad_image_stops_before_training(tmp_path, tiny_synth):
+    from dsic.data.errors import DatasetError
+
+    img_dir, ann = bad_images_dataset(tmp_path / "data")
+    cfg = cfg_for(tiny_synth, tmp_path / "run", f"data.train.images={img_dir}", f"data.train.annotations={ann}",
+                  "model.num_classes=2")
+    with pytest.raises(DatasetError, match=r"4 of 5 image\(s\)"):
+        train(cfg, factory())
+    assert not (tmp_path / "run" / "log.jsonl").exists() and not (tmp_path / "run" / "interrupted.pth").exists()
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere/x.png", "/etc/x.png", "a/../../x.png", "..\\x.png", "C:\\x.png"])
+def test_file_name_may_not_leave_the_images_folder(tmp_path, name):
+    from dsic.data.coco import load_coco_json
+    from dsic.data.errors import DatasetError
+
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": name, "width": 8, "height": 8}],
+                               "annotations": [], "categories": [{"id": 1}]}))
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(ann))}: image 1 field 'file_name' = "
+                                           rf"{re.escape(repr(name))} leaves the images folder"):
+        load_coco_json(ann)
+
+
+def test_a_negative_box_is_an_error_in_training_and_evaluation_alike(tmp_path):
+    from dsic.data.coco import CocoDetection
+    from dsic.data.errors import DatasetError
+
+    from .helpers import write_coco
+
+    anns = [{"id": 4, "image_id": 1, "category_id": 3, "bbox": [5, 1, -3, 4]}]
+    img_dir, ann = write_coco(tmp_path, [{"id": 1, "file_name": "a.png", "width": 8, "height": 8}], anns)
+    for remove_empty in (True, False):  # the training and the evaluation dataset
+        with pytest.raises(DatasetError, match=r"annotation 4 field 'bbox' = \[5, 1, -3, 4\] has a negative width"):
+            CocoDetection(img_dir, ann, remove_empty=remove_empty)
