@@ -8,20 +8,23 @@ Outputs in ``output_dir`` (written by rank 0):
   ``loss`` (averaged over ranks), ``time`` / ``data_time`` (seconds per iteration since the last
   record), ``grad_norm`` (with ``grad_clip``), ``mem_mb`` (CUDA); and one record per evaluation
   (``{"epoch", "iter", "eval": metrics}``). A resumed run first drops records past its checkpoint;
-* ``last.pth`` - after every ``checkpoint_every`` epochs and at the end (also when ``max_iters``
+* ``last.pth`` - after every ``checkpoint_every`` epochs, every ``checkpoint_every_iters``
+  iterations, ``checkpoint_minutes`` after the previous one and at the end (also when ``max_iters``
   stops a run mid-epoch): model, optimizer, scheduler, AMP scaler, ``epoch`` (completed epochs),
-  ``epoch_iter`` (iterations into the next epoch), ``iteration``, RNG states of every rank, config;
+  ``epoch_iter`` (iterations into the next epoch), ``iteration``, RNG states of every rank, config,
+  ``run`` (the fingerprint of the run-defining keys);
 * ``interrupted.pth`` - the same, written when training stops on an exception, Ctrl-C / SIGTERM or
-  a non-finite loss: the state after the last *completed* update (a signal arriving during an update
-  is deferred until the update is done);
+  a non-finite loss or gradient: the state after the last *completed* update (a signal arriving
+  during an update is deferred until the update and its log line are done); never non-finite;
 * ``eval_epoch{N}.json`` / ``results_epoch{N}.json`` - COCO metrics and detections after epoch N
   (every ``eval_every`` epochs and at the end);
 * ``final.pth`` - model weights and config, at the end.
 
 All checkpoints are written atomically (:func:`~dsic.engine.checkpoint.save_atomic`).
 
-Resume (``resume=True``) continues from the newer of ``last.pth`` / ``interrupted.pth``, also in
-the middle of an epoch: that epoch's remaining batches are the ones the interrupted run would have
+Resume (``resume=True``) continues from the most advanced of ``last.pth`` / ``interrupted.pth``
+that is readable, of this run and finite (:func:`~dsic.engine.checkpoint.select_resume_state`),
+also in the middle of an epoch: that epoch's remaining batches are the ones the interrupted run would have
 used. Determinism: the epoch's data order and every sample's augmentation are functions of (seed,
 epoch, index); the RNGs the model uses (e.g. RoI sampling) are reseeded from (seed, rank, epoch)
 at every epoch start and restored from the checkpoint mid-epoch. On the CPU a resumed run therefore
