@@ -489,3 +489,72 @@ def test_a_negative_box_is_an_error_in_training_and_evaluation_alike(tmp_path):
     for remove_empty in (True, False):  # the training and the evaluation dataset
         with pytest.raises(DatasetError, match=r"annotation 4 field 'bbox' = \[5, 1, -3, 4\] has a negative width"):
             CocoDetection(img_dir, ann, remove_empty=remove_empty)
+
+
+KILLED_RUN = """
+import os, signal, sys
+from pathlib import Path
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from dsic.engine.train import train
+from tests.test_engine_train import cfg_for, factory
+
+data, out, moment = sys.argv[1:]
+torch.set_num_threads(1)
+if moment == "update":  # kill -9 inside the 5th update
+    steps = [0]
+
+    def hook(optimizer, args, kwargs):
+        steps[0] += 1
+        if steps[0] == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    register_optimizer_step_post_hook(hook)
+else:  # kill -9 while last.pth of iteration 4 is being written
+    real_save = torch.save
+
+    def dying_save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("reason") == "iteration 4":
+            f.write(b"half a checkpoint")
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_save(obj, f, *args, **kwargs)
+
+    torch.save = dying_save
+train(cfg_for(Path(data), Path(out), "train.checkpoint_every_iters=2"), factory())
+"""
+
+
+@pytest.mark.parametrize("moment, kept", [("update", 4), ("save", 3)])
+def test_kill_9_loses_at_most_the_interval_and_resume_is_exact(tiny_synth, tmp_path, moment, kept):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, str(tiny_synth), str(out), moment], cwd=root, env=env, check=False,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -9, proc.stderr
+    assert not (out / "interrupted.pth").exists() and not (out / "final.pth").exists()
+    assert load_checkpoint(out / "last.pth")["iteration"] == kept
+    assert bool(list(out.glob(".last.pth.*.tmp"))) == (moment == "save")
+    cfg = cfg_for(tiny_synth, out, "train.checkpoint_every_iters=2")
+    assert train(cfg, factory(), resume=True)["iteration"] == 9
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    ref = train(cfg_for(tiny_synth, tmp_path / "ref", "train.checkpoint_every_iters=2"), factory())
+    a, b = load_checkpoint(ref["final"])["model"], load_checkpoint(out / "final.pth")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["iter"] for r in strict_json_lines(out / "log.jsonl")] == list(range(1, 10))
+
+
+def test_a_resumed_log_is_rewritten_as_strict_json(tmp_path):
+    from dsic.engine.train import JsonLog
+
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"iter": 1, "loss": NaN}\n{"iter": 2, "loss": 1.5}\n{"iter": 3, "lo\n')  # old NaN, torn line
+    JsonLog(path).truncate_after(2)
+    assert strict_json_lines(path) == [{"iter": 1, "loss": None}, {"iter": 2, "loss": 1.5}]

@@ -30,6 +30,10 @@ class CheckpointError(ValueError):
     run or non-finite. The message is one self-contained line naming the file."""
 
 
+class UnsafeFileError(CheckpointError):
+    """The file is not a plain weights file: loading it would build arbitrary objects (run code)."""
+
+
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (full disk, unwritable folder); the previous file is intact."""
 
@@ -52,7 +56,7 @@ def load_weights_file(path: str | Path, what: str = "checkpoint"):
         with torch.serialization.safe_globals(_numpy_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path}: not a plain weights file: {_refusal(str(err))}; it was not loaded "
+        raise UnsafeFileError(f"{path}: not a plain weights file: {_refusal(str(err))}; it was not loaded "
                               f"(dsic reads only tensors, numbers, strings and containers)") from None
     except Exception as err:  # a truncated or foreign file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -262,7 +266,7 @@ def select_resume_state(out: str | Path, cfg: dict, note=print) -> tuple[Path, d
     """The checkpoint to resume ``cfg``'s run from in ``out``: of ``last.pth`` / ``interrupted.pth``,
     the most advanced (iteration, then modification time) that is readable, of this run and finite.
     An unreadable or non-finite file is passed over with a ``note``; a file that is not a plain
-    weights file, or no usable file at all, raises :class:`CheckpointError`. None: nothing to resume."""
+    weights file (:class:`UnsafeFileError`), or no usable file at all, raises :class:`CheckpointError`. None: nothing to resume."""
     out = Path(out)
     usable, refused = [], []
     for path in (out / name for name in RESUMABLE):
@@ -270,9 +274,9 @@ def select_resume_state(out: str | Path, cfg: dict, note=print) -> tuple[Path, d
             continue
         try:
             usable.append((path, check_resume_state(path, cfg)))
+        except UnsafeFileError:
+            raise
         except CheckpointError as err:
-            if "not a plain weights file" in str(err):
-                raise
             refused.append(err)
     if not usable:
         if refused:

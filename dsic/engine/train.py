@@ -174,9 +174,10 @@ class JsonLog:
             return
         kept = []
         for line in self.path.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                if json.loads(line).get("iter", 0) <= iteration:
-                    kept.append(line)
+            with contextlib.suppress(ValueError, AttributeError):  # a torn or foreign line is dropped
+                record = json.loads(line)
+                if record.get("iter", 0) <= iteration:
+                    kept.append(json.dumps(finite_json(record), allow_nan=False))
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.path)
