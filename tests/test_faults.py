@@ -558,3 +558,17 @@ def test_a_resumed_log_is_rewritten_as_strict_json(tmp_path):
     path.write_text('{"iter": 1, "loss": NaN}\n{"iter": 2, "loss": 1.5}\n{"iter": 3, "lo\n')  # old NaN, torn line
     JsonLog(path).truncate_after(2)
     assert strict_json_lines(path) == [{"iter": 1, "loss": None}, {"iter": 2, "loss": 1.5}]
+
+
+def test_the_issue_case_a_new_seed_in_a_finished_runs_folder(tiny_synth, tmp_path):
+    """A finished seed-0 run, a fresh seed-1 run interrupted at iteration 5, then a seed-1 resume:
+    it continues the seed-1 run, never the old one."""
+    train(cfg_for(tiny_synth, tmp_path), factory())
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg_for(tiny_synth, tmp_path, "train.seed=1"), factory(fail_at=5))
+    assert load_checkpoint(tmp_path / "interrupted.pth")["config"]["train"]["seed"] == 1
+    assert not (tmp_path / "final.pth").exists()  # the seed-0 outputs were moved aside
+    result = train(cfg_for(tiny_synth, tmp_path, "train.seed=1"), factory(), resume=True)
+    assert result["iteration"] == 9 and load_checkpoint(tmp_path / "final.pth")["config"]["train"]["seed"] == 1
+    (earlier,) = (tmp_path / "earlier").iterdir()
+    assert load_checkpoint(earlier / "final.pth")["config"]["train"]["seed"] == 0
