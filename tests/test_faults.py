@@ -572,3 +572,27 @@ def test_the_issue_case_a_new_seed_in_a_finished_runs_folder(tiny_synth, tmp_pat
     assert result["iteration"] == 9 and load_checkpoint(tmp_path / "final.pth")["config"]["train"]["seed"] == 1
     (earlier,) = (tmp_path / "earlier").iterdir()
     assert load_checkpoint(earlier / "final.pth")["config"]["train"]["seed"] == 0
+
+
+def test_a_log_write_on_a_full_disk_names_the_file(tmp_path):
+    from dsic.engine.train import JsonLog
+
+    with pytest.raises(OSError, match=r"^\[Errno 28\] No space left on device: '/dev/full'$"):
+        JsonLog(Path("/dev/full")).write({"iter": 1})
+
+
+def test_the_command_line_process_runs_no_code_from_a_checkpoint(evil, tiny_synth, tmp_path):
+    import subprocess
+    import sys
+
+    path, marker = evil
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("{}\n")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "dsic.cli", "eval", str(cfg), str(path),
+                           *tiny_overrides(tiny_synth, tmp_path / "out")], cwd=tmp_path, env=env, check=False,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and not marker.exists()
+    assert re.search(REFUSED, proc.stderr.strip().splitlines()[-1])

@@ -165,8 +165,12 @@ class JsonLog:
     def write(self, record: dict) -> None:
         """Append ``record`` as one line of strict JSON: a NaN or inf value is written as null."""
         if self.path is not None:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(finite_json(record), allow_nan=False) + "\n")
+            line = json.dumps(finite_json(record), allow_nan=False) + "\n"
+            try:
+                with open(self.path, "a") as f:
+                    f.write(line)
+            except OSError as err:  # a full disk: say which file
+                raise OSError(err.errno, err.strerror, str(self.path)) from err
 
     def truncate_after(self, iteration: int) -> None:
         """Drop records of iterations after ``iteration`` (a resumed run repeats them)."""
