@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class Leaf:
     choices: tuple | None = None
     min: float | None = None
     max: float | None = None
+    below: float | None = None  # exclusive upper bound
     items: str | None = None  # the kind of list items
     doc: str = ""
 
@@ -80,20 +82,21 @@ SCHEMA: dict = {
         "hflip_prob": Leaf(0.5, ("float",), min=0, max=1),
         "num_workers": Leaf(2, ("int",), min=0),
         "with_masks": Leaf(None, ("bool",), nullable=True, doc="null: true for mask_rcnn"),
+        "verify_images": Leaf(True, ("bool",), doc="check every image header when a dataset is loaded"),
     },
     "train": {
         "epochs": Leaf(None, ("int",), nullable=True, min=1, doc="null: the schedule's (12 for 1x, 24 for 2x)"),
         "batch_size": Leaf(2, ("int",), min=1, doc="images per process"),
         "base_lr": Leaf(0.02, ("float",), min=0),
         "base_batch_size": Leaf(16, ("int",), min=1),
-        "momentum": Leaf(0.9, ("float",), min=0),
-        "weight_decay": Leaf(1e-4, ("float",), min=0),
+        "momentum": Leaf(0.9, ("float",), min=0, below=1),
+        "weight_decay": Leaf(1e-4, ("float",), min=0, below=1),
         "norm_bias_decay": Leaf(True, ("bool",)),
         "warmup_iters": Leaf(500, ("int",), min=0),
         "warmup_factor": Leaf(0.001, ("float",), min=0, max=1),
         "schedule": Leaf("1x", ("str", "list"), choices=tuple(SCHEDULES), items="float", min=0),
         "steps": Leaf(None, ("list",), nullable=True, items="float", min=0),
-        "gamma": Leaf(0.1, ("float",), min=0),
+        "gamma": Leaf(0.1, ("float",), min=0, max=1, doc="lr factor per drop (a drop never raises the lr)"),
         "grad_clip": Leaf(None, ("float",), nullable=True, min=0),
         "amp": Leaf(True, ("bool", "str"), choices=("fp16", "bf16"),
                     doc="true/fp16: float16 autocast on CUDA (off on CPU); bf16: bfloat16 autocast on CPU and CUDA"),
@@ -103,6 +106,9 @@ SCHEMA: dict = {
         "seed": Leaf(0, ("int",), min=0),
         "eval_every": Leaf(1, ("int",), min=0),
         "checkpoint_every": Leaf(1, ("int",), min=0),
+        "checkpoint_every_iters": Leaf(None, ("int",), nullable=True, min=1, doc="also every N iterations"),
+        "checkpoint_minutes": Leaf(10.0, ("float",), nullable=True, min=0,
+                                   doc="also after M minutes of training since the last one (null or 0: off)"),
         "log_every": Leaf(20, ("int",), min=1),
         "max_iters": Leaf(None, ("int",), nullable=True, min=1),
         "find_unused_parameters": Leaf(False, ("bool",)),
@@ -239,9 +245,13 @@ def _check_leaf(leaf: Leaf, value, where: str, dotted: str) -> None:
         raise ConfigError(f"{where}: '{dotted}' = {value!r}, expected one of {', '.join(map(str, leaf.choices))}{hint}")
     for v in values:
         number = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if number and ((leaf.min is not None and v < leaf.min) or (leaf.max is not None and v > leaf.max)):
+        if number and not math.isfinite(v):
+            raise ConfigError(f"{where}: '{dotted}' = {value!r} is not a finite number")
+        if number and ((leaf.min is not None and v < leaf.min) or (leaf.max is not None and v > leaf.max)
+                       or (leaf.below is not None and v >= leaf.below)):
             bounds = " and ".join(b for b in (leaf.min is not None and f">= {leaf.min}",
-                                              leaf.max is not None and f"<= {leaf.max}") if b)
+                                              leaf.max is not None and f"<= {leaf.max}",
+                                              leaf.below is not None and f"< {leaf.below}") if b)
             raise ConfigError(f"{where}: '{dotted}' = {value!r} is out of range (must be {bounds})")
 
 

@@ -116,10 +116,12 @@ def test_degenerate_box_is_dropped_with_a_warning(tmp_path):
     anns = [{"id": 1, "image_id": 10, "category_id": 3, "bbox": [25, 2, 4, 4]},  # right of the image
             {"id": 2, "image_id": 10, "category_id": 3, "bbox": [1, 1, 0, 5]},   # zero width
             {"id": 3, "image_id": 10, "category_id": 3, "bbox": [1, 1, 3, 3]}]
-    ds = CocoDetection(*write_coco(tmp_path, IMAGES[:1], anns))
-    with pytest.warns(UserWarning, match="image 10: dropped 2 degenerate"):
-        _, t = ds[0]
+    with pytest.warns(UserWarning, match=r"dropped 2 degenerate box\(es\) \(empty inside their image\) from "
+                                         r"training and evaluation alike: annotation\(s\) 1, 2$"):
+        ds = CocoDetection(*write_coco(tmp_path, IMAGES[:1], anns))
+    _, t = ds[0]
     assert t["boxes"].tolist() == [[1.0, 1.0, 4.0, 4.0]] and ds.dropped_boxes == 2
+    assert [a["id"] for a in ds.coco.dataset["annotations"]] == [3]  # the evaluation ground truth too
 
 
 def test_remove_empty_also_skips_crowd_only_and_outside_only_images(tmp_path):

@@ -116,7 +116,7 @@ def test_outputs_log_and_lr_values(full_run):
     assert {"python", "numpy", "torch"} <= set(last["rng"]) and len(last["rng_per_rank"]) == 1
     assert last["config"]["train"]["grad_clip"] == 5.0
     final = load_checkpoint(out / "final.pth")
-    assert set(final) == {"model", "config", "epoch", "iteration"}
+    assert set(final) == {"model", "config", "epoch", "iteration", "ema"} and final["ema"] is False
     assert load_config(out / "config.yaml")["train"]["steps"] == [2]  # the resolved config is a valid config
     assert not list(out.glob(".*tmp")) and not (out / "interrupted.pth").exists()
 

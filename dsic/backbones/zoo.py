@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -92,7 +91,9 @@ def load_classification_weights(network: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained backbone weights not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from ..engine.checkpoint import load_weights_file  # weights only, with a clear message
+
+    state = load_weights_file(path, "pretrained backbone weights")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -8,19 +8,29 @@ Item ``i`` is ``(image, target)``: ``image`` float32 [3, H, W] in [0, 1] (RGB), 
 * ``image_id`` int64 scalar (the COCO id), ``area`` float32 [N], ``iscrowd`` int64 [N].
 
 As torchvision's detection references: crowd annotations are dropped from training targets (unless
-``keep_crowd``); boxes that are empty after clipping are dropped (counted in ``dropped_boxes``);
-images without annotations give empty targets, or are skipped with ``remove_empty``. Malformed
-input raises :class:`~dsic.data.errors.DatasetError` naming the file, the record and the field.
+``keep_crowd``); images without annotations give empty targets, or are skipped with ``remove_empty``.
+Malformed input raises :class:`~dsic.data.errors.DatasetError` naming the file, the record and the
+field.
+
+One rule for boxes, in training and evaluation alike: a negative width or height is malformed (an
+error); a box that is empty inside its image (zero width or height, or entirely outside) is removed
+when the file is loaded, with one warning (counted in ``dropped_boxes``), so it is neither a
+training target nor evaluation ground truth. A ``file_name`` may not leave the images folder
+(absolute, or with ``..``). With ``verify_images`` (the default) every image header is checked when
+the dataset is loaded (exists, not empty, readable, the annotated size, a mode that converts to
+RGB; no full decode): every bad file is named in one error before any training starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import math
 import warnings
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import torch
@@ -71,6 +81,9 @@ def load_coco_json(ann_file: str | Path) -> dict:
         image_ids.add(iid)
         if not isinstance(img["file_name"], str) or not img["file_name"]:
             raise DatasetError(f"{path}: image {iid} field 'file_name' must be a non-empty string")
+        if leaves_folder(img["file_name"]):
+            raise DatasetError(f"{path}: image {iid} field 'file_name' = {img['file_name']!r} leaves the images "
+                               f"folder (an absolute path or '..'); it must be relative to the images folder")
         for field in ("width", "height"):
             if not is_int(img[field]) or img[field] <= 0:
                 raise DatasetError(f"{path}: image {iid} field '{field}' = {img[field]!r} is not a positive integer")
@@ -95,6 +108,9 @@ def load_coco_json(ann_file: str | Path) -> dict:
         bbox = ann["bbox"]
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
             raise DatasetError(f"{path}: annotation {aid} field 'bbox' must be 4 numbers [x, y, w, h], got {bbox!r}")
+        if bbox[2] < 0 or bbox[3] < 0:
+            raise DatasetError(f"{path}: annotation {aid} field 'bbox' = {bbox!r} has a negative width or height "
+                               f"(COCO boxes are [x, y, width, height])")
         if ann["category_id"] not in cat_ids:
             raise DatasetError(f"{path}: annotation {aid} field 'category_id' = {ann['category_id']!r} "
                                f"is not among the categories {sorted(cat_ids)}")
@@ -105,6 +121,71 @@ def load_coco_json(ann_file: str | Path) -> dict:
         if not is_number(ann.setdefault("area", float(bbox[2] * bbox[3]))):
             raise DatasetError(f"{path}: annotation {aid} field 'area' = {ann['area']!r} is not a number")
     return data
+
+
+def leaves_folder(file_name: str) -> bool:
+    """Whether ``file_name`` is absolute or climbs out of its folder with ``..`` (either slash)."""
+    parts = PurePosixPath(file_name.replace("\\", "/")).parts
+    return file_name.startswith(("/", "\\")) or bool(PureWindowsPath(file_name).drive) or ".." in parts
+
+
+def drop_empty_boxes(data: dict, where) -> int:
+    """Remove (in place) the annotations whose box is empty inside its image; one warning. Returns
+    how many were removed."""
+    sizes = {img["id"]: (img["width"], img["height"]) for img in data["images"]}
+    kept, dropped = [], []
+    for ann in data["annotations"]:
+        x, y, w, h = ann["bbox"]
+        width, height = sizes[ann["image_id"]]
+        inside = min(x + w, width) - max(x, 0) > 0 and min(y + h, height) - max(y, 0) > 0
+        (kept if inside else dropped).append(ann)
+    if dropped:
+        data["annotations"] = kept
+        ids = ", ".join(str(a["id"]) for a in dropped[:10]) + (", ..." if len(dropped) > 10 else "")
+        warnings.warn(f"{where}: dropped {len(dropped)} degenerate box(es) (empty inside their image) from "
+                      f"training and evaluation alike: annotation(s) {ids}", stacklevel=3)
+    return len(dropped)
+
+
+@functools.cache
+def converts_to_rgb(mode: str) -> bool:
+    try:
+        Image.new(mode, (1, 1)).convert("RGB")
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def image_problem(path: Path, width: int, height: int) -> str | None:
+    """Why the image at ``path`` cannot be used as a ``width`` x ``height`` RGB image (header only)."""
+    if not path.is_file():
+        return "file not found"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with Image.open(path) as im:
+            size, mode = im.size, im.mode
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
+        return f"not a readable image ({err})"
+    if size != (width, height):
+        return f"size {size[0]}x{size[1]} (WxH), the annotation file says {width}x{height}"
+    if not converts_to_rgb(mode):
+        return f"pixel mode {mode!r} does not convert to RGB"
+    return None
+
+
+def verify_images(images_dir: Path, records: list[dict], ann_file) -> None:
+    """Check every image header of ``records`` (COCO image entries); one error naming every bad file."""
+    def check(rec):
+        path = images_dir / rec["file_name"]
+        problem = image_problem(path, rec["width"], rec["height"])
+        return f"image {rec['id']} {path}: {problem}" if problem else None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        bad = [p for p in pool.map(check, records) if p]
+    if bad:
+        raise DatasetError(f"{ann_file}: {len(bad)} of {len(records)} image(s) in {images_dir} cannot be used "
+                           f"(set data.verify_images: false to skip this check):\n  " + "\n  ".join(bad))
 
 
 def coco_from_dict(data: dict) -> COCO:
@@ -199,23 +280,27 @@ def read_rgb(path: Path, image_id, expected: tuple[int, int] | None = None) -> t
 
 class CocoDetection(torch.utils.data.Dataset):
     def __init__(self, images_dir: str | Path, ann_file: str | Path, transforms=None, with_masks: bool = False,
-                 remove_empty: bool = False, keep_crowd: bool = False):
+                 remove_empty: bool = False, keep_crowd: bool = False, verify: bool = True):
         self.images_dir = Path(images_dir)
         self.ann_file = Path(ann_file)
         if not self.images_dir.is_dir():
             raise DatasetError(f"images folder not found: {self.images_dir}")
-        self.coco = coco_from_dict(load_coco_json(self.ann_file))
+        data = load_coco_json(self.ann_file)
+        dropped = drop_empty_boxes(data, self.ann_file)
+        self.coco = coco_from_dict(data)
         self.cat_ids = sorted(self.coco.getCatIds())
         self.class_names = [self.coco.cats[c].get("name", str(c)) for c in self.cat_ids]
         self._label_of = {c: i + 1 for i, c in enumerate(self.cat_ids)}
         self.transforms = transforms
         self.with_masks = with_masks
         self.keep_crowd = keep_crowd
-        self.dropped_boxes = 0
+        self.dropped_boxes = dropped
         ids = sorted(self.coco.imgs)
         if remove_empty:
             ids = [i for i in ids if any(self._usable(a) for a in self.coco.imgToAnns.get(i, []))]
         self.ids = ids
+        if verify:
+            verify_images(self.images_dir, [self.coco.imgs[i] for i in ids], self.ann_file)
 
     def label_to_cat_id(self, label: int) -> int:
         """The COCO category id of a contiguous label 1..K (0 is the background and has none)."""

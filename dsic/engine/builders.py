@@ -32,7 +32,7 @@ def make_dataset(cfg: dict, split: str):
     train = split == "train"
     transforms = build_transforms(train, data["train_scales"], cfg["model"]["max_size"], data["hflip_prob"])
     return CocoDetection(paths["images"], paths["annotations"], transforms=transforms,
-                         with_masks=data["with_masks"], remove_empty=train)
+                         with_masks=data["with_masks"], remove_empty=train, verify=data.get("verify_images", True))
 
 
 def _mix(*values: int) -> int:

@@ -8,20 +8,23 @@ Outputs in ``output_dir`` (written by rank 0):
   ``loss`` (averaged over ranks), ``time`` / ``data_time`` (seconds per iteration since the last
   record), ``grad_norm`` (with ``grad_clip``), ``mem_mb`` (CUDA); and one record per evaluation
   (``{"epoch", "iter", "eval": metrics}``). A resumed run first drops records past its checkpoint;
-* ``last.pth`` - after every ``checkpoint_every`` epochs and at the end (also when ``max_iters``
+* ``last.pth`` - after every ``checkpoint_every`` epochs, every ``checkpoint_every_iters``
+  iterations, ``checkpoint_minutes`` after the previous one and at the end (also when ``max_iters``
   stops a run mid-epoch): model, optimizer, scheduler, AMP scaler, ``epoch`` (completed epochs),
-  ``epoch_iter`` (iterations into the next epoch), ``iteration``, RNG states of every rank, config;
+  ``epoch_iter`` (iterations into the next epoch), ``iteration``, RNG states of every rank, config,
+  ``run`` (the fingerprint of the run-defining keys);
 * ``interrupted.pth`` - the same, written when training stops on an exception, Ctrl-C / SIGTERM or
-  a non-finite loss: the state after the last *completed* update (a signal arriving during an update
-  is deferred until the update is done);
+  a non-finite loss or gradient: the state after the last *completed* update (a signal arriving
+  during an update is deferred until the update and its log line are done); never non-finite;
 * ``eval_epoch{N}.json`` / ``results_epoch{N}.json`` - COCO metrics and detections after epoch N
   (every ``eval_every`` epochs and at the end);
 * ``final.pth`` - model weights and config, at the end.
 
 All checkpoints are written atomically (:func:`~dsic.engine.checkpoint.save_atomic`).
 
-Resume (``resume=True``) continues from the newer of ``last.pth`` / ``interrupted.pth``, also in
-the middle of an epoch: that epoch's remaining batches are the ones the interrupted run would have
+Resume (``resume=True``) continues from the most advanced of ``last.pth`` / ``interrupted.pth``
+that is readable, of this run and finite (:func:`~dsic.engine.checkpoint.select_resume_state`),
+also in the middle of an epoch: that epoch's remaining batches are the ones the interrupted run would have
 used. Determinism: the epoch's data order and every sample's augmentation are functions of (seed,
 epoch, index); the RNGs the model uses (e.g. RoI sampling) are reseeded from (seed, rank, epoch)
 at every epoch start and restored from the checkpoint mid-epoch. On the CPU a resumed run therefore
@@ -47,12 +50,26 @@ from tqdm import tqdm
 
 from ..config import dump_config, finalize, load_config
 from .builders import _mix, build_model, make_dataset, make_eval_loader, make_train_loader
-from .checkpoint import load_checkpoint, model_state, rng_state, save_atomic, seed_everything, set_rng_state
+from .checkpoint import (
+    check_resume_state,
+    load_checkpoint,
+    model_state,
+    move_earlier_run,
+    non_finite_names,
+    remove_stale_temporaries,
+    rng_state,
+    run_fingerprint,
+    save_atomic,
+    seed_everything,
+    select_resume_state,
+    set_rng_state,
+)
 from .distributed import (
     DistInfo,
     all_gather_objects,
     all_reduce_mean,
     barrier,
+    broadcast_object,
     cleanup,
     init_distributed,
     unwrap,
@@ -100,23 +117,32 @@ class SignalGuard:
         raise TrainingInterrupted(signum)
 
     @contextlib.contextmanager
-    def critical(self):
+    def critical(self, until_release: bool = False):
+        """``until_release``: keep holding signals after the section, until :meth:`release` (the rest
+        of an iteration: its log line, its checkpoint)."""
         if self.in_critical:  # nested: the outer section delivers
             yield
             return
         self.in_critical = True
         try:
             yield
-        finally:
+        except BaseException:
             self.in_critical = False
+            raise
+        if not until_release:
+            self.release()
+
+    def release(self) -> None:
+        """End a held section; a signal that arrived meanwhile is raised now."""
+        self.in_critical = False
         if self.pending is not None:
             signum, self.pending = self.pending, None
             raise TrainingInterrupted(signum)
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss was NaN or infinite; the message names the iteration (``interrupted.pth`` holds the
-    state before it)."""
+    """A loss, a gradient or (after an update) a weight was NaN or infinite; the message names the
+    iteration, the loss terms and where the last finite state is saved."""
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float, norm_bias_decay: bool = True) -> list[dict]:
@@ -138,9 +164,14 @@ class JsonLog:
         self.path = path
 
     def write(self, record: dict) -> None:
+        """Append ``record`` as one line of strict JSON: a NaN or inf value is written as null."""
         if self.path is not None:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            line = json.dumps(finite_json(record), allow_nan=False) + "\n"
+            try:
+                with open(self.path, "a") as f:
+                    f.write(line)
+            except OSError as err:  # a full disk: say which file
+                raise OSError(err.errno, err.strerror, str(self.path)) from err
 
     def truncate_after(self, iteration: int) -> None:
         """Drop records of iterations after ``iteration`` (a resumed run repeats them)."""
@@ -148,27 +179,44 @@ class JsonLog:
             return
         kept = []
         for line in self.path.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                if json.loads(line).get("iter", 0) <= iteration:
-                    kept.append(line)
+            with contextlib.suppress(ValueError, AttributeError):  # a torn or foreign line is dropped
+                record = json.loads(line)
+                if record.get("iter", 0) <= iteration:
+                    kept.append(json.dumps(finite_json(record), allow_nan=False))
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.path)
+
+    def has_eval_at(self, iteration: int) -> bool:
+        """Whether the log holds an evaluation record of ``iteration``."""
+        if self.path is None or not self.path.is_file():
+            return False
+        for line in self.path.read_text().splitlines():
+            with contextlib.suppress(ValueError, AttributeError):
+                record = json.loads(line)
+                if "eval" in record and record.get("iter") == iteration:
+                    return True
+        return False
 
     def reset(self) -> None:
         if self.path is not None and self.path.is_file():
             self.path.unlink()
 
 
+def finite_json(value):
+    """``value`` with every non-finite float replaced by None (JSON has no NaN / Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def show_progress(info: DistInfo) -> bool:
     """tqdm bars only on rank 0, on a terminal, and not under CI."""
     return info.is_main and sys.stderr.isatty() and not os.environ.get("CI")
-
-
-def find_resume_checkpoint(out: Path) -> Path | None:
-    """The newer (by modification time) of ``last.pth`` and ``interrupted.pth`` in ``out``."""
-    found = [p for p in (out / "last.pth", out / "interrupted.pth") if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
 class _Run:
@@ -208,6 +256,8 @@ class _Run:
         self.epoch, self.epoch_iter, self.iteration = 0, 0, 0
         self.rng_snapshot = rng_state()
         self.resume_rng: dict | None = None
+        self.resumed = False
+        self.saved_at = time.monotonic()  # when last.pth was last written (or training started)
 
     # --- checkpoints -------------------------------------------------------------------------------
     def state(self, rng_per_rank: list | None, reason: str) -> dict:
@@ -216,7 +266,7 @@ class _Run:
                 "epoch": self.epoch, "epoch_iter": self.epoch_iter, "iteration": self.iteration,
                 "iters_per_epoch": self.iters_per_epoch, "world_size": self.info.world_size,
                 "rng": self.rng_snapshot, "rng_per_rank": rng_per_rank, "config": self.cfg, "reason": reason,
-                "ema": self.ema.state_dict() if self.ema is not None else None}
+                "run": run_fingerprint(self.cfg), "ema": self.ema.state_dict() if self.ema is not None else None}
 
     def eval_model(self) -> torch.nn.Module:
         """The weights that are evaluated and saved as ``final.pth``: the EMA when ``train.ema``."""
@@ -227,9 +277,15 @@ class _Run:
         if self.info.is_main:
             with self.guard.critical():
                 save_atomic(self.state(per_rank, reason), self.out / "last.pth")
+        self.saved_at = time.monotonic()
 
     def save_interrupted(self, reason: str) -> Path | None:
         if not self.info.is_main:
+            return None
+        bad = non_finite_names(self.bare.state_dict().items())
+        if bad:  # never let a broken state stand next to (and be mistaken for) the last finite one
+            print(f"[dsic] training stopped at iteration {self.iteration} ({reason}); interrupted.pth not "
+                  f"written: {len(bad)} weight tensor(s) are not finite", file=sys.stderr, flush=True)
             return None
         with self.guard.critical():  # a second Ctrl-C waits for the file
             path = save_atomic(self.state([self.rng_snapshot], reason), self.out / "interrupted.pth")
@@ -237,8 +293,9 @@ class _Run:
               file=sys.stderr, flush=True)
         return path
 
-    def load(self, path: Path) -> None:
-        state = load_checkpoint(path)
+    def load(self, path: Path, state: dict | None = None) -> None:
+        state = state if state is not None else load_checkpoint(path)
+        self.resumed = True
         self.bare.load_state_dict(model_state(state))
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # the lr follows the current config
@@ -265,9 +322,6 @@ class _Run:
             elif self.info.rank == 0 and state.get("rng") is not None:
                 self.resume_rng = state["rng"]
             # else: reseeded from (seed, rank, epoch, iteration) at the start of the epoch
-        old = (state.get("config") or {}).get("model")
-        if old is not None and old != self.cfg["model"]:
-            self._note(f"{path}: the model config differs from the checkpoint's")
         self._note(f"resuming from {path}: epoch {self.epoch + 1}, iteration {self.iteration}")
 
     def _note(self, text: str) -> None:
@@ -297,15 +351,9 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
     run = _Run(cfg, info, model_factory, guard)
     tcfg, out = run.tcfg, run.out
     log = JsonLog(out / "log.jsonl" if info.is_main else None)
-    source = None
-    if resume:
-        source = Path(resume) if isinstance(resume, (str, Path)) else find_resume_checkpoint(out)
-        if source is None:
-            run._note(f"nothing to resume in {out}; training from the start")
-    elif info.is_main and find_resume_checkpoint(out) is not None:
-        run._note(f"{out} holds checkpoints of an earlier run; they will be overwritten (resume to continue)")
+    source, state = _resume_source(run, resume)
     if source is not None:
-        run.load(source)
+        run.load(source, state)
         log.truncate_after(run.iteration)
     else:
         log.reset()
@@ -335,14 +383,113 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
             "checkpoint": str(out / "last.pth"), "final": str(final)}
 
 
+def _resume_source(run: _Run, resume) -> tuple[Path | None, dict | None]:
+    """The checkpoint (path, state) to resume from, or (None, None) for a fresh start. Removes the
+    temporary files of a killed save; a fresh start moves an earlier run's outputs aside (said)."""
+    out, info = run.out, run.info
+    if info.is_main:
+        stale = remove_stale_temporaries(out)
+        if stale:
+            run._note(f"removed {len(stale)} temporary file(s) of an interrupted save: "
+                      f"{', '.join(p.name for p in stale)}")
+    found = None
+    if isinstance(resume, (str, Path)) and not isinstance(resume, bool):
+        found = Path(resume), check_resume_state(resume, run.cfg)
+    elif resume:
+        found = select_resume_state(out, run.cfg, run._note)
+        if found is None:
+            run._note(f"nothing to resume in {out}; training from the start")
+    if found is not None:
+        return found
+    if info.is_main:
+        moved = move_earlier_run(out)
+        if moved is not None:
+            run._note(f"{out} held the outputs of an earlier run (not resumed); moved them to {moved}")
+    barrier(info)
+    return None, None
+
+
+def _stop_non_finite(run: _Run, what: str, epoch: int, losses: dict, values: list, tensors=()) -> None:
+    """Raise :class:`NonFiniteLossError` for a non-finite ``what`` (loss, gradient, weights) in the
+    coming iteration; before an update, ``interrupted.pth`` gets the (finite) state before it."""
+    it = run.iteration + 1
+    detail = ", ".join(f"{k}={v:.4g}" for k, v in zip(losses, values))
+    message = f"non-finite {what} at iteration {it} (epoch {epoch + 1}): {detail}"
+    if tensors:
+        message += f"; in {len(tensors)} tensor(s): {', '.join(tensors[:5])}{', ...' if len(tensors) > 5 else ''}"
+    path = run.save_interrupted(f"non-finite {what} at iteration {it}") if what != "weights" else None
+    if path is not None:
+        message += f"; the state before it is saved in {path}"
+    elif (run.out / "last.pth").is_file():
+        message += f"; the last finite state is {run.out / 'last.pth'} (the last checkpoint)"
+    else:
+        message += "; no finite state was saved yet"
+    raise NonFiniteLossError(message)
+
+
+def _check_gradients(run: _Run, epoch: int, losses: dict, values: list) -> None:
+    """Stop before the update when a gradient holds a NaN or inf (the weights never see it)."""
+    bad = non_finite_names((n, p.grad) for n, p in run.bare.named_parameters() if p.grad is not None)
+    if bad:
+        _stop_non_finite(run, "gradient", epoch, losses, values, bad)
+
+
+def _check_weights(run: _Run, epoch: int, losses: dict, values: list) -> None:
+    """After an update: finite gradients can still overflow the weights (a huge lr)."""
+    bad = non_finite_names(run.bare.named_parameters())
+    if bad:
+        _stop_non_finite(run, "weights", epoch, losses, values, bad)
+
+
+def _checkpoint_due(run: _Run) -> bool:
+    """A mid-epoch ``last.pth`` is due: every ``checkpoint_every_iters`` iterations or after
+    ``checkpoint_minutes`` since the last one (rank 0's clock decides for every rank)."""
+    tcfg = run.tcfg
+    if run.epoch_iter >= run.iters_per_epoch or (tcfg["max_iters"] and run.iteration >= tcfg["max_iters"]):
+        return False  # the end of the epoch / of training decides
+    every, minutes = tcfg.get("checkpoint_every_iters"), tcfg.get("checkpoint_minutes")
+    if every and run.iteration % every == 0:
+        return True
+    if not minutes:
+        return False
+    return bool(broadcast_object(time.monotonic() - run.saved_at >= minutes * 60, run.info))
+
+
+def _evaluate(run: _Run, log: JsonLog, epoch: int, progress: bool) -> dict:
+    """Evaluate the current weights as the end of epoch ``epoch`` (1-based); files and a log record."""
+    cfg, info = run.cfg, run.info
+    metrics = evaluate(run.eval_model(), run.val_loader, cfg["eval"]["evaluator"], cfg["eval"]["iou_types"],
+                       cfg["eval"]["max_dets"], info,
+                       run.out / f"results_epoch{epoch}.json" if info.is_main else None, progress)
+    if info.is_main:
+        (run.out / f"eval_epoch{epoch}.json").write_text(json.dumps(finite_json(metrics), indent=2))
+        log.write({"epoch": epoch, "iter": run.iteration, "eval": metrics})
+    return metrics
+
+
+def _evaluation_pending(run: _Run, log: JsonLog) -> bool:
+    """A resumed run stands where an evaluation was due (the end of training, or an ``eval_every``
+    epoch end) and the log has no evaluation at this iteration: it was interrupted, run it."""
+    tcfg = run.tcfg
+    if not run.resumed or run.val_loader is None or not tcfg["eval_every"]:
+        return False
+    finished = bool(tcfg["max_iters"] and run.iteration >= tcfg["max_iters"]) or run.epoch >= tcfg["epochs"]
+    boundary = run.epoch_iter == 0 and run.epoch > 0 and run.epoch % tcfg["eval_every"] == 0
+    if not (finished or boundary):
+        return False
+    return bool(broadcast_object(not log.has_eval_at(run.iteration), run.info))
+
+
 def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
-    info, tcfg, cfg = run.info, run.tcfg, run.cfg
+    info, tcfg = run.info, run.tcfg
     ipe, max_iters = run.iters_per_epoch, tcfg["max_iters"]
     progress = show_progress(info)
     metrics = None
     device = info.device
+    if _evaluation_pending(run, log):
+        metrics = _evaluate(run, log, run.epoch + (1 if run.epoch_iter else 0), progress)
     if max_iters and run.iteration >= max_iters:
-        return None
+        return metrics
     for epoch in range(run.epoch, tcfg["epochs"]):
         skip = run.epoch_iter
         run.train_loader.sampler.set_epoch(epoch, skip * tcfg["batch_size"])
@@ -372,20 +519,19 @@ def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
             loss = sum(losses.values())
             values = all_reduce_mean(torch.stack([v.detach().float() for v in losses.values()]), info).tolist()
             if not all(math.isfinite(v) for v in values):
-                detail = ", ".join(f"{k}={v:.4g}" for k, v in zip(losses, values))
-                path = run.save_interrupted(f"non-finite loss at iteration {run.iteration + 1}")
-                raise NonFiniteLossError(
-                    f"non-finite loss at iteration {run.iteration + 1} (epoch {epoch + 1}): {detail}"
-                    + (f"; the state before it is saved in {path}" if path else ""))
+                _stop_non_finite(run, "loss", epoch, losses, values)
             run.optimizer.zero_grad(set_to_none=True)
             run.scaler.scale(loss).backward()
             grad_norm = None
-            with guard.critical():
+            with guard.critical(until_release=True):  # signals wait for the update and its log line
+                if not run.scaler.is_enabled():  # with fp16 AMP, GradScaler skips non-finite gradients
+                    _check_gradients(run, epoch, losses, values)
                 if tcfg["grad_clip"]:
                     run.scaler.unscale_(run.optimizer)
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), tcfg["grad_clip"]))
                 run.scaler.step(run.optimizer)
                 run.scaler.update()
+                _check_weights(run, epoch, losses, values)
                 if run.ema is not None:
                     run.ema.update(run.bare)
                 run.iteration += 1
@@ -407,6 +553,9 @@ def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
                 log.write(rec)
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}")
                 window = {"n": 0, "time": 0.0, "data": 0.0}
+            if _checkpoint_due(run):
+                run.save_last(f"iteration {run.iteration}")
+            guard.release()
             tick = time.perf_counter()
             if max_iters and run.iteration >= max_iters:
                 stopped = True
@@ -421,12 +570,7 @@ def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
             run.save_last("end of training" if last else f"end of epoch {epoch + 1}")
         every = tcfg["eval_every"]
         if run.val_loader is not None and every and (last or (completed and (epoch + 1) % every == 0)):
-            metrics = evaluate(run.eval_model(), run.val_loader, cfg["eval"]["evaluator"], cfg["eval"]["iou_types"],
-                               cfg["eval"]["max_dets"], info,
-                               run.out / f"results_epoch{epoch + 1}.json" if info.is_main else None, progress)
-            if info.is_main:
-                (run.out / f"eval_epoch{epoch + 1}.json").write_text(json.dumps(metrics, indent=2))
-                log.write({"epoch": epoch + 1, "iter": run.iteration, "eval": metrics})
+            metrics = _evaluate(run, log, epoch + 1, progress)
         if last:
             break
     return metrics

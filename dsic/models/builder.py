@@ -141,7 +141,9 @@ def load_detector_weights(model: nn.Module, source: str | Path | dict, strict: b
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"detector weights not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        from ..engine.checkpoint import load_weights_file  # weights only: a pickle cannot run code
+
+        state = load_weights_file(path, "detector weights")
         state = state.get("model", state) if isinstance(state, dict) else state
     if strict is None:
         strict = type(model.backbone.neck).__name__ == "FPN"
