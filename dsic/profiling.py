@@ -83,9 +83,11 @@ def count_flops(fn, *args) -> int:
 
 
 def interleaved_median_ms(calls: list, warmup: int = 2, repeats: int = 10,
-                          device: torch.device | None = None) -> list[float]:
+                          device: torch.device | None = None, clock=time.perf_counter) -> list[float]:
     """Median ms of each ``(fn, args)`` in ``calls``, timed round-robin so that drifts of the
-    machine's speed (other load, frequency scaling) hit every candidate alike."""
+    machine's speed (other load, frequency scaling) hit every candidate alike. ``clock``:
+    ``time.perf_counter`` (wall time) or ``time.thread_time`` (CPU time of the calling thread: with
+    one torch thread on a loaded CPU it leaves out the time other processes held the core)."""
     sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
     for fn, args in calls:
         for _ in range(warmup):
@@ -94,10 +96,10 @@ def interleaved_median_ms(calls: list, warmup: int = 2, repeats: int = 10,
     for _ in range(repeats):
         for j, (fn, args) in enumerate(calls):
             sync()
-            start = time.perf_counter()
+            start = clock()
             fn(*args)
             sync()
-            times[j].append((time.perf_counter() - start) * 1000)
+            times[j].append((clock() - start) * 1000)
     return [statistics.median(t) for t in times]
 
 
