@@ -60,17 +60,18 @@ def _synth(args) -> int:
 
 
 def _profile(args) -> int:
-    from .profiling import format_table, profile
+    from .profiling import format_table, profile, run_conditions
 
     rows = profile(args.arch, args.backbone, args.necks.split(","), args.size, warmup=args.warmup,
                    repeats=args.repeats, device=args.device, precisions=args.precision.split(","),
                    batch=args.batch or None, train=not args.no_train, memory=not args.no_memory,
-                   threads=args.threads, reference=args.reference)
+                   threads=args.threads, reference=args.reference, cpu_time=args.cpu_time)
     table = format_table(rows, reference=args.reference)
     print(table)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps([r.as_dict() for r in rows], indent=2))
+        Path(args.out).write_text(json.dumps({**run_conditions(argv=sys.argv), "rows": [r.as_dict() for r in rows]},
+                                             indent=2) + "\n")
     return 0
 
 
@@ -136,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--no-train", action="store_true", help="skip the training-step figures")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory figures")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time with the thread's CPU time instead of wall time (one thread, loaded machine)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     p.set_defaults(func=_profile)
 

@@ -175,7 +175,8 @@ def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[s
             size: int = 512, num_classes: int = 80, warmup: int = 2, repeats: int = 10, device: str = "cpu",
             neck_cfg: dict | None = None, model_cfg: dict | None = None, precisions=("fp32",),
             batch: int | None = None, train: bool = False, memory: bool = False, train_repeats: int | None = None,
-            threads: int | None = None, fixed_proposals: bool = True, reference: str = "fpn") -> list[Profile]:
+            threads: int | None = None, fixed_proposals: bool = True, reference: str = "fpn",
+            cpu_time: bool = False) -> list[Profile]:
     """Profile one detector per neck (and the neck alone) on a ``size`` x ``size`` image, in each of
     ``precisions`` (one row per neck and precision, necks varying fastest).
 
@@ -185,6 +186,8 @@ def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[s
     (``train_repeats`` timed steps, default ``max(3, repeats // 3)``), ``memory`` the peak memory;
     ``threads`` sets ``torch.set_num_threads`` for the run. ``reference`` (or the first neck when it
     is not profiled) is the reference of the ratios and of ``fixed_proposals`` (see the module doc).
+    ``cpu_time``: every ms figure is the calling thread's CPU time (``time.thread_time``) instead of
+    wall time; meaningful with one torch thread, it leaves out the time other processes held the core.
     """
     necks = [necks] if isinstance(necks, str) else list(necks)
     precisions = [precisions] if isinstance(precisions, str) else list(precisions)
@@ -235,17 +238,18 @@ def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[s
             return model.backbone.neck(b)
 
     combos = [(p, j) for p in precisions for j in range(len(necks))]
+    clock = time.thread_time if cpu_time else time.perf_counter
     neck_ms = interleaved_median_ms([(neck_only, (models[j], blocks[p, j], p)) for p, j in combos], warmup, repeats,
-                                    dev)
-    det_ms = interleaved_median_ms([(infer, (models[j], image, p)) for p, j in combos], warmup, repeats, dev)
+                                    dev, clock)
+    det_ms = interleaved_median_ms([(infer, (models[j], image, p)) for p, j in combos], warmup, repeats, dev, clock)
     batch_ms = train_ms = None
     if batch:
         batch_ms = interleaved_median_ms([(infer, (models[j], images, p)) for p, j in combos], min(warmup, 1),
-                                         max(3, repeats // 3), dev)
+                                         max(3, repeats // 3), dev, clock)
     if train:
         train_ms = interleaved_median_ms(
             [(_train_step, (models[j], optimizers[j], images, targets, dev, p)) for p, j in combos],
-            1, train_repeats or max(3, repeats // 3), dev)
+            1, train_repeats or max(3, repeats // 3), dev, clock)
         for m in models:
             m.eval()
     flops = []
@@ -274,6 +278,31 @@ def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[s
         rows.append(row)
     add_ratios(rows, necks[ref])
     return rows
+
+
+def run_conditions(argv: list[str] | None = None) -> dict:
+    """What a profile's numbers depend on: command, time, code version, torch, threads, CPU, load."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True,
+                                timeout=10, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    cpu = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    from .engine.precision import native_bf16_cpu
+
+    return {"command": " ".join(["dsic", *(argv or sys.argv)[1:]]),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "commit": commit,
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "native_bf16_cpu": native_bf16_cpu(),
+            "loadavg_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
 def _train_step(model, optimizer, images, targets, device, precision) -> None:
