@@ -58,6 +58,7 @@ from .distributed import (
     unwrap,
     wrap_model,
 )
+from .ema import ModelEMA
 from .evaluate import evaluate
 from .precision import amp_precision, autocast, needs_grad_scaler
 from .schedule import build_scheduler, scaled_lr
@@ -199,6 +200,7 @@ class _Run:
         self.precision = amp_precision(self.tcfg["amp"], info.device)  # train.amp: false|true|bf16|fp16
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.precision, info.device))
         self.bare = model
+        self.ema = ModelEMA(model, self.tcfg["ema_decay"], self.tcfg["ema_tau"]) if self.tcfg["ema"] else None
         self.model = model
         # position: completed epochs, iterations into the current epoch, iterations in total
         self.epoch, self.epoch_iter, self.iteration = 0, 0, 0
@@ -211,7 +213,12 @@ class _Run:
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "epoch_iter": self.epoch_iter, "iteration": self.iteration,
                 "iters_per_epoch": self.iters_per_epoch, "world_size": self.info.world_size,
-                "rng": self.rng_snapshot, "rng_per_rank": rng_per_rank, "config": self.cfg, "reason": reason}
+                "rng": self.rng_snapshot, "rng_per_rank": rng_per_rank, "config": self.cfg, "reason": reason,
+                "ema": self.ema.state_dict() if self.ema is not None else None}
+
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are evaluated and saved as ``final.pth``: the EMA when ``train.ema``."""
+        return self.ema.module if self.ema is not None else self.bare
 
     def save_last(self, reason: str) -> None:
         per_rank = all_gather_objects(self.rng_snapshot, self.info)  # a collective: every rank is here
@@ -236,6 +243,12 @@ class _Run:
             group["initial_lr"] = self.lr
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            if state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
+            else:
+                self._note(f"{path} holds no EMA weights; the EMA restarts from the loaded model")
+                self.ema = ModelEMA(self.bare, self.tcfg["ema_decay"], self.tcfg["ema_tau"])
         self.iteration = int(state["iteration"])
         self.epoch = int(state["epoch"])
         self.epoch_iter = int(state.get("epoch_iter", 0))
@@ -313,8 +326,8 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
     final = out / "final.pth"
     if info.is_main:
         with guard.critical():
-            save_atomic({"model": run.bare.state_dict(), "config": cfg, "epoch": run.epoch,
-                         "iteration": run.iteration}, final)
+            save_atomic({"model": run.eval_model().state_dict(), "config": cfg, "epoch": run.epoch,
+                         "iteration": run.iteration, "ema": run.ema is not None}, final)
     barrier(info)
     return {"output_dir": str(out), "metrics": metrics, "epoch": run.epoch, "iteration": run.iteration,
             "checkpoint": str(out / "last.pth"), "final": str(final)}
@@ -371,6 +384,8 @@ def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), tcfg["grad_clip"]))
                 run.scaler.step(run.optimizer)
                 run.scaler.update()
+                if run.ema is not None:
+                    run.ema.update(run.bare)
                 run.iteration += 1
                 run.epoch_iter += 1
                 run.rng_snapshot = rng_state()
@@ -404,7 +419,7 @@ def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
             run.save_last("end of training" if last else f"end of epoch {epoch + 1}")
         every = tcfg["eval_every"]
         if run.val_loader is not None and every and (last or (completed and (epoch + 1) % every == 0)):
-            metrics = evaluate(run.bare, run.val_loader, cfg["eval"]["evaluator"], cfg["eval"]["iou_types"],
+            metrics = evaluate(run.eval_model(), run.val_loader, cfg["eval"]["evaluator"], cfg["eval"]["iou_types"],
                                cfg["eval"]["max_dets"], info,
                                run.out / f"results_epoch{epoch + 1}.json" if info.is_main else None, progress)
             if info.is_main:
