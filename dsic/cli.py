@@ -65,7 +65,16 @@ def _synth(args) -> int:
 def _profile(args) -> int:
     from .profiling import format_table, profile, run_conditions
 
+    model_cfg = None
+    if args.config:  # the config's model settings (proposal counts, widths, ...); flags given win
+        from .config import load_config
+
+        model_cfg = load_config(args.config)["model"]
+    args.arch = args.arch or (model_cfg or {}).get("arch", "faster_rcnn")
+    args.backbone = args.backbone or (model_cfg or {}).get("backbone", "resnet50")
     rows = profile(args.arch, args.backbone, args.necks.split(","), args.size, warmup=args.warmup,
+                   num_classes=(model_cfg or {}).get("num_classes", 80), model_cfg=model_cfg,
+                   neck_cfg=(model_cfg or {}).get("neck_cfg"),
                    repeats=args.repeats, device=args.device, precisions=args.precision.split(","),
                    batch=args.batch or None, train=not args.no_train, memory=not args.no_memory,
                    threads=args.threads, reference=args.reference, cpu_time=args.cpu_time)
@@ -130,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("profile", help="params, GFLOPs and median latency per neck")
-    p.add_argument("--arch", default="faster_rcnn")
-    p.add_argument("--backbone", default="resnet50")
+    p.add_argument("--config", default=None, help="take the detector's settings from this config's model section")
+    p.add_argument("--arch", default=None, help="default: the config's, else faster_rcnn")
+    p.add_argument("--backbone", default=None, help="default: the config's, else resnet50")
     p.add_argument("--necks", default="fpn,isg,csg,dsic", help="comma-separated neck names")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--warmup", type=int, default=2)
