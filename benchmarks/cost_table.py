@@ -22,8 +22,18 @@ from dsic.profiling import Profile, format_table
 START, END = "<!-- cost table start -->", "<!-- cost table end -->"
 
 
+INTRO = """How to read it: one row per neck and precision; `(1.23x)` and `latency / fpn` are ratios to FPN's
+row of the same precision, measured in the same process with every candidate timed round-robin
+(`dsic/profiling.py`), so a slower moment of the shared machine hits all of them alike; absolute ms
+on a loaded machine are indicative only. The RoI heads' work is held equal across necks: the RPN
+runs (with `rpn_nms_thresh=1.0`), but its proposals are replaced by the reference neck's fp32
+proposals on the same images. Memory is the peak of tensors allocated during one pass above what
+was allocated before it (activations, gradients, temporaries; not the weights). Throughput is
+images/s of a pass on `--batch` images (a training step: forward, backward, SGD update)."""
+
+
 def section(paths: list[Path], reference: str = "fpn") -> str:
-    parts = []
+    parts = [INTRO]
     for path in paths:
         data = json.loads(path.read_text())
         rows = [Profile(**r) for r in data["rows"]]
