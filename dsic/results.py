@@ -133,7 +133,7 @@ def paired_table(records: dict[str, dict[int, dict]], rows: list[str], reference
     lines = [head, "|" + "---|" * (len(METRICS) + 6)]
     for e in paired_rows(records, rows, reference, metric):
         if not e["seeds"]:
-            lines.append(f"| {e['row']} | 0 |" + " |" * (len(METRICS) + 4))
+            lines.append(f"| {e['row']} | none |" + " |" * (len(METRICS) + 4))
             continue
         cells = " | ".join(f"{e['means'][m]:.1f}" for m in METRICS)
         per_seed = " / ".join(f"{v:.1f}" for v in e["values"])

@@ -1,0 +1,107 @@
+"""Regenerate BENCHMARKS.md's protocol-v2 section from the committed run records.
+
+    .venv/bin/python benchmarks/report.py            # rewrites the section between the markers
+    .venv/bin/python benchmarks/report.py --print    # prints it instead
+
+Everything in the section is computed from ``benchmarks/results/v2/*.json`` (one record per run,
+:mod:`dsic.results`); nothing is typed by hand, so a new machine regenerates the same text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dsic.results import load_records, paired_table
+
+START, END = "<!-- v2 results start (benchmarks/report.py) -->", "<!-- v2 results end -->"
+TABLES = {
+    "Table 4 analog: ISG / CSG ablation": ("table4", ["fpn", "isg", "csg", "dsic"], "fpn"),
+    "Table 2 analog: necks compared": ("table2", ["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"], "fpn"),
+    "DSIC against dense ungated connections (FC-FPN)": ("table2", ["fcfpn", "dsic", "dsic_path"], "fcfpn"),
+    "Table 5 analog: gate modes (ISG and CSG alike)": ("table5", ["fpn", "dsic_softmax", "dsic_sigmoid", "dsic"], "fpn"),
+    "How CSG's gates learn": ("gates", ["fpn", "dsic", "dsic_control_none", "dsic_control_layer", "dsic_path"], "fpn"),
+    "The new gate design against the old one": ("gates", ["dsic_control_none", "dsic", "dsic_path"],
+                                                "dsic_control_none"),
+}
+
+
+def fpn_variance(records: dict) -> str:
+    runs = records.get("fpn", {})
+    if not runs:
+        return "No FPN runs recorded yet."
+    aps = [runs[s]["metrics"]["AP"] for s in sorted(runs)]
+    sd = statistics.stdev(aps) if len(aps) > 1 else float("nan")
+    per_seed = ", ".join(f"seed {s}: {runs[s]['metrics']['AP']:.2f}" for s in sorted(runs))
+    walls = [runs[s].get("wall_s") for s in sorted(runs) if runs[s].get("wall_s")]
+    verdict = ("meets" if sd <= 1.0 else "does not meet") + " the goal of a standard deviation <= 1.0 AP"
+    return (f"FPN AP over {len(aps)} seeds: {per_seed}; mean {statistics.mean(aps):.2f}, sample standard "
+            f"deviation {sd:.2f} AP, which {verdict}. Wall time per run "
+            f"{min(walls):.0f}-{max(walls):.0f} s (one thread; two runs at a time).")
+
+
+def probe_table(records: dict) -> str:
+    lines = [("| run | W max |small − large| (entry i,k) | effect size | W predicts group (chance 33 %) | "
+             "small vs large (chance 50 %) | ISG a max |small − large| | live control units per level |"),
+             "|---|---|---|---|---|---|---|"]
+    for row in sorted(records):
+        for seed, rec in sorted(records[row].items()):
+            p = rec.get("gate_probe")
+            if not p:
+                continue
+            w = (f"{p['W_max_diff']:.4f} ({p['W_max_diff_at'][0]},{p['W_max_diff_at'][1]})"
+                 if "W_max_diff" in p else "-")
+            eff = f"{p['W_effect_size']:.2f}" if "W_effect_size" in p else "-"
+            acc = f"{100 * p['W_group_accuracy']:.0f} %" if "W_group_accuracy" in p else "-"
+            acc2 = f"{100 * p['W_small_large_accuracy']:.0f} %" if "W_small_large_accuracy" in p else "-"
+            a = f"{p['a_max_diff']:.4f}" if "a_max_diff" in p else "-"
+            alive = " / ".join(f"{100 * x:.0f} %" for x in p.get("control_units_alive", [])) or "-"
+            lines.append(f"| {row} seed {seed} | {w} | {eff} | {acc} | {acc2} | {a} | {alive} |")
+    return "\n".join(lines)
+
+
+def section(results: Path) -> str:
+    records = load_records(results)
+    out = [START, "", "### FPN's run-to-run variance (decides the protocol)", "", fpn_variance(records)]
+    for title, (table, rows, ref) in TABLES.items():
+        present = [r for r in rows if r in records]
+        if len(present) < 2:
+            continue
+        missing = [r for r in rows if r not in records]
+        out += ["", f"### {title}", "",
+                f"`benchmarks/run.py {table} --seeds 4`; difference to **{ref}**, paired by seed, with the "
+                "95 % t-interval." + (f" Not measured yet: {', '.join(missing)}." if missing else ""), "",
+                paired_table(records, present, reference=ref)]
+    out += ["", "### Do the gates route images differently? (gate probe)", "",
+            ("Each gated run's `gate_probe` (50 images per probe group; `dsic.models.probe`). "
+            "Goal: a W entry differing by >= 0.10 between all-small and all-large images with effect size >= 2."),
+            "", probe_table(records), "", END]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "v2")
+    parser.add_argument("--file", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--print", action="store_true", help="print the section instead of writing it")
+    args = parser.parse_args(argv)
+    text = section(args.results)
+    if args.print:
+        print(text)
+        return 0
+    doc = args.file.read_text()
+    if START not in doc or END not in doc:
+        raise SystemExit(f"{args.file}: the markers {START!r} and {END!r} are missing")
+    head, rest = doc.split(START, 1)
+    args.file.write_text(head + text + rest.split(END, 1)[1])
+    print(f"[dsic] {args.file}: protocol-v2 section regenerated from {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
