@@ -43,7 +43,10 @@ def section(paths: list[Path], reference: str = "fpn") -> str:
             f"{data['date']}, commit {data.get('commit')}, torch {data['torch']}, {data['threads']} thread(s), "
             f"{data['cpu']} ({data['cpu_count']} cores, native bf16: {data['native_bf16_cpu']}), load average at "
             f"the end {', '.join(f'{x:.1f}' for x in load) if load else '?'}; JSON: `{path.as_posix()}`\n\n"
-            + format_table(rows, reference))
+            + format_table(rows, reference)
+            + (f"\n\nLoaded machine (load average {load[0]:.1f} on {data['cpu_count']} cores): the wall times include "
+               "the time other processes held the core, so absolute ms are far above an idle machine's and the "
+               "ratios are indicative only." if load and data.get("cpu_count") and load[0] > data["cpu_count"] else ""))
     return "\n\n".join(parts)
 
 
