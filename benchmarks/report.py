@@ -25,9 +25,10 @@ TABLES = {
     "Table 2 analog: necks compared": ("table2", ["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"], "fpn"),
     "DSIC against dense ungated connections (FC-FPN)": ("table2", ["fcfpn", "dsic", "dsic_path"], "fcfpn"),
     "Table 5 analog: gate modes (ISG and CSG alike)": ("table5", ["fpn", "dsic_softmax", "dsic_sigmoid", "dsic"], "fpn"),
-    "How CSG's gates learn": ("gates", ["fpn", "dsic", "dsic_control_none", "dsic_control_layer", "dsic_path"], "fpn"),
-    "The new gate design against the old one": ("gates", ["dsic_control_none", "dsic", "dsic_path"],
-                                                "dsic_control_none"),
+    "How CSG's gates learn": ("gates", ["fpn", "dsic", "dsic_control_running", "dsic_control_layer", "dsic_path"],
+                              "fpn"),
+    "Gate designs that keep the control units alive, against DSIC's default": (
+        "gates", ["dsic", "dsic_control_running", "dsic_control_layer", "dsic_path"], "dsic"),
 }
 
 

@@ -257,8 +257,10 @@ def test_running_standardize_uses_running_statistics_in_train_and_eval():
     assert x.grad is not None and not norm.running_mean.requires_grad
 
 
-def test_csg_default_control_norm_is_running_and_signals_depend_on_the_image():
-    neck = build_neck("dsic", SPEC, 16, "pool")
+def test_csg_running_control_norm_signals_depend_on_the_image():
+    assert all(u.control_norm == "none" and u.norm is None
+               for u in build_neck("dsic", SPEC, 16, "pool").modules() if type(u).__name__ == "ControlUnit")
+    neck = build_neck("dsic", SPEC, 16, "pool", csg_control_norm="running")
     units = [m for m in neck.modules() if type(m).__name__ == "ControlUnit"]
     assert units and all(u.control_norm == "running" and u.norm is not None for u in units)
     neck.train()
@@ -267,3 +269,28 @@ def test_csg_default_control_norm_is_running_and_signals_depend_on_the_image():
     neck(blocks_for(SPEC, batch=2))
     w = neck.gate_states()["csg"]["w"]
     assert not torch.allclose(w[0], w[1])
+
+
+def test_csg_path_gate_adds_one_logit_per_path_shared_by_its_channels():
+    from dsic.necks.csg import ControlUnit
+
+    torch.manual_seed(0)
+    unit = ControlUnit(3, 8, "tanh", "sigmoid", control_norm="none", path_gate=True)
+    plain = ControlUnit(3, 8, "tanh", "sigmoid", control_norm="none")
+    plain.load_state_dict({k: v for k, v in unit.state_dict().items() if not k.startswith("path.")})
+    pooled = [torch.randn(2, 8, 1, 1) for _ in range(3)]
+    mags = [torch.rand(2, 1, 4, 4) for _ in range(3)]
+    with torch.no_grad():
+        unit.path.weight.zero_()
+        unit.path.bias.copy_(torch.tensor([0.5, 0.0, -0.5]))
+    w, _ = unit(pooled, mags)
+    w_plain, _ = plain(pooled, mags)
+    # act(z + p_i): the path's logit shifts every channel of that path, and only that path
+    torch.testing.assert_close(w[:, 1], w_plain[:, 1])
+    expected = torch.tanh(torch.atanh(w_plain[:, 0].clamp(-0.999, 0.999)) + 0.5)
+    torch.testing.assert_close(w[:, 0], expected, atol=1e-4, rtol=1e-4)
+    assert (w[:, 2] < w_plain[:, 2]).all()
+    neck = build_neck("dsic", SPEC, 16, "pool", csg_path_gate=True)
+    sum((v ** 2).mean() for v in neck(blocks_for(SPEC)).values()).backward()
+    grads = [p.grad for n, p in neck.named_parameters() if ".path." in n]
+    assert len(grads) == 8 and all(g is not None and g.abs().sum() > 0 for g in grads)

@@ -39,13 +39,17 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   output convs' relative update size (lr * grad / weight) is gain^2 (64 for 4 levels) times
   smaller, and DSIC
   trained from scratch reached 48.9 AP against 55.5 with ``input`` (4 runs each, 2 seeds).
-* ``control_norm`` (``none`` | ``layer``): the channel unit reads GAP + GMP of the paths as they
-  are (``none``) or normalised per image over all n*C entries (``layer``, no affine). Unnormalised
-  descriptors are large (mean ~3) and, from scratch at lr 0.02, every hidden ReLU unit of the finer
-  levels' channel units died within the first epochs: w_ik then equals act(bias), the same for
-  every image (measured with ``gate_states``). ``layer`` revives them only in part; its AP gain is
-  not established (four same-day pairs: +0.1 to +5.4 AP, within the benchmark's run-to-run
-  noise of up to 5.7 AP), so it is off by default.
+* ``control_norm`` (``none`` | ``layer`` | ``running``): the channel unit reads GAP + GMP of the
+  paths as they are (``none``, default), normalised per image over all n*C entries (``layer``, no
+  affine) or standardised per entry with running statistics over training images (``running``,
+  :class:`RunningStandardize`). Unnormalised descriptors are large and, from scratch at lr 0.02,
+  most hidden ReLUs of the finer levels' channel units die: w_ik then equals act(bias) for every
+  image. ``running`` keeps them alive but cost accuracy on the v2 benchmark (28.2 / 31.3 AP
+  against 35.9 for ``none`` at seed 0), ``layer`` revives them only in part; ``none`` stays the
+  default (docs/design.md, BENCHMARKS.md).
+* ``path_gate``: adds one logit per path shared by its channels, w_ik[c] = act(z_ik[c] + p_ik),
+  so that the state matrix can follow the image; measured once, it made W image-dependent but
+  noisy and trained badly (off by default).
 
 :meth:`CSG.gate_states` returns the n x n state matrix W[b, i, k] = mean_c act(w_ik) per image and
 the selection maps s_ik, for visualisation.
@@ -62,7 +66,7 @@ from ..ops.gate import bias_for, check_mode, gate, gate_activation, global_pool
 from .base import Neck, conv, fit, init_conv
 from .isg import COARSE_MODES
 
-CONTROL_NORMS = ("running", "layer", "none")
+CONTROL_NORMS = ("none", "layer", "running")
 GAINS = ("weights", "input")  # where the 1 / (act(w) act(s)) compensation lives
 
 
@@ -110,7 +114,7 @@ class ControlUnit(nn.Module):
     """Computes w_ik (channel) and s_ik (pixel) for the n inputs of one output level."""
 
     def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
-                 reduction: int = 4, select_hidden: int = 16, control_norm: str = "running",
+                 reduction: int = 4, select_hidden: int = 16, control_norm: str = "none",
                  path_gate: bool = False):
         super().__init__()
         self.n, self.channels = num_inputs, channels
@@ -209,7 +213,7 @@ class CSG(nn.Module):
 
     def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
                  select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
-                 control_norm: str = "running", gain: str = "input", path_gate: bool = False):
+                 control_norm: str = "none", gain: str = "input", path_gate: bool = False):
         super().__init__()
         n = len(in_channels)
         self.gain_mode = check_mode(gain, GAINS, "CSG gain")
@@ -270,7 +274,7 @@ class CSGNeck(Neck):
 
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
                  csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
-                 output_conv: bool = True, csg_control_norm: str = "running",
+                 output_conv: bool = True, csg_control_norm: str = "none",
                  csg_gain: str = "input", csg_path_gate: bool = False):
         super().__init__(spec, out_channels, extra)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
