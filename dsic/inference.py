@@ -64,15 +64,20 @@ def read_image(path: Path) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _run(config, checkpoint, images, out, score_thresh, overrides, with_states: bool) -> list[Path]:
+def _run(config, checkpoint, images, out, score_thresh, overrides, with_states: bool,
+         precision: str = "fp32") -> list[Path]:
     import matplotlib.pyplot as plt
 
+    from .engine.precision import autocast
+
     model, cfg, dev = load_model(config, checkpoint, overrides)
+    precision_ctx = autocast(dev, precision)  # checked for the device before any image is read
     names = class_names_of(cfg)
     written = []
     for path in image_files(images):
         image = read_image(path)
-        det = {k: v.cpu() for k, v in model([image.to(dev)])[0].items()}
+        with precision_ctx:
+            det = {k: v.cpu() for k, v in model([image.to(dev)])[0].items()}
         if with_states:
             fig = gate_figure(image, det, gate_states(model), 0, names, score_thresh)
             written.append(save(fig, Path(out) / f"{path.stem}_gates.png"))
@@ -84,9 +89,10 @@ def _run(config, checkpoint, images, out, score_thresh, overrides, with_states: 
     return written
 
 
-def predict_files(config, checkpoint, images, out, score_thresh=0.5, overrides=None) -> list[Path]:
-    """Draw detections on every image; returns the written PNG paths."""
-    return _run(config, checkpoint, images, out, score_thresh, overrides, with_states=False)
+def predict_files(config, checkpoint, images, out, score_thresh=0.5, overrides=None, precision="fp32") -> list[Path]:
+    """Draw detections on every image (the model run in ``precision``: fp32 | bf16 | fp16 on CUDA);
+    returns the written PNG paths."""
+    return _run(config, checkpoint, images, out, score_thresh, overrides, with_states=False, precision=precision)
 
 
 def visualize_files(config, checkpoint, images, out, score_thresh=0.5, overrides=None) -> list[Path]:

@@ -86,7 +86,8 @@ def test_unknown_keys_name_file_key_and_hint(tmp_path):
 @pytest.mark.parametrize(("override", "message"), [
     ("train.epochs=many", r"'train.epochs' must be int, got 'many'"),
     ("train.epochs=true", r"'train.epochs' must be int, got True"),
-    ("train.amp=1", r"'train.amp' must be bool, got 1"),
+    ("train.amp=1", r"'train.amp' must be bool or str, got 1"),
+    ("train.amp=fp8", r"'train.amp' = 'fp8', expected one of bf16, fp16"),
     ("train.base_lr=-0.1", r"'train.base_lr' = -0.1 is out of range \(must be >= 0\)"),
     ("data.hflip_prob=1.5", r"'data.hflip_prob' = 1.5 is out of range \(must be >= 0 and <= 1\)"),
     ("data.train_scales=[640, big]", r"'data.train_scales' must be a list of int, got \[640, 'big'\]"),

@@ -30,6 +30,6 @@ def pytest_approx(x):
 def test_profile_command_writes_json(tmp_path, capsys):
     out = tmp_path / "p.json"
     main(["profile", "--arch", "retinanet", "--backbone", "resnet_tiny", "--necks", "fpn,csg", "--size", "96",
-          "--warmup", "0", "--repeats", "1", "--out", str(out)])
+          "--warmup", "0", "--repeats", "1", "--batch", "1", "--no-train", "--no-memory", "--out", str(out)])
     assert "| retinanet | resnet_tiny | csg | 96 |" in capsys.readouterr().out
     assert out.is_file() and '"neck": "csg"' in out.read_text()

@@ -28,6 +28,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from .distributed import DistInfo, all_gather_objects, broadcast_object, unwrap
+from .precision import autocast, check_precision
 
 EVALUATORS = ("faster_coco_eval", "pycocotools")
 AREAS = ("all", "small", "medium", "large")
@@ -166,9 +167,11 @@ def coco_eval(gt: dict, results: list[dict], iou_type: str = "bbox", evaluator: 
 # --- inference over a loader -------------------------------------------------------------------------
 
 @torch.inference_mode()
-def predict(model, loader, device=None, label_to_cat_id=None, progress: bool = False) -> dict[int, list]:
+def predict(model, loader, device=None, label_to_cat_id=None, progress: bool = False,
+            precision: str = "fp32") -> dict[int, list]:
     """``{image_id: COCO result records}`` for every image ``loader`` yields in this process
-    (images without detections included, with an empty list)."""
+    (images without detections included, with an empty list); the model runs under ``precision``'s
+    autocast (:mod:`dsic.engine.precision`)."""
     model = unwrap(model)
     device = device or next(model.parameters(), torch.empty(0)).device
     label_to_cat_id = label_to_cat_id or loader.dataset.label_to_cat_id
@@ -177,7 +180,8 @@ def predict(model, loader, device=None, label_to_cat_id=None, progress: bool = F
     results: dict[int, list] = {}
     try:
         for images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
-            outputs = model([im.to(device, non_blocking=True) for im in images])
+            with autocast(device, precision, warn=False):
+                outputs = model([im.to(device, non_blocking=True) for im in images])
             for target, det in zip(targets, outputs):
                 image_id = int(target["image_id"])
                 results[image_id] = to_coco_results(image_id, det, label_to_cat_id)
@@ -198,18 +202,20 @@ def merge_predictions(parts: list[dict[int, list]]) -> tuple[list[int], list[dic
 
 
 def evaluate(model, data_loader, evaluator: str = "faster_coco_eval", iou_types=("bbox",), max_dets: int = 100,
-             info: DistInfo | None = None, results_path: str | Path | None = None, progress: bool = False) -> dict:
+             info: DistInfo | None = None, results_path: str | Path | None = None, progress: bool = False,
+             precision: str = "fp32") -> dict:
     """Predict on ``data_loader`` (its dataset a :class:`~dsic.data.coco.CocoDetection`) and run the
     COCO evaluation of each of ``iou_types``.
 
     Returns ``{iou_type: {metric: fraction}}`` (see the module doc), on every rank. Only the images
     the loader covers are evaluated. ``results_path`` (rank 0) receives the COCO results JSON.
+    ``precision``: fp32 | bf16 | fp16 (CUDA), the autocast the model predicts under.
     """
     if evaluator not in EVALUATORS:
         raise ValueError(f"unknown evaluator {evaluator!r}; expected one of {', '.join(EVALUATORS)}")
     info = info or DistInfo()
     dataset = data_loader.dataset
-    local = predict(model, data_loader, None, dataset.label_to_cat_id, progress)
+    local = predict(model, data_loader, None, dataset.label_to_cat_id, progress, precision)
     parts = all_gather_objects(local, info)
     metrics = None
     if info.is_main:
@@ -222,10 +228,12 @@ def evaluate(model, data_loader, evaluator: str = "faster_coco_eval", iou_types=
     return broadcast_object(metrics, info)
 
 
-def main_eval(config_path, checkpoint, overrides=None, evaluator: str | None = None) -> dict | None:
+def main_eval(config_path, checkpoint, overrides=None, evaluator: str | None = None,
+              precision: str = "fp32") -> dict | None:
     """``dsic eval``: evaluate ``checkpoint`` on the config's val split (single process or under
-    torchrun). Writes ``output_dir/eval.json`` and ``output_dir/results_eval.json``; returns the
-    metrics on rank 0 (None on the other ranks)."""
+    torchrun) in ``precision`` (fp32 | bf16 | fp16, checked for the device before the model is built).
+    Writes ``output_dir/eval.json`` and ``output_dir/results_eval.json``; returns the metrics on
+    rank 0 (None on the other ranks)."""
     from ..config import load_config
     from .builders import build_model, make_eval_loader
     from .checkpoint import load_checkpoint, model_state
@@ -235,13 +243,15 @@ def main_eval(config_path, checkpoint, overrides=None, evaluator: str | None = N
     evaluator = evaluator or cfg["eval"]["evaluator"]
     info = init_distributed(cfg["device"])
     try:
+        check_precision(precision, info.device)
         model = build_model(cfg)
         model.load_state_dict(model_state(load_checkpoint(checkpoint)))
         model.to(info.device)
         loader = make_eval_loader(cfg, info)
         out = Path(cfg["output_dir"])
         metrics = evaluate(model, loader, evaluator, cfg["eval"]["iou_types"], cfg["eval"]["max_dets"], info,
-                           out / "results_eval.json" if info.is_main else None, progress=_show_progress(info))
+                           out / "results_eval.json" if info.is_main else None, progress=_show_progress(info),
+                           precision=precision)
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "eval.json").write_text(json.dumps(metrics, indent=2))

@@ -1,4 +1,4 @@
-"""Training loop: SGD + warmup + multi-step, AMP on CUDA, grad clipping, DDP, exact resume.
+"""Training loop: SGD + warmup + multi-step, AMP (bf16 on CPU/CUDA, fp16 on CUDA), grad clipping, DDP, exact resume.
 
 Outputs in ``output_dir`` (written by rank 0):
 
@@ -77,6 +77,7 @@ from .distributed import (
 )
 from .ema import ModelEMA
 from .evaluate import evaluate
+from .precision import amp_precision, autocast, needs_grad_scaler
 from .schedule import build_scheduler, scaled_lr
 
 
@@ -244,11 +245,8 @@ class _Run:
             lr=self.lr, momentum=self.tcfg["momentum"])
         self.scheduler = build_scheduler(self.optimizer, self.tcfg["steps"], self.iters_per_epoch,
                                          self.tcfg["gamma"], self.tcfg["warmup_iters"], self.tcfg["warmup_factor"])
-        amp = self.tcfg["amp"]
-        # bf16 autocast runs on CPU and CUDA without a loss scaler; fp16 (amp: true) on CUDA only
-        self.amp_dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-        self.use_amp = amp == "bf16" or (amp in (True, "fp16") and info.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.precision = amp_precision(self.tcfg["amp"], info.device)  # train.amp: false|true|bf16|fp16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.precision, info.device))
         self.bare = model
         self.ema = ModelEMA(model, self.tcfg["ema_decay"], self.tcfg["ema_tau"]) if self.tcfg["ema"] else None
         self.model = model
@@ -514,7 +512,7 @@ def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
             images = [im.to(device, non_blocking=True) for im in images]
             targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
                        for t in targets]
-            with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.use_amp):
+            with autocast(device, run.precision, warn=False):
                 losses = run.model(images, targets)
             loss = sum(losses.values())
             values = all_reduce_mean(torch.stack([v.detach().float() for v in losses.values()]), info).tolist()

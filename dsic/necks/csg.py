@@ -165,8 +165,10 @@ def initial_opening(mode: str, target: float, paths: int) -> float:
 
 
 def magnitude(x: Tensor) -> Tensor:
-    """Channel-mean absolute value, [B, 1, H, W] (one fused reduction)."""
-    return torch.linalg.vector_norm(x, ord=1, dim=1, keepdim=True) / x.shape[1]
+    """Channel-mean absolute value, [B, 1, H, W]. ``abs`` then ``mean``: on the CPU (NCHW) this is
+    8x faster than ``linalg.vector_norm(ord=1, dim=1)``, which reduces over the strided channel axis
+    element by element (256 x 128 x 128, one thread: 8 ms against 64 ms)."""
+    return x.abs().mean(1, keepdim=True)
 
 
 def upsample(x: Tensor, size) -> Tensor:
@@ -248,12 +250,13 @@ class CSG(nn.Module):
             mags = [magnitude(m) for m in below[:-1]] + [lat_magnitude[k]] + [
                 upsample(lat_magnitude[i], size) for i in above]
             w, s = self.control[k](pooled, mags)
-            p = gate(w[:, 0], below[0]) * s[:, :1]
+            # the input gain multiplies the [B, n, C, 1, 1] signals, not the full-resolution sum:
+            # gain * sum_i w_i M_i s_i == sum_i (gain w_i) M_i s_i, one pass over P'_k less
+            gw = w * self.init_gain if self.gain_mode == "input" else w
+            p = gate(gw[:, 0], below[0]).mul_(s[:, :1])  # in place: one full-resolution buffer less
             for i in range(1, len(lat)):
-                gated = gate(w[:, i], below[i]) if i <= k else upsample(gate(w[:, i], lat[i]), size)
+                gated = gate(gw[:, i], below[i]) if i <= k else upsample(gate(gw[:, i], lat[i]), size)
                 p = p.addcmul_(gated, s[:, i : i + 1])  # += G(w_ik, M_ik) * s_ik, fused
-            if self.gain_mode == "input":
-                p = p * self.init_gain
             outs.append(self.output[k](p) if self.output is not None else p)
             w_matrix.append(w.detach().mean((2, 3, 4)))  # [B, n_in]
             selections.append(s.detach())
