@@ -46,6 +46,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import dump_config, finalize, load_config
+from ..data.classes import check_classes
 from .builders import _mix, build_model, make_dataset, make_eval_loader, make_train_loader
 from .checkpoint import load_checkpoint, model_state, rng_state, save_atomic, seed_everything, set_rng_state
 from .distributed import (
@@ -59,6 +60,7 @@ from .distributed import (
     wrap_model,
 )
 from .evaluate import evaluate
+from .reporting import RunReport
 from .schedule import build_scheduler, scaled_lr
 
 
@@ -269,6 +271,7 @@ def train(cfg: dict, model_factory=None, resume: bool | str | Path = False) -> d
     """
     if cfg["train"]["epochs"] is None:
         cfg = finalize(cfg)
+    cfg = check_classes(cfg)
     info = init_distributed(cfg["device"])
     try:
         with SignalGuard() as guard:
@@ -280,7 +283,8 @@ def train(cfg: dict, model_factory=None, resume: bool | str | Path = False) -> d
 def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard) -> dict:
     run = _Run(cfg, info, model_factory, guard)
     tcfg, out = run.tcfg, run.out
-    log = JsonLog(out / "log.jsonl" if info.is_main else None)
+    log = RunReport(JsonLog(out / "log.jsonl" if info.is_main else None), cfg, run.iters_per_epoch,
+                    str(info.device), info.world_size)
     source = None
     if resume:
         source = Path(resume) if isinstance(resume, (str, Path)) else find_resume_checkpoint(out)
@@ -315,8 +319,10 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
             save_atomic({"model": run.bare.state_dict(), "config": cfg, "epoch": run.epoch,
                          "iteration": run.iteration}, final)
     barrier(info)
-    return {"output_dir": str(out), "metrics": metrics, "epoch": run.epoch, "iteration": run.iteration,
-            "checkpoint": str(out / "last.pth"), "final": str(final)}
+    result = {"output_dir": str(out), "metrics": metrics, "epoch": run.epoch, "iteration": run.iteration,
+              "checkpoint": str(out / "last.pth"), "final": str(final)}
+    log.finish(result)
+    return result
 
 
 def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
