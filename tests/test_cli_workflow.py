@@ -154,3 +154,17 @@ def test_plot_draws_loss_and_ap_curves_of_a_run(reported_run, capsys):
     assert printed[-2:] == [str(out / "plots" / "loss.png"), str(out / "plots" / "ap.png")]
     assert all(Path(p).stat().st_size > 5000 for p in printed[-2:])
     assert main(["plot", str(out / "plots")]) == 2
+
+
+def test_a_loss_curve_of_one_logged_iteration_is_visible(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from dsic.visualize import plot_losses
+
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"iter": 1, "epoch": 1, "lr": 0.01, "loss": 2.5}) + "\n")
+    fig, ax = plt.subplots()
+    assert plot_losses(ax, {"run": log}) == 1
+    (line,) = ax.lines
+    assert line.get_marker() == "o" and line.get_xydata().tolist() == [[1.0, 2.5]]
+    plt.close(fig)
