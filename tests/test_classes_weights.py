@@ -196,3 +196,12 @@ def test_eval_with_too_few_classes_exits_2_naming_the_numbers(tiny_synth, tmp_pa
     assert main(["eval", str(tmp_path / "four.pth"), *overrides]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dsic: error: model.num_classes = 4 but ") and "instances_val.json has 10 categories" in err
+
+
+def test_dsic_train_with_a_wrong_num_classes_exits_2_before_building_anything(tiny_synth, tmp_path, capsys):
+    from dsic.cli import main
+
+    assert main(["train", *tiny_overrides(tiny_synth, tmp_path / "run", "model.num_classes=5")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dsic: error: model.num_classes = 5 but ") and "instances_train.json has 10 categories" in err
+    assert not (tmp_path / "run").exists()
