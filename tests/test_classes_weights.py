@@ -61,6 +61,16 @@ def test_val_categories_outside_the_training_classes_are_refused(tmp_path):
         check_classes(cfg)
 
 
+def test_num_classes_90_on_coco_like_ids_suggests_the_torchvision_label_space(tmp_path):
+    cats = [{"id": 1, "name": "person"}, {"id": 13, "name": "stop sign"}, {"id": 85, "name": "clock"}]
+    images, ann = gappy_dataset(tmp_path, cats)
+    cfg = load_config(None, [f"data.val.annotations={ann}", f"data.val.images={images}", "model.num_classes=90"])
+    with pytest.raises(ConfigError, match=r"has 3 categories \(ids 1, 13, 85\); set model.num_classes: 3, or null "
+                                          r"to take it from the annotations \(for torchvision's COCO detectors, "
+                                          r"whose labels are the category ids: model.classes: torchvision_coco\)$"):
+        resolve_classes(cfg, "val")
+
+
 def test_torchvision_coco_labels_are_category_ids():
     classes = torchvision_coco_classes()
     assert len(classes) == 90 and classes[12] == {"id": 13, "name": "stop sign"}

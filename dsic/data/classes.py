@@ -73,9 +73,11 @@ def resolve_classes(cfg: dict, split: str = "train", adopt: list | None = None) 
             return cfg
         classes = cats
         if model["num_classes"] is not None and model["num_classes"] != len(cats):
+            hint = (f" (for torchvision's COCO detectors, whose labels are the category ids: model.classes: "
+                    f"{TORCHVISION_COCO})" if model["num_classes"] == 90 and max(c["id"] for c in cats) <= 90 else "")
             raise ConfigError(f"model.num_classes = {model['num_classes']} but {ann} has {len(cats)} categories "
                               f"(ids {_ids(cats)}); set model.num_classes: {len(cats)}, or null to take it from "
-                              f"the annotations")
+                              f"the annotations{hint}")
     classes = check_class_list(classes)
     if model["num_classes"] is not None and adopt is None and model["num_classes"] != len(classes):
         raise ConfigError(f"model.num_classes = {model['num_classes']} but model.classes lists {len(classes)} "
