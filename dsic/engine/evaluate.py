@@ -227,8 +227,9 @@ def evaluate(model, data_loader, evaluator: str = "faster_coco_eval", iou_types=
 def main_eval(config_path, checkpoint, overrides=None, evaluator: str | None = None) -> dict | None:
     """``dsic eval``: evaluate ``checkpoint`` on the config's val split (single process or under
     torchrun); ``config_path`` None takes the checkpoint's config. Labels map to the val JSON's
-    category ids through the model's classes (``model.classes``; see :mod:`dsic.data.classes`). Writes ``output_dir/eval.json`` and ``output_dir/results_eval.json``; returns the
-    metrics on rank 0 (None on the other ranks)."""
+    category ids through the model's classes (``model.classes``; see :mod:`dsic.data.classes`).
+    Writes ``output_dir/eval.json`` and ``output_dir/results_eval.json``; returns the metrics on
+    rank 0 (None on the other ranks)."""
     from ..config import load_config
     from ..inference import checkpoint_config, load_trained
     from .builders import make_eval_loader
