@@ -206,11 +206,14 @@ def summary_text(cfg: dict, result: dict, out: Path) -> str:
         results_file = out / f"results_epoch{result['epoch']}.json"
         ann = cfg["data"]["val"].get("annotations")
         if results_file.is_file() and ann and Path(ann).is_file():
-            gt = json.loads(Path(ann).read_text())
-            per_class = per_class_ap(gt, json.loads(results_file.read_text()))
-            lines += ["", "| class | bbox AP |", "|---|---|"]
-            lines += [f"| {name} | {100 * ap:.1f} |" if ap >= 0 else f"| {name} | - (no ground truth) |"
-                      for name, ap in per_class.items()]
+            try:
+                per_class = per_class_ap(json.loads(Path(ann).read_text()), json.loads(results_file.read_text()))
+            except Exception as err:  # noqa: BLE001 - a report must not fail a finished run (weights are saved)
+                lines += ["", f"per-class AP not computed: {type(err).__name__}: {err}"]
+            else:
+                lines += ["", "| class | bbox AP |", "|---|---|"]
+                lines += [f"| {name} | {100 * ap:.1f} |" if ap >= 0 else f"| {name} | - (no ground truth) |"
+                          for name, ap in per_class.items()]
     else:
         lines.append("no evaluation (data.val not set, or train.eval_every: 0)")
     lines += ["", "outputs:"]
