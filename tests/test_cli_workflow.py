@@ -168,3 +168,17 @@ def test_a_loss_curve_of_one_logged_iteration_is_visible(tmp_path):
     (line,) = ax.lines
     assert line.get_marker() == "o" and line.get_xydata().tolist() == [[1.0, 2.5]]
     plt.close(fig)
+
+
+def test_per_class_ap_of_perfect_and_of_missing_predictions():
+    from dsic.engine.reporting import per_class_ap
+
+    from .test_engine_eval import make_gt
+
+    gt = make_gt()
+    gt["categories"] = gt["categories"] + [{"id": 99, "name": "unseen"}]
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+               for a in gt["annotations"] if not a["iscrowd"]]
+    assert per_class_ap(gt, perfect) == {"cat": 1.0, "dog": 1.0, "eel": 1.0, "unseen": -1.0}
+    without_dogs = [r for r in perfect if r["category_id"] != 7]
+    assert per_class_ap(gt, without_dogs) == {"cat": 1.0, "dog": 0.0, "eel": 1.0, "unseen": -1.0}
