@@ -116,6 +116,20 @@ def load_model(config: str | Path | None, checkpoint: str | Path, overrides: lis
     return load_trained(checkpoint, config, overrides, device)
 
 
+def class_names_of(cfg: dict) -> list[str] | None:
+    """Class names in label order: the config's ``model.classes`` (saved by training), else the
+    categories of its val (or train) annotation file when that is readable."""
+    classes = cfg["model"].get("classes")
+    if isinstance(classes, list):
+        return [c["name"] for c in classes]
+    for split in ("val", "train"):
+        ann = ((cfg.get("data") or {}).get(split) or {}).get("annotations")
+        if ann and Path(ann).is_file():
+            cats = sorted(json.loads(Path(ann).read_text())["categories"], key=lambda c: c["id"])
+            return [c["name"] for c in cats]
+    return None
+
+
 def image_files(inputs: list[str | Path]) -> list[Path]:
     """Files, folders (their images, sorted) and glob patterns (``'data/*.jpg'``), in order, once each."""
     files: list[Path] = []
