@@ -1,15 +1,17 @@
-"""The embedded benchmarks, one command each (see benchmarks/README.md).
+"""The embedded benchmarks, one command per table (see benchmarks/README.md).
 
-    python benchmarks/run.py table4 --seeds 2     # ISG / CSG ablation: fpn, isg, csg, dsic
-    python benchmarks/run.py table2 --seeds 1     # all necks: fpn, fcfpn, panet, fpg, fpt, dsic
-    python benchmarks/run.py table5 --seeds 1     # gate modes of DSIC: softmax, sigmoid, tanh
-    python benchmarks/run.py gates --seeds 2      # CSG/DSIC: csg_gain weights vs input, csg_control_norm
+    python benchmarks/run.py table4 --seeds 4     # ISG / CSG ablation: fpn, isg, csg, dsic
+    python benchmarks/run.py table2 --seeds 4     # all necks: fpn, fcfpn, panet, fpg, fpt, dsic
+    python benchmarks/run.py table5 --seeds 4     # gate modes of DSIC: softmax, sigmoid, tanh
+    python benchmarks/run.py gates --seeds 4      # CSG control descriptors: running / none / layer
     python benchmarks/run.py profile              # Faster R-CNN R50 at 512x512: params, GFLOPs, latency
 
-Every table trains Faster R-CNN (resnet_tiny, from scratch, configs/embedded) on the embedded
-dataset on CPU, one run per variant and seed, in ``--out`` (default ``runs/demo``, the folder
-``make demo`` fills, so its FPN and DSIC runs are reused; finished runs are never trained twice).
-Each table is written to ``<out>/<table>.md`` and ``.json``.
+Protocol v2 (default, :mod:`dsic.protocol`): trains every missing (row, seed) run in ``--out``
+(default ``runs/v2``), ``--jobs`` at a time (default 2: one process per core, one thread each),
+writes each finished run's record to ``benchmarks/results/v2/<row>_seed<s>.json`` (commit them),
+and prints the table made from those records: every row's metrics, its AP per seed, and its
+paired difference to ``--reference`` (default fpn) with the 95 % t-interval. ``--protocol v1``
+re-makes the history tables of BENCHMARKS.md (runs in ``runs/demo``, mean ± std, no records).
 """
 
 from __future__ import annotations
@@ -20,17 +22,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsic.demo import neck_variants, run_variants, write_summary
+from dsic.demo import is_complete, neck_variants, record_run, run_variants, train_runs, write_summary
+from dsic.protocol import get_protocol
+from dsic.results import load_records, paired_table, write_record
 
 TITLES = {
     "table2": "Table 2 analog: necks compared in Faster R-CNN (resnet_tiny, embedded dataset)",
     "table4": "Table 4 analog: ISG / CSG ablation (Faster R-CNN, resnet_tiny, embedded dataset)",
     "table5": "Table 5 analog: gate modes of DSIC, ISG and CSG alike (Faster R-CNN, embedded dataset)",
-    "gates": "How CSG's gates learn: where the start-up gain lives, descriptor normalisation (Faster R-CNN, embedded)",
+    "gates": "How CSG's gates learn (Faster R-CNN, embedded dataset)",
 }
 
 
-def variants(table: str) -> dict[str, list[str]]:
+def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
     if table == "table2":
         return neck_variants(["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"])
     if table == "table4":
@@ -39,13 +43,21 @@ def variants(table: str) -> dict[str, list[str]]:
         out = {f"dsic_{m}": ["model.neck=dsic", f"model.neck_cfg={{isg_mode: {m}, csg_mode: {m}}}"]
                for m in ("softmax", "sigmoid")}
         out["dsic"] = ["model.neck=dsic"]  # tanh is DSIC's default: the same run as table 4's
+        if protocol != "v1":
+            out = {"fpn": ["model.neck=fpn"], **out}
         return out
     if table == "gates":
-        # csg and dsic are the defaults (csg_gain: input): the same runs as table 4's
+        if protocol != "v1":  # the control descriptors' normalisation; dsic = running (default)
+            out = {"fpn": ["model.neck=fpn"], "dsic": ["model.neck=dsic"]}
+            for norm in ("none", "layer"):
+                out[f"dsic_control_{norm}"] = ["model.neck=dsic", f"model.neck_cfg.csg_control_norm={norm}"]
+            return out
+        # v1 history: csg and dsic are the defaults of then (csg_gain: input, csg_control_norm: none)
+        none = "csg_control_norm: none"
         out = {}
         for neck in ("csg", "dsic"):
-            out[neck] = [f"model.neck={neck}"]
-            out[f"{neck}_gain_weights"] = [f"model.neck={neck}", "model.neck_cfg={csg_gain: weights}"]
+            out[neck] = [f"model.neck={neck}", f"model.neck_cfg={{{none}}}"]
+            out[f"{neck}_gain_weights"] = [f"model.neck={neck}", f"model.neck_cfg={{csg_gain: weights, {none}}}"]
         out["dsic_control_norm"] = ["model.neck=dsic", "model.neck_cfg={csg_control_norm: layer}"]
         out["dsic_gain_weights_control_norm"] = [
             "model.neck=dsic", "model.neck_cfg={csg_gain: weights, csg_control_norm: layer}"]
@@ -53,15 +65,40 @@ def variants(table: str) -> dict[str, list[str]]:
     raise SystemExit(f"unknown table {table!r}")
 
 
+def v2_table(table: str, args, rows: dict[str, list[str]], seeds: list[int]) -> int:
+    proto = get_protocol(args.protocol)
+    out = Path(args.out or f"runs/{proto.name}")
+    if not args.report_only:
+        train_runs(out, proto, rows, seeds, args.quick, jobs=args.jobs)
+    results = Path(args.results) if args.results else proto.results_dir
+    for name, overrides in rows.items():
+        for seed in seeds:
+            path = results / f"{name}_seed{seed}.json"
+            if is_complete(out / f"{name}_seed{seed}") and (args.rerecord or not path.is_file()):
+                print(f"[dsic] recording {name} seed {seed} -> {path}", flush=True)
+                write_record(results, record_run(out, proto, name, overrides, seed, args.quick))
+    records = load_records(results)
+    table_md = (f"{TITLES[table]}, protocol {proto.name}; COCO bbox metrics in %, mean over the seeds each row "
+                f"has; difference to {args.reference} paired by seed, 95 % t-interval\n\n"
+                + paired_table(records, list(rows), reference=args.reference))
+    (results / f"{table}.md").write_text(table_md + "\n")
+    print(table_md)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", choices=["table2", "table4", "table5", "gates", "profile"])
-    parser.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1")
-    parser.add_argument("--only-seed", type=int, default=None,
-                        help="train and report this seed alone, without profiling (to split a table "
-                             "over processes; run again without it to aggregate and profile)")
+    parser.add_argument("--protocol", default="v2", choices=["v1", "v2"])
+    parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1")
+    parser.add_argument("--only-seed", type=int, default=None, help="this seed alone")
     parser.add_argument("--variants", default=None, help="comma-separated subset of the table's rows")
-    parser.add_argument("--out", default="runs/demo")
+    parser.add_argument("--jobs", type=int, default=2, help="v2: runs trained at once, one thread each")
+    parser.add_argument("--reference", default="fpn", help="v2: the row differences are paired against")
+    parser.add_argument("--report-only", action="store_true", help="v2: train nothing, table from the records")
+    parser.add_argument("--rerecord", action="store_true", help="v2: rewrite records of runs present in --out")
+    parser.add_argument("--results", default=None, help="v2: records folder (default benchmarks/results/v2)")
+    parser.add_argument("--out", default=None, help="run folders (default runs/v2; v1: runs/demo)")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     args = parser.parse_args(argv)
     if args.table == "profile":
@@ -71,14 +108,16 @@ def main(argv=None) -> int:
                        size=512, warmup=2, repeats=20)
         print(format_table(rows))
         return 0
-    out = Path(args.out)
     seeds = [args.only_seed] if args.only_seed is not None else list(range(args.seeds))
-    rows = variants(args.table)
+    rows = variants(args.table, args.protocol)
     if args.variants:
         unknown = set(args.variants.split(",")) - set(rows)
         if unknown:
             raise SystemExit(f"{args.table} has no rows {sorted(unknown)}; its rows: {', '.join(rows)}")
         rows = {k: v for k, v in rows.items() if k in args.variants.split(",")}
+    if args.protocol != "v1":
+        return v2_table(args.table, args, rows, seeds)
+    out = Path(args.out or "runs/demo")
     results = run_variants(out, rows, seeds, args.quick, profile=args.only_seed is None)
     title = TITLES[args.table] + f"; COCO metrics in %, mean ± std over seeds {seeds}"
     name = args.table if args.only_seed is None else f"{args.table}_seed{args.only_seed}"

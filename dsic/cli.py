@@ -109,10 +109,13 @@ def _plot(args) -> int:
 
 
 def _synth(args) -> int:
-    from .data.synth import generate
+    from .data.synth import generate, generate_probe
 
     given = {"num_train": args.num_train, "num_val": args.num_val, "image_size": args.size}
-    stats = generate(args.out, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    given = {k: v for k, v in given.items() if v is not None}
+    stats = generate(args.out, seed=args.seed, preset=args.preset, **given)
+    if args.probe:
+        stats["probe"] = generate_probe(args.out, args.probe, given.get("image_size", 320), args.seed, args.preset)
     print(json.dumps(stats, indent=2, default=str))
     return 0
 
@@ -194,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-val", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", choices=["default", "hard"], default="default",
+                   help="hard: the benchmark-v2 set (half small objects, 4-250 px, cluttered backgrounds)")
+    p.add_argument("--probe", type=int, default=0, metavar="N",
+                   help="also write N images each of the all-small / all-large / mixed probe groups")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("profile", help="params, GFLOPs and median latency per neck")

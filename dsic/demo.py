@@ -1,24 +1,35 @@
 """``make demo`` and the embedded benchmarks: train variants of Faster R-CNN on CPU and compare.
 
-Steps (all outputs under ``out``):
+``make demo`` (:func:`run_demo`) follows benchmark protocol v2 (:mod:`dsic.protocol`) with one
+seed; all outputs under ``out``:
 
-1. ``data/synth`` - the embedded multi-scale dataset (generated once, deterministic);
-2. ``<variant>_seed<k>/`` - one training run per variant and seed, from
-   ``configs/embedded/faster_rcnn_tiny_fpn.yaml`` plus the variant's overrides;
-3. ``summary.md`` / ``summary.json`` - AP, AP50, AP75, APs, APm, APl (mean and spread over seeds),
-   params, GFLOPs and CPU latency of each variant;
-4. ``plots/`` - AP bars, loss curves and, for gated necks, the gate states of validation images.
+1. ``data/synth_hard`` - the harder embedded dataset and its probe groups (generated once);
+2. ``fpn_seed0/``, ``dsic_seed0/`` - one run each, trained side by side (one process per core,
+   one thread each), from ``configs/embedded_v2/faster_rcnn_tiny_<neck>.yaml``;
+3. ``results/<row>_seed0.json`` - each run's record (:mod:`dsic.results`), with the gate probe of
+   DSIC (:mod:`dsic.models.probe`);
+4. ``summary.md`` - the demo's own numbers: metrics, DSIC - FPN at this seed (one seed: no
+   interval), how differently DSIC routes small- and large-object images; then the committed
+   protocol-v2 table (``benchmarks/results/v2``: every seed, paired differences with 95 % intervals);
+5. ``plots/`` - AP bars, loss curves and ``routing.png`` (the paper's Fig. 3 analog).
 
 Finished runs (``final.pth`` and an evaluation present) are reused and interrupted ones resumed
 from their ``last.pth``, so a command can be re-run with more variants or seeds to extend it.
-``quick=True`` shrinks everything to a smoke run of seconds (used by the tests).
+``quick=True`` shrinks everything to a smoke run of seconds (used by the tests). The v1 tables
+(:func:`run_variants`) remain for the history in BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+from .protocol import Protocol, get_protocol
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +58,11 @@ def summarize(rows: list[dict]) -> dict:
     out["seeds"] = len(rows)
     out["AP_per_seed"] = [r["AP"] for r in rows]
     return out
+
+
+def row_config(protocol: Protocol, row: str) -> Path:
+    """The shipped config of a benchmark row, e.g. configs/embedded_v2/faster_rcnn_tiny_dsic.yaml."""
+    return protocol.base_config.with_name(f"faster_rcnn_tiny_{row}.yaml")
 
 
 def data_overrides(data: Path) -> list[str]:
@@ -119,34 +135,171 @@ def write_summary(out: Path, results: dict, title: str, name: str = "summary") -
     return table
 
 
+def ensure_data(out: str | Path, protocol: Protocol, quick: bool = False) -> Path:
+    """The protocol's dataset (and probe groups) under ``out/data``, generated when missing."""
+    from .data.synth import generate, generate_probe
+
+    data = protocol.data_dir(out)
+    if not (data / "annotations" / "instances_val.json").is_file():
+        print(f"[dsic] generating the {protocol.name} embedded dataset in {data}", flush=True)
+        synth = dict(protocol.synth, **(QUICK["synth"] if quick else {}))
+        generate(data, seed=0, **synth)
+        if protocol.probe:
+            generate_probe(data, 4 if quick else protocol.probe, synth.get("image_size", 320), 0,
+                           synth.get("preset", "default"))
+    return data
+
+
+def is_complete(run: Path) -> bool:
+    return (run / "final.pth").is_file() and bool(list(run.glob("eval_epoch*.json")))
+
+
+def train_command(protocol: Protocol, data: Path, overrides: list[str], run: Path, seed: int,
+                  quick: bool) -> list[str]:
+    args = data_overrides(data) + list(overrides) + [f"output_dir={run}", f"train.seed={seed}"]
+    return [str(protocol.base_config), *args, *(QUICK["train"] if quick else [])]
+
+
+def _stamp(run: Path, start: float, threads: int, commit: str) -> None:
+    (run / "wall.json").write_text(json.dumps({"wall_s": round(time.time() - start, 1), "threads": threads,
+                                               "commit": commit}))
+
+
+def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str]], seeds: list[int],
+               quick: bool = False, jobs: int = 1) -> None:
+    """Train every missing (variant, seed) run of ``protocol`` under ``out``; ``jobs`` > 1 trains
+    that many at once, each in its own process with ``protocol.threads`` threads (its output in
+    ``<run>.log``). Each run gets ``wall.json`` (wall time, threads, commit)."""
+    from .engine.train import main_train
+    from .results import git_commit
+
+    out = Path(out)
+    data = ensure_data(out, protocol, quick)
+    commit = git_commit(Path(__file__).resolve().parents[1])
+    todo = []
+    for name, overrides in variants.items():
+        for seed in seeds:
+            run = out / f"{name}_seed{seed}"
+            if is_complete(run):
+                print(f"[dsic] {run} is complete, reusing it", flush=True)
+            else:
+                todo.append((name, seed, run, train_command(protocol, data, overrides, run, seed, quick)))
+    if jobs <= 1:
+        for name, seed, run, (config, *args) in todo:
+            print(f"[dsic] training {name} (seed {seed}) -> {run}", flush=True)
+            start = time.time()
+            main_train(config, args, resume=(run / "last.pth").is_file())
+            _stamp(run, start, int(os.environ.get("OMP_NUM_THREADS", "0")) or __import__("torch").get_num_threads(),
+                   commit)
+        return
+    env = dict(os.environ, OMP_NUM_THREADS=str(protocol.threads), MKL_NUM_THREADS=str(protocol.threads))
+    running: list = []
+    failed = []
+    while todo or running:
+        while todo and len(running) < jobs:
+            name, seed, run, cmd = todo.pop(0)
+            run.parent.mkdir(parents=True, exist_ok=True)
+            resume = ["--resume"] if (run / "last.pth").is_file() else []
+            log = open(run.with_name(run.name + ".log"), "a")  # noqa: SIM115 - closed when the run ends
+            print(f"[dsic] training {name} (seed {seed}) -> {run} (log: {log.name})", flush=True)
+            proc = subprocess.Popen([sys.executable, "-m", "dsic.cli", "train", *cmd, *resume], env=env,
+                                    stdout=log, stderr=subprocess.STDOUT)
+            running.append((proc, log, run, time.time(), name, seed))
+        time.sleep(1.0)
+        for item in list(running):
+            proc, log, run, start, name, seed = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            log.close()
+            if proc.returncode == 0:
+                _stamp(run, start, protocol.threads, commit)
+                print(f"[dsic] {name} (seed {seed}) finished in {time.time() - start:.0f} s", flush=True)
+            else:
+                failed.append(f"{run} (exit {proc.returncode}, see {log.name})")
+    if failed:
+        raise RuntimeError("training failed: " + "; ".join(failed))
+
+
+GATED = ("isg", "csg", "dsic")
+
+
+def record_run(out: str | Path, protocol: Protocol, row: str, overrides: list[str], seed: int,
+               quick: bool = False) -> dict:
+    """The :mod:`dsic.results` record of a finished run, with the gate probe for gated necks."""
+    from .inference import load_model
+    from .models.probe import probe_model
+    from .results import git_commit, run_record
+
+    run = Path(out) / f"{row}_seed{seed}"
+    stamp = json.loads((run / "wall.json").read_text()) if (run / "wall.json").is_file() else {}
+    cfg_path = run / "config.yaml"
+    import yaml
+
+    cfg = yaml.safe_load(cfg_path.read_text())
+    record = run_record(protocol.name, row, seed, overrides, final_metrics(run),
+                        commit=stamp.get("commit") or git_commit(), threads=stamp.get("threads"),
+                        wall_s=stamp.get("wall_s"), iterations=_iterations(run), neck=cfg["model"]["neck"],
+                        ema=bool(cfg["train"].get("ema")))
+    if cfg["model"]["neck"] in GATED and protocol.probe:
+        model, _, _ = load_model(cfg_path, run / "final.pth", device="cpu")
+        record["gate_probe"] = probe_model(model, protocol.data_dir(out), 4 if quick else protocol.probe)
+    return record
+
+
+def _iterations(run: Path) -> int | None:
+    from .visualize import read_jsonl
+
+    iters = [r["iter"] for r in read_jsonl(run / "log.jsonl") if "iter" in r] if (run / "log.jsonl").is_file() else []
+    return max(iters) if iters else None
+
+
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, seeds: int = 1,
-             necks: list[str] = ("fpn", "dsic")) -> dict:
-    """The ``make demo`` job: FPN vs DSIC (or ``necks``) on the embedded dataset, table and plots."""
+             necks: list[str] = ("fpn", "dsic"), protocol: str = "v2", jobs: int = 2) -> dict:
+    """The ``make demo`` job (module doc): FPN vs DSIC under the protocol, table, probe and plots."""
+    from .inference import class_names_of, load_model
+    from .models.probe import probe_images
+    from .results import load_records, paired_table, write_record
+    from .routing_figure import routing_figure
     from .visualize import ap_bars, loss_curves
 
     out = Path(out)
-    results = run_variants(out, neck_variants(necks), seeds, quick, profile_size=160 if quick else None)
+    proto = get_protocol(protocol)
+    variants = neck_variants(necks)
+    seed_list = list(range(seeds))
+    train_runs(out, proto, variants, seed_list, quick, jobs=1 if quick else jobs)
+    results_dir = out / "results"
+    records = {}
+    for name, overrides in variants.items():
+        for seed in seed_list:
+            rec = record_run(out, proto, name, overrides, seed, quick)
+            write_record(results_dir, rec)
+            records.setdefault(name, {})[seed] = rec
     plots = out / "plots"
-    ap_bars({k: {m: 100 * v[m] for m in METRICS} for k, v in results.items()}, plots / "ap_bars.png")
-    loss_curves({f"{n} seed {s}": out / f"{n}_seed{s}" / "log.jsonl" for n in necks for s in range(seeds)},
+    ap_bars({k: {m: statistics.mean(r["metrics"][m] for r in v.values()) for m in METRICS}
+             for k, v in records.items()}, plots / "ap_bars.png")
+    loss_curves({f"{n} seed {s}": out / f"{n}_seed{s}" / "log.jsonl" for n in necks for s in seed_list},
                 plots / "loss_curves.png")
-    _gate_figures(out, necks, plots)
-    title = (f"Faster R-CNN, resnet_tiny, trained from scratch on the embedded dataset; COCO metrics in %, "
-             f"mean of {seeds} seed(s); latency: one 320x320 image, 2 CPU cores")
-    table = write_summary(out, results, title)
-    print(table, flush=True)
-    print(f"[dsic] plots in {plots}, summary in {out / 'summary.md'}", flush=True)
-    return results
-
-
-def _gate_figures(out: Path, necks, plots: Path) -> None:
-    from .inference import visualize_files
-
-    data = out / "data" / "synth"
-    val_images = sorted((data / "val").iterdir())[:3]
-    for neck in necks:
-        run = out / f"{neck}_seed0"
-        if neck == "fpn" or not (run / "final.pth").is_file():
-            continue
-        visualize_files(BASE_CONFIG, run / "final.pth", val_images, plots / f"gates_{neck}", score_thresh=0.5,
-                        overrides=data_overrides(data) + [f"model.neck={neck}"])
+    lines = [f"# make demo: protocol {proto.name}, seed(s) {seed_list}" + (" (quick smoke run)" if quick else ""),
+             "", paired_table(load_records(results_dir), list(necks), reference=necks[0]), ""]
+    for name in necks:
+        probe = records[name][0].get("gate_probe")
+        if probe and "W_max_diff" in probe:
+            i, k = probe["W_max_diff_at"]
+            lines.append(f"{name}: routing differs between all-small and all-large images by up to "
+                         f"{probe['W_max_diff']:.3f} (W[{i}, {k}], effect size {probe['W_effect_size']:.1f}); "
+                         f"W alone tells small / large / mixed images apart "
+                         f"{100 * probe['W_group_accuracy']:.0f} % of the time (chance 33 %).")
+            run = out / f"{name}_seed0"
+            model, cfg, _ = load_model(run / "config.yaml", run / "final.pth", device="cpu")
+            picks = {g: paths[0] for g, paths in probe_images(proto.data_dir(out)).items()}
+            routing_figure(model, picks, plots / f"routing_{name}.png", class_names_of(cfg), probe)
+    committed = proto.results_dir
+    if not quick and list(committed.glob("*_seed*.json")):
+        lines += ["", f"## The full protocol {proto.name} (committed results in {committed}, every seed)", "",
+                  paired_table(load_records(committed), list(necks), reference=necks[0])]
+    summary = "\n".join(lines) + "\n"
+    (out / "summary.md").write_text(summary)
+    print(summary, flush=True)
+    print(f"[dsic] plots in {plots}, summary in {out / 'summary.md'}, run records in {results_dir}", flush=True)
+    return records

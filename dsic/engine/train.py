@@ -59,6 +59,7 @@ from .distributed import (
     unwrap,
     wrap_model,
 )
+from .ema import ModelEMA
 from .evaluate import evaluate
 from .reporting import RunReport
 from .schedule import build_scheduler, scaled_lr
@@ -197,9 +198,13 @@ class _Run:
             lr=self.lr, momentum=self.tcfg["momentum"])
         self.scheduler = build_scheduler(self.optimizer, self.tcfg["steps"], self.iters_per_epoch,
                                          self.tcfg["gamma"], self.tcfg["warmup_iters"], self.tcfg["warmup_factor"])
-        self.use_amp = bool(self.tcfg["amp"]) and info.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        amp = self.tcfg["amp"]
+        # bf16 autocast runs on CPU and CUDA without a loss scaler; fp16 (amp: true) on CUDA only
+        self.amp_dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+        self.use_amp = amp == "bf16" or (amp in (True, "fp16") and info.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.bare = model
+        self.ema = ModelEMA(model, self.tcfg["ema_decay"], self.tcfg["ema_tau"]) if self.tcfg["ema"] else None
         self.model = model
         # position: completed epochs, iterations into the current epoch, iterations in total
         self.epoch, self.epoch_iter, self.iteration = 0, 0, 0
@@ -212,7 +217,12 @@ class _Run:
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "epoch_iter": self.epoch_iter, "iteration": self.iteration,
                 "iters_per_epoch": self.iters_per_epoch, "world_size": self.info.world_size,
-                "rng": self.rng_snapshot, "rng_per_rank": rng_per_rank, "config": self.cfg, "reason": reason}
+                "rng": self.rng_snapshot, "rng_per_rank": rng_per_rank, "config": self.cfg, "reason": reason,
+                "ema": self.ema.state_dict() if self.ema is not None else None}
+
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are evaluated and saved as ``final.pth``: the EMA when ``train.ema``."""
+        return self.ema.module if self.ema is not None else self.bare
 
     def save_last(self, reason: str) -> None:
         per_rank = all_gather_objects(self.rng_snapshot, self.info)  # a collective: every rank is here
@@ -237,6 +247,12 @@ class _Run:
             group["initial_lr"] = self.lr
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            if state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
+            else:
+                self._note(f"{path} holds no EMA weights; the EMA restarts from the loaded model")
+                self.ema = ModelEMA(self.bare, self.tcfg["ema_decay"], self.tcfg["ema_tau"])
         self.iteration = int(state["iteration"])
         self.epoch = int(state["epoch"])
         self.epoch_iter = int(state.get("epoch_iter", 0))
@@ -316,8 +332,8 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
     final = out / "final.pth"
     if info.is_main:
         with guard.critical():
-            save_atomic({"model": run.bare.state_dict(), "config": cfg, "epoch": run.epoch,
-                         "iteration": run.iteration}, final)
+            save_atomic({"model": run.eval_model().state_dict(), "config": cfg, "epoch": run.epoch,
+                         "iteration": run.iteration, "ema": run.ema is not None}, final)
     barrier(info)
     result = {"output_dir": str(out), "metrics": metrics, "epoch": run.epoch, "iteration": run.iteration,
               "checkpoint": str(out / "last.pth"), "final": str(final)}
@@ -357,7 +373,7 @@ def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
             images = [im.to(device, non_blocking=True) for im in images]
             targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
                        for t in targets]
-            with torch.autocast(device.type, dtype=torch.float16, enabled=run.use_amp):
+            with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.use_amp):
                 losses = run.model(images, targets)
             loss = sum(losses.values())
             values = all_reduce_mean(torch.stack([v.detach().float() for v in losses.values()]), info).tolist()
@@ -376,6 +392,8 @@ def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), tcfg["grad_clip"]))
                 run.scaler.step(run.optimizer)
                 run.scaler.update()
+                if run.ema is not None:
+                    run.ema.update(run.bare)
                 run.iteration += 1
                 run.epoch_iter += 1
                 run.rng_snapshot = rng_state()
@@ -409,7 +427,7 @@ def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
             run.save_last("end of training" if last else f"end of epoch {epoch + 1}")
         every = tcfg["eval_every"]
         if run.val_loader is not None and every and (last or (completed and (epoch + 1) % every == 0)):
-            metrics = evaluate(run.bare, run.val_loader, cfg["eval"]["evaluator"], cfg["eval"]["iou_types"],
+            metrics = evaluate(run.eval_model(), run.val_loader, cfg["eval"]["evaluator"], cfg["eval"]["iou_types"],
                                cfg["eval"]["max_dets"], info,
                                run.out / f"results_epoch{epoch + 1}.json" if info.is_main else None, progress)
             if info.is_main:

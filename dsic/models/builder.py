@@ -10,10 +10,16 @@ Conventions (documented in docs/design.md):
   RetinaNet use stages 2-4 (C3-C5) plus P6/P7 computed from P5, as torchvision does.
 * ``anchor_sizes`` (one base size per pyramid level) replaces torchvision's default anchors
   (R-CNN: 32..512; RetinaNet: 32..512 with 3 octave scales; FCOS: 8..128 as its "anchor" size).
+* **Paired initialisation.** The backbone, the neck and the heads are each initialised from their
+  own seed, drawn from torch's global generator up front (:func:`component_seeds`). With the same
+  global seed, two detectors that differ only in their neck therefore start with identical
+  backbones and heads: a benchmark's difference between necks at one seed measures the necks,
+  not a different draw of the shared parts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -43,6 +49,22 @@ def _anchor_generator(arch: str, sizes: list[float]) -> AnchorGenerator:
     if arch == "fcos":
         return AnchorGenerator(tuple((int(s),) for s in sizes), ((1.0,),) * len(sizes))
     return AnchorGenerator(tuple((int(s),) for s in sizes), ((0.5, 1.0, 2.0),) * len(sizes))
+
+
+COMPONENTS = ("backbone", "neck", "heads")
+
+
+def component_seeds() -> dict[str, int]:
+    """One seed per component, drawn from torch's global generator (a fixed amount of it)."""
+    return dict(zip(COMPONENTS, torch.randint(0, 2**62, (len(COMPONENTS),)).tolist()))
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Run the block with torch's CPU generator seeded by ``seed``, restoring it afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def build_detector(
@@ -101,8 +123,11 @@ def build_detector(
         norm = "frozen_bn" if loads_weights else "bn"
     if trainable_layers is None and loads_weights:
         trainable_layers = 3
-    body = build_backbone(backbone, pretrained_backbone, norm, trainable_layers, return_stages or default_stages)
-    pyramid = build_neck(neck, body.spec, out_channels, extra, **(neck_cfg or {}))
+    seeds = component_seeds()
+    with seeded(seeds["backbone"]):
+        body = build_backbone(backbone, pretrained_backbone, norm, trainable_layers, return_stages or default_stages)
+    with seeded(seeds["neck"]):
+        pyramid = build_neck(neck, body.spec, out_channels, extra, **(neck_cfg or {}))
     kwargs = dict(detector_cfg or {})
     num_levels = len(body.spec.stage_channels) + (2 if extra == "p6p7" else 1)
     if anchor_sizes is not None:
@@ -117,7 +142,9 @@ def build_detector(
         kwargs.setdefault("box_roi_pool", MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2))
         if arch == "mask_rcnn":
             kwargs.setdefault("mask_roi_pool", MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2))
-    model = cls(DetectorBackbone(body, pyramid), num_classes + 1, min_size=min_size, max_size=max_size, **kwargs)
+    with seeded(seeds["heads"]):
+        model = cls(DetectorBackbone(body, pyramid), num_classes + 1, min_size=min_size, max_size=max_size,
+                    **kwargs)
     model.classes = classes
     if init_from is not None:
         model.load_report = load_detector_weights(model, init_from)

@@ -62,8 +62,41 @@ from ..ops.gate import bias_for, check_mode, gate, gate_activation, global_pool
 from .base import Neck, conv, fit, init_conv
 from .isg import COARSE_MODES
 
-CONTROL_NORMS = ("none", "layer")
+CONTROL_NORMS = ("running", "layer", "none")
 GAINS = ("weights", "input")  # where the 1 / (act(w) act(s)) compensation lives
+
+
+class RunningStandardize(nn.Module):
+    """Standardise each entry of a [B, F, 1, 1] descriptor with a running mean and variance over
+    training images: statistics are updated in training mode (exponential average of the batch's
+    per-entry mean and variance, ``momentum``) and used as they are, in training and evaluation
+    alike, so the output does not depend on the batch size and no gradient flows through them.
+    The first training batch initialises them. ``eps`` is large on purpose: an entry that hardly
+    varies over images is not amplified into noise."""
+
+    def __init__(self, features: int, momentum: float = 0.05, eps: float = 1e-2):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(features))
+        self.register_buffer("running_var", torch.ones(features))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.flatten(1)
+        if self.training:
+            with torch.no_grad():
+                stats = flat.float()
+                mean = stats.mean(0)
+                var = stats.var(0, unbiased=False)
+                if bool(self.initialized):
+                    self.running_mean.lerp_(mean, self.momentum)
+                    self.running_var.lerp_(var, self.momentum)
+                else:
+                    self.running_mean.copy_(mean)
+                    self.running_var.copy_(var)
+                    self.initialized.fill_(True)
+        out = (flat - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
+        return out.view_as(x)
 
 
 def spatial_znorm(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -77,13 +110,14 @@ class ControlUnit(nn.Module):
     """Computes w_ik (channel) and s_ik (pixel) for the n inputs of one output level."""
 
     def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
-                 reduction: int = 4, select_hidden: int = 16, control_norm: str = "none"):
+                 reduction: int = 4, select_hidden: int = 16, control_norm: str = "running"):
         super().__init__()
         self.n, self.channels = num_inputs, channels
         self.control_norm = check_mode(control_norm, CONTROL_NORMS, "CSG control_norm")
         self.mode = check_mode(mode, COARSE_MODES, "CSG channel mode")
         self.select_mode = check_mode(select_mode, COARSE_MODES, "CSG selection mode")
         hidden = max(channels // reduction, 16)
+        self.norm = RunningStandardize(num_inputs * channels) if control_norm == "running" else None
         self.channel = nn.Sequential(
             nn.Conv2d(num_inputs * channels, hidden, 1), nn.ReLU(inplace=True),
             nn.Conv2d(hidden, num_inputs * channels, 1),
@@ -100,7 +134,9 @@ class ControlUnit(nn.Module):
         """From each path's GAP + GMP [B, C, 1, 1] and magnitude map [B, 1, H, W], returns the
         activated w [B, n, C, 1, 1] and s [B, n, H, W]."""
         descriptor = torch.cat(pooled, 1)
-        if self.control_norm == "layer":  # per image, over all n*C entries, no affine
+        if self.norm is not None:  # per entry, over training images
+            descriptor = self.norm(descriptor)
+        elif self.control_norm == "layer":  # per image, over all n*C entries, no affine
             descriptor = F.layer_norm(descriptor.flatten(1), descriptor.shape[1:2]).view_as(descriptor)
         w = self.channel(descriptor)
         w = gate_activation(w.unflatten(1, (self.n, self.channels)), self.mode, dim=1)
@@ -162,7 +198,7 @@ class CSG(nn.Module):
 
     def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
                  select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
-                 control_norm: str = "none", gain: str = "input"):
+                 control_norm: str = "running", gain: str = "input"):
         super().__init__()
         n = len(in_channels)
         self.gain_mode = check_mode(gain, GAINS, "CSG gain")
@@ -221,7 +257,7 @@ class CSGNeck(Neck):
 
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
                  csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
-                 output_conv: bool = True, csg_control_norm: str = "none",
+                 output_conv: bool = True, csg_control_norm: str = "running",
                  csg_gain: str = "input"):
         super().__init__(spec, out_channels, extra)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,

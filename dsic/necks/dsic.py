@@ -22,7 +22,7 @@ class DSICNeck(Neck):
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
                  isg_mode: str = "tanh", isg_reduction: int = 16, isg_control: str = "pooled",
                  isg_init: str = "identity", csg_mode: str = "tanh", select_mode: str = "sigmoid",
-                 csg_reduction: int = 4, output_conv: bool = True, csg_control_norm: str = "none",
+                 csg_reduction: int = 4, output_conv: bool = True, csg_control_norm: str = "running",
                  csg_gain: str = "input"):
         super().__init__(spec, out_channels, extra)
         self.isg = ISG(spec, isg_mode, isg_reduction, isg_control, isg_init)

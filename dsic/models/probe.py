@@ -1,0 +1,144 @@
+"""Does a gated neck route images differently? Gate states over probe groups, and statistics.
+
+The probe groups come from ``dsic data synth --probe N`` (:func:`dsic.data.synth.generate_probe`):
+images whose objects are all small, all large, or mixed. :func:`collect_states` runs a detector on
+each image (eval mode, one at a time) and keeps, per image, the CSG state matrix W[i, k]
+(channel-mean act(w_ik)), ISG's channel-mean Fine Selection a_i per stage, and which hidden units
+of the CSG channel control units were active (> 0). :func:`individuality` turns the groups into
+numbers:
+
+* ``W_<group>`` / ``W_std_<group>``: the group mean and within-group std of W (n_in x n_out);
+* ``W_max_diff``: the largest |mean_small - mean_large| over the entries of W, at ``W_max_diff_at``
+  (i, k), with its effect size ``W_effect_size`` (difference / pooled within-group std, Cohen's d);
+* ``a_<group>``: ISG's mean a_i per stage, and ``a_max_diff`` between small and large;
+* ``W_group_accuracy``: how well W alone predicts the group (small / large / mixed):
+  5-fold cross-validated accuracy of a nearest-centroid classifier on standardised W (chance: 1/3);
+  ``W_small_large_accuracy`` the same for small vs large only (chance: 1/2);
+* ``control_units_alive``: the share of the CSG channel units' hidden ReLUs that are active for
+  at least one probe image (dead units make w_ik the same for every image).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+GROUP_NAMES = ("small", "large", "mixed")
+
+
+def _hidden_relus(model: nn.Module) -> list[nn.Module]:
+    from ..necks.csg import ControlUnit
+
+    return [m.channel[1] for m in model.modules() if isinstance(m, ControlUnit)]
+
+
+@torch.no_grad()
+def collect_states(model: nn.Module, images: list[torch.Tensor]) -> dict:
+    """Per image: ``W`` [N, n, n] (or None), ``a`` [N, stages] (or None) and ``alive`` (per control
+    unit, a bool vector of hidden units that were > 0 for some image)."""
+    from .states import gate_states
+
+    model.eval()
+    relus = _hidden_relus(model)
+    alive = [None] * len(relus)
+
+    def hook(index):
+        def record(_module, _inputs, output):
+            active = (output.flatten(1) > 0).any(0)
+            alive[index] = active if alive[index] is None else alive[index] | active
+        return record
+
+    handles = [r.register_forward_hook(hook(i)) for i, r in enumerate(relus)]
+    w, a = [], []
+    try:
+        for image in images:
+            model([image])
+            states = gate_states(model)
+            if "csg" in states:
+                w.append(states["csg"]["w"][0].float().numpy())
+            if "isg" in states:
+                a.append([x[0].float().mean().item() for x in states["isg"]["a"]])
+    finally:
+        for h in handles:
+            h.remove()
+    return {"W": np.stack(w) if w else None, "a": np.array(a) if a else None,
+            "alive": [x.numpy() for x in alive if x is not None]}
+
+
+def nearest_centroid_cv(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> float:
+    """Stratified ``folds``-fold accuracy of a nearest-centroid classifier on features standardised
+    with the training folds' mean and std."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(labels), int)
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        fold_of[rng.permutation(idx)] = np.arange(len(idx)) % folds
+    correct = 0
+    for f in range(folds):
+        train, test = fold_of != f, fold_of == f
+        mean, std = features[train].mean(0), features[train].std(0) + 1e-8
+        z_train, z_test = (features[train] - mean) / std, (features[test] - mean) / std
+        classes = np.unique(labels[train])
+        centroids = np.stack([z_train[labels[train] == c].mean(0) for c in classes])
+        dist = ((z_test[:, None, :] - centroids[None]) ** 2).sum(-1)
+        correct += int((classes[dist.argmin(1)] == labels[test]).sum())
+    return correct / len(labels)
+
+
+def individuality(groups: dict[str, dict]) -> dict:
+    """Statistics (module doc) from ``{group: collect_states(...)}`` for the groups small, large
+    and mixed. JSON-ready (lists and floats)."""
+    out: dict = {}
+    ws = {g: groups[g]["W"] for g in GROUP_NAMES if g in groups and groups[g]["W"] is not None}
+    if ws:
+        for g, w in ws.items():
+            out[f"W_{g}"] = np.round(w.mean(0), 5).tolist()
+            out[f"W_std_{g}"] = np.round(w.std(0), 5).tolist()
+        small, large = ws["small"], ws["large"]
+        diff = small.mean(0) - large.mean(0)
+        i, k = np.unravel_index(np.abs(diff).argmax(), diff.shape)
+        pooled = np.sqrt((small.var(0) + large.var(0)) / 2)[i, k]
+        out["W_max_diff"] = round(float(abs(diff[i, k])), 5)
+        out["W_max_diff_at"] = [int(i), int(k)]
+        out["W_effect_size"] = round(float(abs(diff[i, k]) / max(pooled, 1e-12)), 3)
+        feats = np.concatenate([w.reshape(len(w), -1) for w in ws.values()])
+        labels = np.concatenate([np.full(len(w), n) for n, w in enumerate(ws.values())])
+        out["W_group_accuracy"] = round(nearest_centroid_cv(feats, labels), 4)
+        two = labels < 2
+        out["W_small_large_accuracy"] = round(nearest_centroid_cv(feats[two], labels[two]), 4)
+    a = {g: groups[g]["a"] for g in GROUP_NAMES if g in groups and groups[g]["a"] is not None}
+    if a:
+        for g, v in a.items():
+            out[f"a_{g}"] = np.round(v.mean(0), 5).tolist()
+        out["a_max_diff"] = round(float(np.abs(a["small"].mean(0) - a["large"].mean(0)).max()), 5)
+    alive = [x for g in groups.values() for x in g["alive"]]
+    if alive:
+        units = len(groups[next(iter(groups))]["alive"])
+        merged = [np.any([groups[g]["alive"][u] for g in groups], 0) for u in range(units)]
+        out["control_units_alive"] = [round(float(m.mean()), 4) for m in merged]
+    return out
+
+
+def probe_images(data_root: str | Path, limit: int | None = None) -> dict[str, list[Path]]:
+    """``{group: image paths}`` of a synth folder holding ``probe_<group>/``."""
+    root = Path(data_root)
+    found = {}
+    for g in GROUP_NAMES:
+        folder = root / f"probe_{g}"
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no probe group here (make it with `dsic data synth --probe N`)")
+        found[g] = sorted(folder.glob("*.jpg"))[:limit]
+    return found
+
+
+def probe_model(model: nn.Module, data_root: str | Path, limit: int | None = None) -> dict:
+    """:func:`individuality` of ``model`` over the probe groups in ``data_root``."""
+    from ..inference import read_image
+
+    device = next(model.parameters()).device
+    groups = {g: collect_states(model, [read_image(p).to(device) for p in paths])
+              for g, paths in probe_images(data_root, limit).items()}
+    return individuality(groups)

@@ -1,0 +1,47 @@
+"""The embedded benchmark protocols: which config, which data, where results go.
+
+* ``v1`` (history): configs/_base_/embedded.yaml on the default synthetic set (500 / 100 images,
+  320 px). Its noise (FPN 58.8 vs 51.5 AP for two seeds; up to 5.7 AP from the thread count
+  alone) was larger than the differences it had to measure.
+* ``v2``: configs/_base_/embedded_v2.yaml on the ``hard`` synthetic set (800 / 500 images,
+  256 px, probe groups of 50 images), EMA evaluation, paired initialisation, one thread per run
+  (BENCHMARKS.md gives the variance it was chosen from).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    base_config: Path  # the FPN row; other rows add overrides
+    synth: dict = field(default_factory=dict)  # dsic.data.synth.generate arguments
+    probe: int = 0  # images per probe group (0: none)
+    data_name: str = "synth"
+    threads: int = 1
+
+    def data_dir(self, out: str | Path) -> Path:
+        return Path(out) / "data" / self.data_name
+
+    @property
+    def results_dir(self) -> Path:
+        return ROOT / "benchmarks" / "results" / self.name
+
+
+PROTOCOLS = {
+    "v1": Protocol("v1", ROOT / "configs" / "embedded" / "faster_rcnn_tiny_fpn.yaml"),
+    "v2": Protocol("v2", ROOT / "configs" / "embedded_v2" / "faster_rcnn_tiny_fpn.yaml",
+                   synth={"preset": "hard", "image_size": 256, "num_train": 800, "num_val": 500},
+                   probe=50, data_name="synth_hard"),
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown benchmark protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
