@@ -45,14 +45,23 @@ def export_onnx(model: torch.nn.Module, path: str | Path, size: tuple[int, int] 
     return path
 
 
-def export_torchscript(model: torch.nn.Module, path: str | Path) -> Path:
-    """Write ``torch.jit.script(model)`` to ``path`` (load with ``torch.jit.load``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def script_model(model: torch.nn.Module) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` of a copy of ``model``. Scripting ``model`` itself works too, but
+    ``torch.jit.script`` puts the prepared forms (``__prepare_scriptable__``) into the module it is
+    given: the backbone body becomes a ``ScriptableStaged`` and gated necks their traces, which
+    changes its state-dict keys and stops its gate states."""
+    import copy
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scripted = torch.jit.script(model)
-    scripted.save(str(path))
+        return torch.jit.script(copy.deepcopy(model))
+
+
+def export_torchscript(model: torch.nn.Module, path: str | Path) -> Path:
+    """Write :func:`script_model` of ``model`` to ``path`` (load with ``torch.jit.load``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    script_model(model).save(str(path))
     return path
 
 
