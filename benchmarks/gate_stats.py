@@ -9,6 +9,13 @@ validation images one at a time (eval mode) and prints, from :func:`dsic.models.
   and the largest |b_ij| of the coarse signals;
 * for CSG: the state matrix W[i, k] (channel-mean act(w_ik)) averaged over images, and its std
   over images (how sample-individual the channel gating is).
+
+With ``--probe DATA`` (a synth folder with probe groups, ``dsic data synth --probe N``) it prints
+instead how differently the neck routes all-small, all-large and mixed images
+(:func:`dsic.models.probe.individuality`: group means and stds of W, the largest small-vs-large
+difference and its effect size, how well W predicts the group, live control units), as JSON:
+
+    python benchmarks/gate_stats.py runs/v2/dsic_seed0 --probe runs/v2/data/synth_hard --images 50
 """
 
 from __future__ import annotations
@@ -63,11 +70,20 @@ def report(stats: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run folder with config.yaml and final.pth")
-    parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--images", type=int, default=20, help="images (per probe group with --probe)")
+    parser.add_argument("--probe", type=Path, default=None, help="a synth folder holding probe_{small,large,mixed}")
     args = parser.parse_args(argv)
     for name in ("config.yaml", "final.pth"):
         if not (args.run / name).is_file():
             raise SystemExit(f"{args.run / name}: missing (is this a finished run folder?)")
+    if args.probe is not None:
+        import json
+
+        from dsic.models.probe import probe_model
+
+        model, _, _ = load_model(args.run / "config.yaml", args.run / "final.pth", device="cpu")
+        print(json.dumps(probe_model(model, args.probe, args.images), indent=1))
+        return 0
     print(report(collect(args.run, args.images)))
     return 0
 

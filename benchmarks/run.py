@@ -3,7 +3,7 @@
     python benchmarks/run.py table4 --seeds 4     # ISG / CSG ablation: fpn, isg, csg, dsic
     python benchmarks/run.py table2 --seeds 4     # all necks: fpn, fcfpn, panet, fpg, fpt, dsic
     python benchmarks/run.py table5 --seeds 4     # gate modes of DSIC: softmax, sigmoid, tanh
-    python benchmarks/run.py gates --seeds 4      # CSG control descriptors: running / none / layer
+    python benchmarks/run.py gates --seeds 4      # CSG control: descriptors running / none / layer, path gates
     python benchmarks/run.py profile              # Faster R-CNN R50 at 512x512: params, GFLOPs, latency
 
 Protocol v2 (default, :mod:`dsic.protocol`): trains every missing (row, seed) run in ``--out``
@@ -51,6 +51,7 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             out = {"fpn": ["model.neck=fpn"], "dsic": ["model.neck=dsic"]}
             for norm in ("none", "layer"):
                 out[f"dsic_control_{norm}"] = ["model.neck=dsic", f"model.neck_cfg.csg_control_norm={norm}"]
+            out["dsic_path"] = ["model.neck=dsic", "model.neck_cfg.csg_path_gate=true"]
             return out
         # v1 history: csg and dsic are the defaults of then (csg_gain: input, csg_control_norm: none)
         none = "csg_control_norm: none"

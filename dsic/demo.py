@@ -300,6 +300,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seeds: int = 1,
                   paired_table(load_records(committed), list(necks), reference=necks[0])]
     summary = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(summary)
+    (out / "summary.json").write_text(json.dumps(records, indent=1))
     print(summary, flush=True)
     print(f"[dsic] plots in {plots}, summary in {out / 'summary.md'}, run records in {results_dir}", flush=True)
     return records

@@ -16,21 +16,31 @@ def quick_demo(tmp_path_factory):
     return out
 
 
-def test_demo_quick_writes_table_plots_and_checkpoints(quick_demo, capsys):
+def test_demo_quick_writes_table_records_probe_and_plots(quick_demo, capsys):
     table = (quick_demo / "summary.md").read_text()
-    assert "| fpn |" in table and "| dsic |" in table and "CPU latency" in table
+    assert "| fpn |" in table and "| dsic |" in table and "protocol v2" in table
+    assert "dsic: routing differs between all-small and all-large images by up to" in table
     summary = json.loads((quick_demo / "summary.json").read_text())
-    assert set(summary) == {"fpn", "dsic"} and summary["dsic"]["params_m"] > summary["fpn"]["params_m"]
-    for name in ("ap_bars.png", "loss_curves.png"):
+    assert set(summary) == {"fpn", "dsic"}
+    for row in ("fpn", "dsic"):
+        record = json.loads((quick_demo / "results" / f"{row}_seed0.json").read_text())
+        assert record["protocol"] == "v2" and record["seed"] == 0 and record["threads"] >= 1
+        assert set(record["metrics"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"} and record["wall_s"] > 0
+        assert len(record["commit"]) >= 7 and record["iterations"] == 4
+    probe = json.loads((quick_demo / "results" / "dsic_seed0.json").read_text())["gate_probe"]
+    assert {"W_small", "W_large", "W_mixed", "W_std_small", "W_std_large", "W_max_diff", "W_effect_size",
+            "W_group_accuracy", "a_small", "control_units_alive"} <= set(probe)
+    assert len(probe["W_small"]) == 4 and len(probe["W_small"][0]) == 4
+    assert "gate_probe" not in json.loads((quick_demo / "results" / "fpn_seed0.json").read_text())
+    for name in ("ap_bars.png", "loss_curves.png", "routing_dsic.png"):
         assert (quick_demo / "plots" / name).stat().st_size > 1000
-    assert len(list((quick_demo / "plots" / "gates_dsic").glob("*_gates.png"))) == 3
     # a second run reuses the finished runs instead of training again
     main(["demo", "--quick", "--out", str(quick_demo)])
     assert "is complete, reusing it" in capsys.readouterr().out
 
 
 def test_eval_predict_visualize(quick_demo, tmp_path, capsys):
-    data = quick_demo / "data" / "synth"
+    data = quick_demo / "data" / "synth_hard"
     ckpt = quick_demo / "dsic_seed0" / "final.pth"
     overrides = data_overrides(data) + ["model.neck=dsic", "model.min_size=160", "model.max_size=160",
                                         f"output_dir={tmp_path / 'eval'}"]
@@ -50,7 +60,7 @@ def test_bad_inputs_name_the_culprit(quick_demo, tmp_path, capsys):
     ckpt = quick_demo / "dsic_seed0" / "final.pth"
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"no image here")
-    overrides = data_overrides(quick_demo / "data" / "synth") + ["model.neck=dsic"]
+    overrides = data_overrides(quick_demo / "data" / "synth_hard") + ["model.neck=dsic"]
     assert main(["predict", str(BASE_CONFIG), str(ckpt), str(broken), "--out", str(tmp_path), *overrides]) == 2
     assert f"dsic: error: no image could be read: cannot read image {broken}" in capsys.readouterr().err
     assert main(["predict", str(BASE_CONFIG), str(tmp_path / "nope.pth"), str(broken), "--out", str(tmp_path)]) == 2
@@ -84,16 +94,20 @@ def test_benchmark_script_quick(quick_demo, capsys):
     import sys
 
     argv = sys.argv
-    sys.argv = ["run.py", "table4", "--quick", "--seeds", "1", "--out", str(quick_demo)]
+    results = quick_demo / "bench_results"
+    sys.argv = ["run.py", "table4", "--quick", "--seeds", "1", "--jobs", "1", "--out", str(quick_demo),
+                "--results", str(results)]
     try:
         with pytest.raises(SystemExit) as done:
             runpy.run_path(str(BASE_CONFIG.parents[2] / "benchmarks" / "run.py"), run_name="__main__")
     finally:
         sys.argv = argv
     assert done.value.code == 0
-    table = (quick_demo / "table4.md").read_text()
+    table = (results / "table4.md").read_text()
     for name in ("fpn", "isg", "csg", "dsic"):
-        assert f"| {name} |" in table
+        assert f"| {name} | 0 |" in table
+        assert (results / f"{name}_seed0.json").is_file()
+    assert "fpn_seed0 is complete, reusing it" in capsys.readouterr().out  # the demo's run
 
 
 def test_summary_reports_mean_std_and_every_seed():

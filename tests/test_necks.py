@@ -233,3 +233,37 @@ def test_csg_gain_on_input_is_the_same_function_with_unscaled_output_convs():
         torch.testing.assert_close(big.weight, plain.weight * gain)
     with pytest.raises(ValueError, match="CSG gain"):
         build_neck("dsic", SPEC, csg_gain="bias")
+
+
+def test_running_standardize_uses_running_statistics_in_train_and_eval():
+    from dsic.necks.csg import RunningStandardize
+
+    norm = RunningStandardize(3, momentum=0.5, eps=0.0)
+    first = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 5.0]]).view(2, 3, 1, 1)
+    out = norm(first)  # the first batch initialises the statistics
+    torch.testing.assert_close(norm.running_mean, torch.tensor([2.0, 2.0, 4.0]))
+    torch.testing.assert_close(norm.running_var, torch.tensor([1.0, 0.0, 1.0]))
+    torch.testing.assert_close(out[:, 0].flatten(), torch.tensor([-1.0, 1.0]))
+    second = torch.tensor([[4.0, 2.0, 4.0], [4.0, 2.0, 4.0]]).view(2, 3, 1, 1)
+    norm(second)
+    torch.testing.assert_close(norm.running_mean, torch.tensor([3.0, 2.0, 4.0]))  # lerp by momentum
+    torch.testing.assert_close(norm.running_var, torch.tensor([0.5, 0.0, 0.5]))
+    norm.eval()
+    x = torch.randn(5, 3, 1, 1, requires_grad=True)
+    y = norm(x)
+    torch.testing.assert_close(norm(x[:1]), y[:1])  # batch-size independent
+    torch.testing.assert_close(norm.running_mean, torch.tensor([3.0, 2.0, 4.0]))  # frozen in eval
+    y.sum().backward()
+    assert x.grad is not None and not norm.running_mean.requires_grad
+
+
+def test_csg_default_control_norm_is_running_and_signals_depend_on_the_image():
+    neck = build_neck("dsic", SPEC, 16, "pool")
+    units = [m for m in neck.modules() if type(m).__name__ == "ControlUnit"]
+    assert units and all(u.control_norm == "running" and u.norm is not None for u in units)
+    neck.train()
+    neck(blocks_for(SPEC, batch=4))
+    neck.eval()
+    neck(blocks_for(SPEC, batch=2))
+    w = neck.gate_states()["csg"]["w"]
+    assert not torch.allclose(w[0], w[1])

@@ -110,7 +110,8 @@ class ControlUnit(nn.Module):
     """Computes w_ik (channel) and s_ik (pixel) for the n inputs of one output level."""
 
     def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
-                 reduction: int = 4, select_hidden: int = 16, control_norm: str = "running"):
+                 reduction: int = 4, select_hidden: int = 16, control_norm: str = "running",
+                 path_gate: bool = False):
         super().__init__()
         self.n, self.channels = num_inputs, channels
         self.control_norm = check_mode(control_norm, CONTROL_NORMS, "CSG control_norm")
@@ -125,7 +126,12 @@ class ControlUnit(nn.Module):
         self.select = nn.Sequential(
             conv(num_inputs, select_hidden, 3), nn.ReLU(inplace=True), conv(select_hidden, num_inputs, 3)
         )
+        # path-level logits p_ik, shared by the channels of a path: w_ik[c] = act(z_ik[c] + p_ik)
+        self.path = nn.Conv2d(hidden, num_inputs, 1) if path_gate else None
         init_conv(self)
+        if self.path is not None:
+            nn.init.normal_(self.path.weight, std=0.01)
+            nn.init.zeros_(self.path.bias)
         for last, m, target in ((self.channel[-1], self.mode, 1.0 / num_inputs), (self.select[-1], select_mode, 0.5)):
             nn.init.normal_(last.weight, std=0.01)
             nn.init.constant_(last.bias, bias_for(m, target))
@@ -138,8 +144,11 @@ class ControlUnit(nn.Module):
             descriptor = self.norm(descriptor)
         elif self.control_norm == "layer":  # per image, over all n*C entries, no affine
             descriptor = F.layer_norm(descriptor.flatten(1), descriptor.shape[1:2]).view_as(descriptor)
-        w = self.channel(descriptor)
-        w = gate_activation(w.unflatten(1, (self.n, self.channels)), self.mode, dim=1)
+        hidden = self.channel[1](self.channel[0](descriptor))
+        w = self.channel[2](hidden).unflatten(1, (self.n, self.channels))
+        if self.path is not None:
+            w = w + self.path(hidden).unsqueeze(2)  # [B, n, 1, 1, 1]: one logit per path
+        w = gate_activation(w, self.mode, dim=1)
         s = gate_activation(self.select(spatial_znorm(torch.cat(magnitudes, 1))), self.select_mode, dim=1)
         return w, s
 
@@ -198,13 +207,14 @@ class CSG(nn.Module):
 
     def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
                  select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
-                 control_norm: str = "running", gain: str = "input"):
+                 control_norm: str = "running", gain: str = "input", path_gate: bool = False):
         super().__init__()
         n = len(in_channels)
         self.gain_mode = check_mode(gain, GAINS, "CSG gain")
         self.paths = Resampler(in_channels, out_channels)
         self.control = nn.ModuleList(
-            ControlUnit(n, out_channels, mode, select_mode, reduction, control_norm=control_norm) for _ in range(n)
+            ControlUnit(n, out_channels, mode, select_mode, reduction, control_norm=control_norm, path_gate=path_gate)
+            for _ in range(n)
         )
         self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
         if self.output is not None:
@@ -258,10 +268,10 @@ class CSGNeck(Neck):
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
                  csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
                  output_conv: bool = True, csg_control_norm: str = "running",
-                 csg_gain: str = "input"):
+                 csg_gain: str = "input", csg_path_gate: bool = False):
         super().__init__(spec, out_channels, extra)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
-                       csg_control_norm, csg_gain)
+                       csg_control_norm, csg_gain, csg_path_gate)
 
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
         return self.csg([b[-1] for b in blocks])
