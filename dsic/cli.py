@@ -1,7 +1,12 @@
-"""The ``dsic`` command line: train, eval, predict, visualize, data synth, profile, demo.
+"""The ``dsic`` command line: train, eval, predict, visualize, export, plot, data synth, profile, demo.
 
 Every sub-command imports its machinery lazily, so ``dsic --help`` is instant. Config overrides
-are dotted ``key=value`` pairs (values parsed as YAML), e.g. ``train.epochs=2 model.neck=fpn``.
+are dotted ``key=value`` words anywhere on the line (values parsed as YAML), e.g.
+``train.epochs=2 model.neck=fpn``, the same for every sub-command that reads a config; options
+(``--resume``, ``--device``, ``--out`` ...) may come before, between or after them.
+
+Errors in what a user gives (configs, data, missing files, unreadable checkpoints, bad options)
+print one line ``dsic: error: ...`` and exit with code 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,40 +17,96 @@ import sys
 from pathlib import Path
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # dsic.engine.precision.PRECISIONS (not imported: --help stays instant)
+CONFIG_SUFFIXES = (".yaml", ".yml")
+#: what a user's input can get wrong: a ConfigError / DatasetError (ValueErrors), a missing or
+#: unreadable file (OSError), a run that diverged (FloatingPointError: non-finite loss or weights)
+USER_ERRORS = (ValueError, OSError, FloatingPointError)  # FloatingPointError: training diverged (NaN/inf)
+
+
+class UsageError(ValueError):
+    """The words of the command line do not make a valid call."""
+
+
+def split_words(words: list[str], config: str | None = None) -> tuple[str | None, list[str], list[str]]:
+    """``(config, paths, overrides)``: ``key=value`` words that are not existing files are overrides;
+    a first word ending in .yaml/.yml is the config (unless ``--config`` gave one)."""
+    paths, overrides = [], []
+    for word in words:
+        if "=" in word and not word.startswith("=") and not Path(word).exists():
+            overrides.append(word)
+        else:
+            paths.append(word)
+    if config is None and paths and paths[0].lower().endswith(CONFIG_SUFFIXES):
+        config, paths = paths[0], paths[1:]
+    return config, paths, overrides
+
+
+def _overrides(args, overrides: list[str]) -> list[str]:
+    extra = list(getattr(args, "set", None) or [])
+    if getattr(args, "device", None):
+        extra.append(f"device={args.device}")
+    return overrides + extra
 
 
 def _train(args) -> int:
     from .engine.train import main_train
 
-    main_train(args.config, args.overrides, resume=args.resume)
+    config, rest, overrides = split_words(args.words, args.config)
+    if rest:
+        raise UsageError(f"dsic train takes a config file and key=value overrides; not an override: {rest[0]}")
+    result = main_train(config, _overrides(args, overrides), resume=args.resume)
+    print(f"[dsic] outputs in {result['output_dir']} (final weights: {result['final']})", flush=True)
     return 0
 
 
 def _eval(args) -> int:
     from .engine.evaluate import main_eval
 
-    metrics = main_eval(args.config, args.checkpoint, args.overrides, evaluator=args.evaluator,
+    config, rest, overrides = split_words(args.words, args.config)
+    if len(rest) != 1:
+        raise UsageError(f"dsic eval takes [CONFIG] CHECKPOINT and key=value overrides, got {args.words}")
+    metrics = main_eval(config, rest[0], _overrides(args, overrides), evaluator=args.evaluator,
                         precision=args.precision)
     if metrics is not None:
         print(json.dumps(metrics, indent=2))
     return 0
 
 
-def _predict(args) -> int:
-    from .inference import predict_files
+def _predict(args, with_states: bool = False) -> int:
+    from .inference import predict_images
 
-    written = predict_files(args.config, args.checkpoint, args.images, args.out, args.score_thresh, args.overrides,
-                            precision=args.precision)
-    for path in written:
+    config, rest, overrides = split_words(args.words, args.config)
+    if len(rest) < 2:
+        raise UsageError(f"dsic {args.command} takes [CONFIG] CHECKPOINT IMAGES..., got {args.words}")
+    report = predict_images(rest[0], rest[1:], args.out, args.score_thresh, config, overrides + args.set,
+                            args.device, getattr(args, "per_image_json", False), with_states=with_states,
+                            precision=getattr(args, "precision", "fp32"))
+    for path in report["written"]:
         print(path)
+    if report["results"] is not None:
+        print(report["results"])
     return 0
 
 
 def _visualize(args) -> int:
-    from .inference import visualize_files
+    return _predict(args, with_states=True)
 
-    written = visualize_files(args.config, args.checkpoint, args.images, args.out, args.score_thresh, args.overrides)
-    for path in written:
+
+def _export(args) -> int:
+    from .export import export
+
+    config, rest, overrides = split_words(args.words, args.config)
+    if len(rest) != 1:
+        raise UsageError(f"dsic export takes [CONFIG] CHECKPOINT and key=value overrides, got {args.words}")
+    path = export(rest[0], args.out, args.format, config, overrides + args.set, size=tuple(args.size))
+    print(path)
+    return 0
+
+
+def _plot(args) -> int:
+    from .visualize import plot_run
+
+    for path in plot_run(args.run_dir, args.out):
         print(path)
     return 0
 
@@ -94,36 +155,57 @@ def _demo(args) -> int:
     return 0
 
 
+def _config_command(sub, name: str, func, help_: str, words: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_, description=help_)
+    p.add_argument("words", nargs="*", metavar=words, help="key=value words are config overrides")
+    p.add_argument("--config", default=None, help="the config file (also: a first word ending in .yaml)")
+    p.add_argument("--set", nargs="+", action="extend", default=[], help=argparse.SUPPRESS)  # older spelling
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="dsic", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"dsic {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a detector from a YAML config (works under torchrun)")
-    p.add_argument("config")
-    p.add_argument("overrides", nargs="*", help="dotted key=value config overrides")
-    p.add_argument("--resume", action="store_true", help="resume from output_dir/last.pth")
-    p.set_defaults(func=_train)
+    p = _config_command(sub, "train", _train, "train a detector from a YAML config (works under torchrun)",
+                        "[CONFIG] [key=value ...]")
+    p.add_argument("--resume", action="store_true", help="continue from output_dir/last.pth (or interrupted.pth)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (the config's 'device')")
 
-    p = sub.add_parser("eval", help="COCO evaluation of a checkpoint (works under torchrun)")
-    p.add_argument("config")
-    p.add_argument("checkpoint")
-    p.add_argument("overrides", nargs="*")
+    p = _config_command(sub, "eval", _eval, "COCO evaluation of a checkpoint (works under torchrun)",
+                        "[CONFIG] CHECKPOINT [key=value ...]")
     p.add_argument("--evaluator", choices=["faster_coco_eval", "pycocotools"], default=None)
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (fp16: CUDA only)")
-    p.set_defaults(func=_eval)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
 
-    for name, func, help_ in (("predict", _predict, "draw detections on images"),
+    for name, func, help_ in (("predict", _predict, "detections on images: drawn PNGs and COCO results JSON"),
                               ("visualize", _visualize, "detections + CSG state matrix + ISG gates (Fig. 3)")):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("config")
-        p.add_argument("checkpoint")
-        p.add_argument("images", nargs="+", help="image files or folders")
+        p = _config_command(sub, name, func, help_, "[CONFIG] CHECKPOINT IMAGE|FOLDER|GLOB ... [key=value ...]")
         p.add_argument("--out", required=True, help="output folder")
         p.add_argument("--score-thresh", type=float, default=0.5)
-        p.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides key=value")
+        p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the config's device)")
         if name == "predict":
             p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (fp16: CUDA only)")
-        p.set_defaults(func=func)
+            p.add_argument("--per-image-json", action="store_true", help="also write <image>.json per image")
+
+    p = _config_command(sub, "export", _export, "ONNX or TorchScript file of a checkpoint (see docs/export.md)",
+                        "[CONFIG] CHECKPOINT [key=value ...]")
+    p.add_argument("--out", required=True, help="the file to write (.onnx or .pt)")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--size", type=int, nargs=2, default=[800, 800], metavar=("H", "W"),
+                   help="example input size for ONNX (any size works at run time)")
+
+    p = sub.add_parser("plot", help="loss and AP curves of a training run")
+    p.add_argument("run_dir")
+    p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/plots)")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_plot)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="generate the embedded multi-scale COCO-format dataset")
@@ -175,14 +257,33 @@ def _precision_list(text: str) -> str:
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .engine.precision import PrecisionError
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; a config command's options and words may come in any order."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    first = next((i for i, word in enumerate(argv) if not word.startswith("-")), None)
+    command = argv[first] if first is not None else None
+    if command in ("train", "eval", "predict", "visualize", "export", "plot"):
+        head = [w for w in argv[:first] if w != "--debug"]
+        if head:  # --version / --help / a typo before the command
+            return parser.parse_args(argv)
+        args = sub.choices[command].parse_intermixed_args(argv[first + 1:])
+        args.command = command
+        args.debug = args.debug or "--debug" in argv[:first]
+        return args
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse(argv)
     try:
         return args.func(args)
-    except PrecisionError as err:  # e.g. fp16 on the CPU: one line, exit status 2
-        print(f"dsic {args.command}: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if getattr(args, "debug", False):
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"dsic: error: {message} (--debug shows the traceback)", file=sys.stderr, flush=True)
         return 2
 
 

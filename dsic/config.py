@@ -62,10 +62,14 @@ SCHEMA: dict = {
         "arch": Leaf("faster_rcnn", ("str",), choices=ARCHS),
         "backbone": Leaf("resnet50", ("str",)),
         "neck": Leaf("dsic", ("str",)),
-        "num_classes": Leaf(80, ("int",), min=1, doc="foreground classes K (labels 1..K)"),
+        "num_classes": Leaf(None, ("int",), nullable=True, min=1,
+                            doc="foreground classes K (labels 1..K); null: the training annotations' categories"),
+        "classes": Leaf(None, ("str", "list"), nullable=True, choices=("torchvision_coco",), items="dict",
+                        doc="null: the categories of the training JSON; torchvision_coco: label = COCO id"),
         "pretrained_backbone": Leaf(None, ("str",), nullable=True, doc="null | imagenet | path"),
-        "norm": Leaf("frozen_bn", ("str",), choices=("frozen_bn", "bn", "gn")),
-        "trainable_layers": Leaf(3, ("int",), min=0),
+        "norm": Leaf(None, ("str",), nullable=True, choices=("frozen_bn", "bn", "gn"),
+                     doc="null: frozen_bn with pretrained weights, bn from scratch"),
+        "trainable_layers": Leaf(None, ("int",), nullable=True, min=0, doc="null: 3 with pretrained weights, else all"),
         "out_channels": Leaf(256, ("int",), min=1),
         "neck_cfg": Leaf({}, ("dict",)),
         "min_size": Leaf(800, ("int", "list"), min=1, items="int"),
@@ -110,6 +114,7 @@ SCHEMA: dict = {
         "checkpoint_minutes": Leaf(10.0, ("float",), nullable=True, min=0,
                                    doc="also after M minutes of training since the last one (null or 0: off)"),
         "log_every": Leaf(20, ("int",), min=1),
+        "tensorboard": Leaf(False, ("bool",), doc="TensorBoard scalars in output_dir/tensorboard"),
         "max_iters": Leaf(None, ("int",), nullable=True, min=1),
         "find_unused_parameters": Leaf(False, ("bool",)),
         "sync_bn": Leaf(False, ("bool",)),
@@ -361,6 +366,9 @@ def finalize(cfg: dict, where: str = "config") -> dict:
                           f"{', '.join(IOU_TYPES)}")
     if "segm" in ev["iou_types"] and not masks:
         raise ConfigError(f"{where}: 'eval.iou_types' has segm but model.arch {model['arch']!r} predicts no masks")
+    if model["norm"] == "frozen_bn" and model["pretrained_backbone"] is None and model["init_from"] is None:
+        raise ConfigError(f"{where}: 'model.norm' = 'frozen_bn' with no pretrained weights (model.pretrained_backbone "
+                          f"and model.init_from are null) would freeze random statistics; use bn or gn, or null")
     device = cfg["device"]
     if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ConfigError(f"{where}: 'device' = {device!r}, expected auto, cpu, cuda or cuda:N")

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIG = ROOT / "configs" / "embedded" / "faster_rcnn_tiny_fpn.yaml"
 QUICK = {"synth": {"num_train": 16, "num_val": 8, "image_size": 160},
          "train": ["train.epochs=1", "train.max_iters=4", "train.warmup_iters=2", "train.eval_every=1",
-                   "train.batch_size=2", "model.min_size=160", "model.max_size=160"]}
+                   "train.batch_size=2", "model.min_size=160", "model.max_size=160", "train.log_every=1"]}
 
 
 def neck_variants(necks) -> dict[str, list[str]]:

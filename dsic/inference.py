@@ -1,7 +1,27 @@
-"""Run a trained detector on image files: ``dsic predict`` and ``dsic visualize``."""
+"""Run a trained detector on image files: ``dsic predict`` and ``dsic visualize``.
+
+The model is rebuilt from the checkpoint's own config (a config file is optional and wins when
+given); its classes (``model.classes``, saved by training) give the category ids and names.
+``dsic predict`` writes to ``out``:
+
+* ``<name>_det.png`` per image, the detections with ``score >= score_thresh`` drawn;
+* ``results.json``: COCO-format results ``[{"image_id", "category_id", "bbox": [x, y, w, h],
+  "score"}]`` of every image (same threshold), and ``images.json``: ``{"images": [{"id",
+  "file_name", "width", "height"}], "categories": [{"id", "name"}]}`` saying which file each
+  ``image_id`` is (the two together load with pycocotools' ``COCO.loadRes``);
+* with ``per_image_json``: ``<name>.json`` per image (``file_name``, ``width``, ``height`` and its
+  ``detections`` with xyxy ``box``, ``category_id``, ``label``, ``name``, ``score``).
+
+``<name>`` is the file's stem, or ``<stem>_<suffix>`` when two inputs share a stem (``a.jpg`` and
+``a.png``), numbered on when still equal. Unreadable files are skipped with a warning and counted.
+"""
 
 from __future__ import annotations
 
+import copy
+import glob
+import json
+import sys
 from pathlib import Path
 
 import torch
@@ -14,25 +34,94 @@ from .visualize import draw_detections, gate_figure, save
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-def load_model(config: str | Path, checkpoint: str | Path, overrides: list[str] | None = None,
-               device: str | None = None):
-    """Build the config's detector, load ``checkpoint`` (a dsic checkpoint or a state dict)."""
-    from .config import load_config
-    from .engine.builders import build_model
-    from .engine.checkpoint import load_checkpoint
+def checkpoint_config(checkpoint: str | Path, state: dict, config: str | Path | None = None,
+                      overrides: list[str] | None = None) -> dict:
+    """The run config: ``config`` when given, else the one saved in the checkpoint (the defaults for a
+    bare state dict); ``overrides`` on top."""
+    from .config import DEFAULTS, ConfigError, finalize, load_config, merge, parse_override, validate
 
-    cfg = load_config(config, overrides or [])
-    model = build_model(cfg)
+    if config is not None:
+        return load_config(config, overrides or [])
+    saved = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(saved, dict):
+        if overrides:  # a bare state dict (e.g. torchvision's) described by overrides alone
+            return load_config(None, overrides)
+        raise ConfigError(f"{checkpoint}: holds no config (a bare state dict); pass a config file with --config")
+    validate(saved, f"{checkpoint} (its config)")
+    cfg = merge(copy.deepcopy(DEFAULTS), saved)
+    for item in overrides or []:
+        patch = parse_override(item)
+        validate(patch, f"override {item!r}")
+        cfg = merge(cfg, patch)
+    return finalize(cfg, str(checkpoint))
+
+
+def _num_classes_from_weights(weights: dict) -> int | None:
+    w = weights.get("roi_heads.box_predictor.cls_score.weight")
+    return int(w.shape[0]) - 1 if w is not None else None
+
+
+def load_trained(checkpoint: str | Path, config: str | Path | None = None, overrides: list[str] | None = None,
+                 device: str | None = None, split: str | None = None):
+    """``(model in eval mode, cfg, device)`` for a dsic checkpoint or a bare state dict (e.g. one of
+    torchvision's). The checkpoint's classes win over the config's; with ``split`` they are checked
+    against that split's annotations (:func:`dsic.data.classes.resolve_classes`)."""
+    from .config import ConfigError
+    from .data.classes import check_class_list, checkpoint_classes, resolve_classes
+    from .engine.builders import build_model
+    from .engine.checkpoint import load_checkpoint, model_state
+    from .models.builder import inference_config
+
     state = load_checkpoint(checkpoint)
-    model.load_state_dict(state.get("model", state))
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cfg = checkpoint_config(checkpoint, state, config, overrides)
+    weights = model_state(state)
+    own = checkpoint_classes(state)
+    if split is not None:
+        cfg = resolve_classes(cfg, split, own)
+    elif own is not None or cfg["model"]["classes"] is not None:
+        classes = check_class_list(own if own is not None else cfg["model"]["classes"])
+        cfg["model"]["classes"], cfg["model"]["num_classes"] = classes, len(classes)
+    model_cfg = cfg["model"]
+    if model_cfg["num_classes"] is None and model_cfg["classes"] is None:
+        model_cfg["num_classes"] = _num_classes_from_weights(weights)
+        if model_cfg["num_classes"] is None:
+            raise ConfigError(f"{checkpoint}: the number of classes is unknown; set model.num_classes")
+    model = build_model({**cfg, "model": inference_config(model_cfg)})
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise ValueError(f"{checkpoint}: does not fit the configured model ({model_cfg['arch']}, "
+                         f"{model_cfg['backbone']}, {model_cfg['neck']}, {model_cfg['num_classes']} classes): "
+                         f"{detail}") from err
+    if model.classes is None and isinstance(model_cfg["classes"], list):
+        model.classes = model_cfg["classes"]
+    dev = pick_device(device or cfg.get("device"))
     return model.to(dev).eval(), cfg, dev
 
 
-def class_names_of(cfg: dict) -> list[str] | None:
-    """Class names from the config's val (or train) annotation file, when it is readable."""
-    import json
+def pick_device(name: str | None) -> torch.device:
+    """``None`` / ``auto``: CUDA when available, else the CPU; ``cpu``, ``cuda``, ``cuda:N`` as given."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    return dev
 
+
+def load_model(config: str | Path | None, checkpoint: str | Path, overrides: list[str] | None = None,
+               device: str | None = None):
+    """Build the detector and load ``checkpoint`` (see :func:`load_trained`)."""
+    return load_trained(checkpoint, config, overrides, device)
+
+
+def class_names_of(cfg: dict) -> list[str] | None:
+    """Class names in label order: the config's ``model.classes`` (saved by training), else the
+    categories of its val (or train) annotation file when that is readable."""
+    classes = cfg["model"].get("classes")
+    if isinstance(classes, list):
+        return [c["name"] for c in classes]
     for split in ("val", "train"):
         ann = ((cfg.get("data") or {}).get(split) or {}).get("annotations")
         if ann and Path(ann).is_file():
@@ -42,59 +131,150 @@ def class_names_of(cfg: dict) -> list[str] | None:
 
 
 def image_files(inputs: list[str | Path]) -> list[Path]:
-    files = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.is_file():
-            files.append(item)
+    """Files, folders (their images, sorted) and glob patterns (``'data/*.jpg'``), in order, once each."""
+    files: list[Path] = []
+    for item in map(str, inputs):
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        elif glob.has_magic(item):
+            matched = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not matched:
+                raise FileNotFoundError(f"no file matches {item}")
+            files += matched
         else:
             raise FileNotFoundError(f"image not found: {item}")
+    files = list(dict.fromkeys(files))
     if not files:
         raise FileNotFoundError(f"no images in {', '.join(map(str, inputs))}")
     return files
+
+
+def output_names(files: list[Path]) -> dict[Path, str]:
+    """A distinct output name per file: the stem, ``stem_suffix`` for stems shared by several
+    inputs, then ``_2``, ``_3`` ... for what is still shared (same name in different folders)."""
+    stems: dict[str, int] = {}
+    for f in files:
+        stems[f.stem] = stems.get(f.stem, 0) + 1
+    names, used = {}, set()
+    for f in files:
+        base = f.stem if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
+        name, n = base, 1
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        names[f] = name
+    return names
 
 
 def read_image(path: Path) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             return pil_to_tensor(im.convert("RGB")).float() / 255
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
 
 
-@torch.inference_mode()
-def _run(config, checkpoint, images, out, score_thresh, overrides, with_states: bool,
-         precision: str = "fp32") -> list[Path]:
+def _progress(files: list[Path]):
+    from tqdm import tqdm
+
+    return tqdm(files, desc="images", unit="img", disable=len(files) < 2, file=sys.stderr, leave=False)
+
+
+def _category(classes: list[dict] | None, label: int) -> tuple[int, str]:
+    if classes and 1 <= label <= len(classes):
+        return int(classes[label - 1]["id"]), str(classes[label - 1]["name"])
+    return int(label), str(label)
+
+
+def _records(det: dict, classes, score_thresh: float) -> list[dict]:
+    keep = det["scores"] >= score_thresh
+    out = []
+    for box, label, score in zip(det["boxes"][keep].tolist(), det["labels"][keep].tolist(),
+                                 det["scores"][keep].tolist()):
+        cat_id, name = _category(classes, label)
+        out.append({"box": [round(v, 2) for v in box], "category_id": cat_id, "label": label, "name": name,
+                    "score": round(score, 5)})
+    return out
+
+
+def predict_images(checkpoint, images, out, score_thresh: float = 0.5, config=None, overrides=None,
+                   device: str | None = None, per_image_json: bool = False, with_states: bool = False,
+                   precision: str = "fp32") -> dict:
+    """Run the detector on ``images`` (files, folders, globs) in ``precision`` (fp32 | bf16 | fp16 on
+    CUDA) and write the outputs into ``out`` (see the module doc). Returns ``{"written": [paths],
+    "skipped": [(file, reason)], "results": path}``."""
     import matplotlib.pyplot as plt
 
     from .engine.precision import autocast
 
-    model, cfg, dev = load_model(config, checkpoint, overrides)
+    model, cfg, dev = load_trained(checkpoint, config, overrides, device)
     precision_ctx = autocast(dev, precision)  # checked for the device before any image is read
-    names = class_names_of(cfg)
-    written = []
-    for path in image_files(images):
-        image = read_image(path)
-        with precision_ctx:
+    classes = model.classes
+    names = [c["name"] for c in classes] if classes else None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = image_files(images)
+    stem_of = output_names(files)
+    written, skipped, results, image_recs = [], [], [], []
+    for path in _progress(files):
+        try:
+            image = read_image(path)
+        except ValueError as err:
+            print(f"[dsic] warning: skipping {path}: {err.__cause__ or err}", file=sys.stderr, flush=True)
+            skipped.append((str(path), str(err)))
+            continue
+        with torch.inference_mode(), precision_ctx:
             det = {k: v.cpu() for k, v in model([image.to(dev)])[0].items()}
+        name = stem_of[path]
         if with_states:
             fig = gate_figure(image, det, gate_states(model), 0, names, score_thresh)
-            written.append(save(fig, Path(out) / f"{path.stem}_gates.png"))
-        else:
-            fig, ax = plt.subplots(figsize=(image.shape[2] / 100, image.shape[1] / 100))
-            draw_detections(ax, image, det, names, score_thresh)
-            fig.subplots_adjust(0, 0, 1, 1)
-            written.append(save(fig, Path(out) / f"{path.stem}_det.png"))
-    return written
+            written.append(save(fig, out / f"{name}_gates.png"))
+            continue
+        fig, ax = plt.subplots(figsize=(image.shape[2] / 100, image.shape[1] / 100))
+        draw_detections(ax, image, det, names, score_thresh)
+        fig.subplots_adjust(0, 0, 1, 1)
+        written.append(save(fig, out / f"{name}_det.png"))
+        image_id = len(image_recs) + 1
+        height, width = image.shape[1:]
+        image_recs.append({"id": image_id, "file_name": str(path), "width": width, "height": height})
+        recs = _records(det, classes, score_thresh)
+        for r in recs:
+            x0, y0, x1, y1 = r["box"]
+            results.append({"image_id": image_id, "category_id": r["category_id"],
+                            "bbox": [x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)], "score": r["score"]})
+        if per_image_json:
+            doc = {"file_name": str(path), "width": width, "height": height, "detections": recs}
+            (out / f"{name}.json").write_text(json.dumps(doc, indent=1))
+            written.append(out / f"{name}.json")
+    report = {"written": written, "skipped": skipped, "results": None}
+    if not with_states and image_recs:
+        categories = ([{"id": c["id"], "name": c["name"]} for c in classes] if classes
+                      else [{"id": i, "name": str(i)} for i in range(1, cfg["model"]["num_classes"] + 1)])
+        (out / "images.json").write_text(json.dumps({"images": image_recs, "categories": categories}, indent=1))
+        report["results"] = out / "results.json"
+        report["results"].write_text(json.dumps(results))
+    if skipped:
+        print(f"[dsic] skipped {len(skipped)} of {len(files)} file(s) that could not be read", file=sys.stderr,
+              flush=True)
+    if len(skipped) == len(files):
+        raise ValueError(f"no image could be read: {skipped[0][1]}" if len(files) == 1
+                         else f"none of the {len(files)} files could be read as an image")
+    return report
 
 
-def predict_files(config, checkpoint, images, out, score_thresh=0.5, overrides=None, precision="fp32") -> list[Path]:
+def predict_files(config, checkpoint, images, out, score_thresh=0.5, overrides=None, device=None,
+                  precision="fp32") -> list[Path]:
     """Draw detections on every image (the model run in ``precision``: fp32 | bf16 | fp16 on CUDA);
-    returns the written PNG paths."""
-    return _run(config, checkpoint, images, out, score_thresh, overrides, with_states=False, precision=precision)
+    returns the written PNG paths (see :func:`predict_images`)."""
+    return predict_images(checkpoint, images, out, score_thresh, config, overrides, device,
+                          precision=precision)["written"]
 
 
-def visualize_files(config, checkpoint, images, out, score_thresh=0.5, overrides=None) -> list[Path]:
+def visualize_files(config, checkpoint, images, out, score_thresh=0.5, overrides=None, device=None) -> list[Path]:
     """Fig. 3 style figures (detections, CSG state matrix, ISG gates) for every image."""
-    return _run(config, checkpoint, images, out, score_thresh, overrides, with_states=True)
+    return predict_images(checkpoint, images, out, score_thresh, config, overrides, device,
+                          with_states=True)["written"]

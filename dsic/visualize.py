@@ -107,21 +107,72 @@ def read_jsonl(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def loss_curves(logs: dict[str, str | Path], path: str | Path, key: str = "loss", smooth: int = 10) -> Path:
-    """Training loss (``key``) against iteration for each run's JSON-lines log."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def plot_losses(ax, logs: dict[str, str | Path], key: str = "loss", smooth: int = 10) -> int:
+    """Draw ``key`` against iteration for each run's JSON-lines log on ``ax``; returns the number of
+    points drawn. Short logs (a smoke run logs a handful of iterations) are drawn with markers and
+    without smoothing, so that even one record is visible."""
+    points = 0
     for run, log in logs.items():
         recs = [r for r in read_jsonl(log) if key in r and "iter" in r]
         if not recs:
             continue
         it = np.array([r["iter"] for r in recs])
         loss = np.array([r[key] for r in recs], dtype=float)
-        if smooth > 1 and len(loss) >= smooth:
+        if smooth > 1 and len(loss) >= 3 * smooth:
             loss = np.convolve(loss, np.ones(smooth) / smooth, mode="valid")
             it = it[smooth - 1:]
-        ax.plot(it, loss, label=run)
+        ax.plot(it, loss, label=run, marker="o" if len(it) < 30 else None, markersize=3)
+        points += len(it)
     ax.set_xlabel("iteration")
     ax.set_ylabel(key)
-    ax.legend()
+    if points:
+        ax.legend()
+    return points
+
+
+def loss_curves(logs: dict[str, str | Path], path: str | Path, key: str = "loss", smooth: int = 10) -> Path:
+    """Training loss (``key``) against iteration for each run's JSON-lines log."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    plot_losses(ax, logs, key, smooth)
     fig.tight_layout()
     return save(fig, path)
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None,
+             metrics=("AP", "AP50", "AP75", "APs", "APm", "APl")) -> list[Path]:
+    """``dsic plot``: ``loss.png`` (the total loss and every loss term against iteration) and, when
+    the run evaluated, ``ap.png`` (bbox metrics in % against epoch) of a training run folder."""
+    run_dir = Path(run_dir)
+    log = run_dir / "log.jsonl"
+    if not log.is_file():
+        raise FileNotFoundError(f"{run_dir}: no log.jsonl (is it the output_dir of a dsic training run?)")
+    out = Path(out) if out is not None else run_dir / "plots"
+    recs = read_jsonl(log)
+    train = [r for r in recs if "loss" in r]
+    terms = sorted({k for r in train for k in r if k.startswith("loss_")})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    plot_losses(axes[0], {run_dir.name: log}, "loss")
+    axes[0].set_title("total loss", fontsize=9)
+    for term in terms:
+        it = [r["iter"] for r in train if term in r]
+        axes[1].plot(it, [r[term] for r in train if term in r], label=term, marker="o" if len(it) < 30 else None,
+                     markersize=3)
+    axes[1].set_xlabel("iteration")
+    axes[1].set_title("loss terms", fontsize=9)
+    if terms:
+        axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    written = [save(fig, out / "loss.png")]
+    evals = [r for r in recs if isinstance(r.get("eval"), dict)]
+    if evals:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        epochs = [r["epoch"] for r in evals]
+        for m in metrics:
+            values = [100 * r["eval"].get("bbox", r["eval"]).get(m, float("nan")) for r in evals]
+            ax.plot(epochs, values, label=m, marker="o")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("bbox metric (%)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(save(fig, out / "ap.png"))
+    return written

@@ -56,19 +56,30 @@ def test_eval_predict_visualize(quick_demo, tmp_path, capsys):
     assert (tmp_path / "vis" / f"{images[0].stem}_gates.png").stat().st_size > 1000
 
 
-def test_bad_inputs_name_the_culprit(quick_demo, tmp_path):
+def test_bad_inputs_name_the_culprit(quick_demo, tmp_path, capsys):
     ckpt = quick_demo / "dsic_seed0" / "final.pth"
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"no image here")
     overrides = data_overrides(quick_demo / "data" / "synth_hard") + ["model.neck=dsic"]
-    with pytest.raises(ValueError, match="cannot read image .*broken.jpg"):
-        main(["predict", str(BASE_CONFIG), str(ckpt), str(broken), "--out", str(tmp_path), "--set", *overrides])
-    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pth"):
-        main(["predict", str(BASE_CONFIG), str(tmp_path / "nope.pth"), str(broken), "--out", str(tmp_path)])
+    assert main(["predict", str(BASE_CONFIG), str(ckpt), str(broken), "--out", str(tmp_path), *overrides]) == 2
+    assert f"dsic: error: no image could be read: cannot read image {broken}" in capsys.readouterr().err
+    assert main(["predict", str(BASE_CONFIG), str(tmp_path / "nope.pth"), str(broken), "--out", str(tmp_path)]) == 2
+    assert f"dsic: error: checkpoint not found: {tmp_path / 'nope.pth'}" in capsys.readouterr().err
     bad_cfg = tmp_path / "bad.yaml"
     bad_cfg.write_text("model:\n  nek: dsic\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'model.nek' \(did you mean 'model.neck'\?\)"):
-        main(["train", str(bad_cfg)])
+        main(["train", str(bad_cfg), "--debug"])
+
+
+def test_quick_demo_loss_curves_show_every_logged_iteration(quick_demo):
+    import matplotlib.pyplot as plt
+
+    from dsic.visualize import plot_losses
+
+    fig, ax = plt.subplots()
+    drawn = plot_losses(ax, {"dsic": quick_demo / "dsic_seed0" / "log.jsonl"})
+    assert drawn == 4 and ax.lines[0].get_marker() == "o"  # max_iters=4, each logged
+    plt.close(fig)
 
 
 def test_data_synth_command(tmp_path, capsys):

@@ -29,7 +29,7 @@ def test_fpn_faster_rcnn_r50_loads_torchvision_checkpoint_and_matches_it():
                     min_size=320, max_size=320, box_score_thresh=0.0)
     randomize_frozen_bn(tv)
     ours = build_detector("faster_rcnn", "resnet50", "fpn", num_classes=90, min_size=320, max_size=320,
-                          detector_cfg={"box_score_thresh": 0.0})
+                          norm="frozen_bn", trainable_layers=3, detector_cfg={"box_score_thresh": 0.0})
     ours.load_state_dict(tv.state_dict(), strict=True)
     assert {n for n, p in ours.named_parameters() if p.requires_grad} == {
         n.replace("backbone.fpn.", "backbone.neck.fpn.") for n, p in tv.named_parameters() if p.requires_grad

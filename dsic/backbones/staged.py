@@ -108,6 +108,11 @@ class StagedBackbone(nn.Module):
             stage_ids=tuple(self.return_stages),
         )
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script`` compiles :class:`ScriptableStaged` in place of this module (the plan's
+        dotted paths cannot be resolved in TorchScript); it shares every sub-module and weight."""
+        return ScriptableStaged(self)
+
     def forward(self, x: Tensor) -> list[list[Tensor]]:
         outs: list[list[Tensor]] = []
         stage = 0
@@ -123,4 +128,60 @@ class StagedBackbone(nn.Module):
                 blocks.append(x)
             if stage in self.return_stages:
                 outs.append(blocks if self.keep_blocks else blocks[-1:])
+        return outs
+
+
+class _Layer(nn.Module):
+    """A plain plan step as a step returning a one-element list."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return [self.module(x)]
+
+
+class _Stage(nn.Module):
+    """A stage plan step: runs its blocks, returns every block's output."""
+
+    def __init__(self, blocks: nn.Module):
+        super().__init__()
+        self.blocks = blocks if isinstance(blocks, (nn.Sequential, nn.ModuleList)) else nn.ModuleList(blocks)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        outs: list[Tensor] = []
+        for block in self.blocks:
+            x = block(x)
+            outs.append(x)
+        return outs
+
+
+class ScriptableStaged(nn.Module):
+    """The TorchScript form of a :class:`StagedBackbone`: the plan as a ``ModuleList`` of steps.
+
+    Built by ``torch.jit.script`` (through ``__prepare_scriptable__``); the steps share the original
+    modules, so the outputs are the same. Its state-dict keys differ (``steps.i.module...``): save
+    and load weights through the eager model.
+    """
+
+    def __init__(self, staged: StagedBackbone):
+        super().__init__()
+        self.steps = nn.ModuleList(
+            _Stage(staged.get_submodule(p)) if s else _Layer(staged.get_submodule(p)) for p, s in staged.plan)
+        stage, returned = 0, []
+        for _, is_stage in staged.plan:
+            stage += int(is_stage)
+            returned.append(bool(is_stage) and stage in staged.return_stages)
+        self.returned: list[bool] = returned
+        self.keep_blocks: bool = staged.keep_blocks
+        self.spec = staged.spec
+
+    def forward(self, x: Tensor) -> list[list[Tensor]]:
+        outs: list[list[Tensor]] = []
+        for i, step in enumerate(self.steps):
+            ys = step(x)
+            x = ys[-1]
+            if self.returned[i]:
+                outs.append(ys if self.keep_blocks else ys[-1:])
         return outs

@@ -8,8 +8,8 @@ benchmark). Anything else can be wrapped with :class:`StagedBackbone` and a plan
 ``pretrained``:
     * ``None``: random init (training from scratch);
     * ``"imagenet"``: torchvision's ImageNet weights (``IMAGENET1K_V1`` for ResNet/ResNeXt, as
-      torchvision's detection models use; ``DEFAULT`` otherwise) - needs network access or a filled
-      torch hub cache;
+      torchvision's detection models use; ``DEFAULT`` otherwise) - needs network access or the file
+      in the torch hub cache (:func:`hub_file`); offline, :class:`WeightsNotFoundError` names it;
     * a path: a state dict (or a checkpoint with ``state_dict``/``model``) of the classification
       network; classifier keys are ignored, every other key must match.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -66,6 +67,17 @@ def resnet_tiny(weights=None, norm_layer=nn.BatchNorm2d, width: int = 32, layers
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     return net
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained weights are neither cached nor downloadable; the message names the file expected."""
+
+
+def hub_file(url: str) -> Path:
+    """Where torch hub keeps the download of ``url`` (``$TORCH_HOME/hub/checkpoints/<file name>``)."""
+    from urllib.parse import urlparse
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
 
 
 def available_backbones() -> list[str]:
@@ -132,7 +144,15 @@ def build_backbone(
     if pretrained == "imagenet":
         enum = torchvision.models.get_model_weights(name)
         weights = enum.IMAGENET1K_V1 if name in _RESNETS else enum.DEFAULT
-    network = ctor(weights=weights, **kwargs)
+    try:
+        network = ctor(weights=weights, **kwargs)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError; a truncated download a RuntimeError
+        if weights is None:
+            raise
+        raise WeightsNotFoundError(
+            f"ImageNet weights for {name} are not in the torch hub cache ({hub_file(weights.url)}) and could "
+            f"not be downloaded ({type(err).__name__}: {err}); put the file there, or set "
+            f"model.pretrained_backbone to the path of a local state dict") from err
     if pretrained not in (None, "imagenet"):
         load_classification_weights(network, pretrained)
     plan = _plan(name, network)

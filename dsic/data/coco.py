@@ -3,7 +3,8 @@
 Item ``i`` is ``(image, target)``: ``image`` float32 [3, H, W] in [0, 1] (RGB), ``target`` a dict
 
 * ``boxes`` float32 [N, 4] xyxy pixels, clipped to the image; ``labels`` int64 [N] in 1..K,
-  contiguous over the sorted COCO category ids (``cat_ids[label - 1]`` maps back);
+  contiguous over the sorted COCO category ids (``cat_ids[label - 1]`` maps back), or, given
+  ``classes`` (a model's ``[{"id", "name"}]`` in label order), the position in that list + 1;
 * ``masks`` uint8 [N, H, W] when ``with_masks`` (polygons, uncompressed and compressed RLE);
 * ``image_id`` int64 scalar (the COCO id), ``area`` float32 [N], ``iscrowd`` int64 [N].
 
@@ -280,7 +281,8 @@ def read_rgb(path: Path, image_id, expected: tuple[int, int] | None = None) -> t
 
 class CocoDetection(torch.utils.data.Dataset):
     def __init__(self, images_dir: str | Path, ann_file: str | Path, transforms=None, with_masks: bool = False,
-                 remove_empty: bool = False, keep_crowd: bool = False, verify: bool = True):
+                 remove_empty: bool = False, keep_crowd: bool = False, verify: bool = True,
+                 classes: list[dict] | None = None):
         self.images_dir = Path(images_dir)
         self.ann_file = Path(ann_file)
         if not self.images_dir.is_dir():
@@ -288,9 +290,16 @@ class CocoDetection(torch.utils.data.Dataset):
         data = load_coco_json(self.ann_file)
         dropped = drop_empty_boxes(data, self.ann_file)
         self.coco = coco_from_dict(data)
-        self.cat_ids = sorted(self.coco.getCatIds())
-        self.class_names = [self.coco.cats[c].get("name", str(c)) for c in self.cat_ids]
+        own = sorted(self.coco.getCatIds())
+        self.cat_ids = [c["id"] for c in classes] if classes is not None else own
+        foreign = sorted(set(own) - set(self.cat_ids))
+        if foreign:
+            raise DatasetError(f"{self.ann_file}: categories {foreign} are not among the model's classes "
+                               f"(ids {self.cat_ids})")
+        self.class_names = ([c["name"] for c in classes] if classes is not None
+                            else [self.coco.cats[c].get("name", str(c)) for c in self.cat_ids])
         self._label_of = {c: i + 1 for i, c in enumerate(self.cat_ids)}
+        self._known = set(own)
         self.transforms = transforms
         self.with_masks = with_masks
         self.keep_crowd = keep_crowd
@@ -302,12 +311,14 @@ class CocoDetection(torch.utils.data.Dataset):
         if verify:
             verify_images(self.images_dir, [self.coco.imgs[i] for i in ids], self.ann_file)
 
-    def label_to_cat_id(self, label: int) -> int:
-        """The COCO category id of a contiguous label 1..K (0 is the background and has none)."""
+    def label_to_cat_id(self, label: int) -> int | None:
+        """The COCO category id of a label 1..K (0 is the background and has none); None when the
+        model's class is not a category of this file (e.g. COCO ids without objects)."""
         if not 1 <= int(label) <= len(self.cat_ids):
             raise ValueError(f"label {int(label)} is outside 1..{len(self.cat_ids)}: {self.ann_file} has "
                              f"{len(self.cat_ids)} categories (does the model's num_classes match?)")
-        return self.cat_ids[int(label) - 1]
+        cat_id = self.cat_ids[int(label) - 1]
+        return cat_id if cat_id in self._known else None
 
     def _usable(self, ann: dict) -> bool:
         """Whether ``ann`` gives a training box: not crowd (unless kept), non-empty inside the image."""

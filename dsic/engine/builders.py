@@ -31,8 +31,10 @@ def make_dataset(cfg: dict, split: str):
             raise DatasetError(f"config: data.{split}.{key} is not set")
     train = split == "train"
     transforms = build_transforms(train, data["train_scales"], cfg["model"]["max_size"], data["hflip_prob"])
+    classes = cfg["model"].get("classes")
     return CocoDetection(paths["images"], paths["annotations"], transforms=transforms,
-                         with_masks=data["with_masks"], remove_empty=train, verify=data.get("verify_images", True))
+                         with_masks=data["with_masks"], remove_empty=train, verify=data.get("verify_images", True),
+                         classes=classes if isinstance(classes, list) else None)
 
 
 def _mix(*values: int) -> int:

@@ -65,10 +65,12 @@ def to_coco_results(image_id: int, det: dict, label_to_cat_id) -> list[dict]:
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
     scores = det["scores"].detach().float().cpu().tolist()
     labels = det["labels"].detach().cpu().tolist()
-    out = [{"image_id": int(image_id), "category_id": int(label_to_cat_id(lab)), "bbox": box, "score": score}
-           for box, score, lab in zip(xywh, scores, labels)]
+    cat_ids = [label_to_cat_id(lab) for lab in labels]  # None: a class the ground truth does not have
+    out = [{"image_id": int(image_id), "category_id": int(cat), "bbox": box, "score": score}
+           for box, score, cat in zip(xywh, scores, cat_ids) if cat is not None]
     if "masks" in det:
-        for rec, rle in zip(out, encode_masks(det["masks"])):
+        rles = encode_masks(det["masks"])
+        for rec, rle in zip(out, [r for r, cat in zip(rles, cat_ids) if cat is not None]):
             rec["segmentation"] = rle
     return out
 
@@ -231,22 +233,25 @@ def evaluate(model, data_loader, evaluator: str = "faster_coco_eval", iou_types=
 def main_eval(config_path, checkpoint, overrides=None, evaluator: str | None = None,
               precision: str = "fp32") -> dict | None:
     """``dsic eval``: evaluate ``checkpoint`` on the config's val split (single process or under
-    torchrun) in ``precision`` (fp32 | bf16 | fp16, checked for the device before the model is built).
+    torchrun) in ``precision`` (fp32 | bf16 | fp16, checked for the device before the model is built);
+    ``config_path`` None takes the checkpoint's config. Labels map to the val JSON's category ids
+    through the model's classes (``model.classes``; see :mod:`dsic.data.classes`).
     Writes ``output_dir/eval.json`` and ``output_dir/results_eval.json``; returns the metrics on
     rank 0 (None on the other ranks)."""
     from ..config import load_config
-    from .builders import build_model, make_eval_loader
-    from .checkpoint import load_checkpoint, model_state
+    from ..inference import checkpoint_config, load_trained
+    from .builders import make_eval_loader
+    from .checkpoint import load_checkpoint
     from .distributed import cleanup, init_distributed
 
-    cfg = load_config(config_path, overrides)
+    cfg = (load_config(config_path, overrides) if config_path is not None
+           else checkpoint_config(checkpoint, load_checkpoint(checkpoint), None, overrides))
     evaluator = evaluator or cfg["eval"]["evaluator"]
     info = init_distributed(cfg["device"])
     try:
         check_precision(precision, info.device)
-        model = build_model(cfg)
-        model.load_state_dict(model_state(load_checkpoint(checkpoint)))
-        model.to(info.device)
+        # the checkpoint's classes, checked against the val annotations before anything runs
+        model, cfg, _ = load_trained(checkpoint, config_path, overrides, str(info.device), split="val")
         loader = make_eval_loader(cfg, info)
         out = Path(cfg["output_dir"])
         metrics = evaluate(model, loader, evaluator, cfg["eval"]["iou_types"], cfg["eval"]["max_dets"], info,

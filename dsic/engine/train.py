@@ -49,6 +49,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import dump_config, finalize, load_config
+from ..data.classes import check_classes
 from .builders import _mix, build_model, make_dataset, make_eval_loader, make_train_loader
 from .checkpoint import (
     check_resume_state,
@@ -78,6 +79,7 @@ from .distributed import (
 from .ema import ModelEMA
 from .evaluate import evaluate
 from .precision import amp_precision, autocast, needs_grad_scaler
+from .reporting import RunReport
 from .schedule import build_scheduler, scaled_lr
 
 
@@ -337,6 +339,7 @@ def train(cfg: dict, model_factory=None, resume: bool | str | Path = False) -> d
     """
     if cfg["train"]["epochs"] is None:
         cfg = finalize(cfg)
+    cfg = check_classes(cfg)
     info = init_distributed(cfg["device"])
     try:
         with SignalGuard() as guard:
@@ -348,8 +351,9 @@ def train(cfg: dict, model_factory=None, resume: bool | str | Path = False) -> d
 def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard) -> dict:
     run = _Run(cfg, info, model_factory, guard)
     tcfg, out = run.tcfg, run.out
-    log = JsonLog(out / "log.jsonl" if info.is_main else None)
-    source, state = _resume_source(run, resume)
+    source, state = _resume_source(run, resume)  # may move an earlier run's outputs aside first
+    log = RunReport(JsonLog(out / "log.jsonl" if info.is_main else None), cfg, run.iters_per_epoch,
+                    str(info.device), info.world_size)
     if source is not None:
         run.load(source, state)
         log.truncate_after(run.iteration)
@@ -377,8 +381,10 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
             save_atomic({"model": run.eval_model().state_dict(), "config": cfg, "epoch": run.epoch,
                          "iteration": run.iteration, "ema": run.ema is not None}, final)
     barrier(info)
-    return {"output_dir": str(out), "metrics": metrics, "epoch": run.epoch, "iteration": run.iteration,
-            "checkpoint": str(out / "last.pth"), "final": str(final)}
+    result = {"output_dir": str(out), "metrics": metrics, "epoch": run.epoch, "iteration": run.iteration,
+              "checkpoint": str(out / "last.pth"), "final": str(final)}
+    log.finish(result)
+    return result
 
 
 def _resume_source(run: _Run, resume) -> tuple[Path | None, dict | None]:

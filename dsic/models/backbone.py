@@ -8,8 +8,6 @@ keeps its FPN (``neck.fpn.*``, extra levels ``neck.extra_blocks.*``).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from torch import Tensor, nn
 
 from ..backbones.staged import StagedBackbone
@@ -35,5 +33,5 @@ class DetectorBackbone(nn.Module):
             new = prefix + "neck." + (rest if rest.startswith("extra_blocks.") else target + rest)
             state_dict[new] = state_dict.pop(key)
 
-    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.neck(self.body(x))

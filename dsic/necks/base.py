@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
@@ -77,14 +78,62 @@ class Neck(nn.Module):
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
         raise NotImplementedError
 
-    def forward(self, blocks: list[list[Tensor]]) -> OrderedDict[str, Tensor]:
-        if len(blocks) != self.num_levels:
-            raise ValueError(f"{type(self).__name__} expects {self.num_levels} stages, got {len(blocks)}")
+    #: False: ``torch.jit.script`` gets a trace of the neck instead (see :meth:`__prepare_scriptable__`)
+    scriptable = False
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """Necks written in TorchScript's subset (``scriptable``) are compiled as they are; the others
+        (the gated necks) are traced on a 256x256 example: Python branches on shapes are fixed to that
+        example's, every size is still read from the input (tested at other sizes)."""
+        if self.scriptable:
+            return self
+        was_training = self.training
+        self.eval()
+        blocks = [[torch.zeros(1, c, max(1, 256 // s), max(1, 256 // s)) for c in chans]
+                  for chans, s in zip(self.spec.block_channels, self.spec.strides)]
+        if not self.needs_blocks:
+            blocks = [b[-1:] for b in blocks]
+        with torch.no_grad():
+            traced = torch.jit.trace(self, (blocks,), strict=False, check_trace=False)
+        self.train(was_training)
+        return traced
+
+    def forward(self, blocks: list[list[Tensor]]) -> dict[str, Tensor]:
+        """``blocks``: the block outputs of each stage; necks that only need stage outputs also take
+        an ``OrderedDict`` or list of maps, as torchvision's ``FeaturePyramidNetwork`` does."""
+        if not torch.jit.is_scripting():
+            blocks = self.as_blocks(blocks)
         results = self.levels(blocks)
         names = [str(i) for i in range(len(results))]
         if self.extra_blocks is not None:
             results, names = self.extra_blocks(results, [b[-1] for b in blocks], names)
-        return OrderedDict(zip(names, results))
+        return OrderedDict([(k, v) for k, v in zip(names, results)])
+
+    @torch.jit.unused
+    def as_blocks(self, features) -> list[list[Tensor]]:
+        """``features`` as one list of block outputs per stage; a ``TypeError`` / ``ValueError``
+        naming the neck and what it expects otherwise."""
+        name = type(self).__name__
+        given = features
+        if isinstance(features, dict):
+            features = list(features.values())
+        if not isinstance(features, (list, tuple)):
+            raise TypeError(f"{name} expects a list of {self.num_levels} feature maps (or an OrderedDict, or one "
+                            f"list of block outputs per stage), got {type(given).__name__}")
+        if all(isinstance(f, Tensor) for f in features):
+            if self.needs_blocks:
+                raise TypeError(f"{name} needs the output of every block of each stage (a list of lists of "
+                                f"tensors), got {len(features)} single maps")
+            features = [[f] for f in features]
+        elif not all(isinstance(f, (list, tuple)) and f and all(isinstance(t, Tensor) for t in f) for f in features):
+            raise TypeError(f"{name} expects tensors: a list of {self.num_levels} feature maps, an OrderedDict of "
+                            f"them, or one list of block outputs per stage")
+        if len(features) != self.num_levels:
+            raise ValueError(f"{name} expects {self.num_levels} stages, got {len(features)}")
+        for i, (f, ch) in enumerate(zip(features, self.in_channels)):
+            if f[-1].ndim != 4 or f[-1].shape[1] != ch:
+                raise ValueError(f"{name}: stage {i} must be a [B, {ch}, H, W] map, got shape {list(f[-1].shape)}")
+        return [list(f) for f in features]
 
     def gate_states(self) -> dict:
         """Detached gate states of the last forward (empty for ungated necks)."""

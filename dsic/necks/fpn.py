@@ -24,12 +24,18 @@ class TopDown(nn.Module):
         init_conv(self)
 
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
-        inner = self.inner_blocks[-1](feats[-1])
-        results = [self.layer_blocks[-1](inner)]
+        # laterals first (a ModuleList is only iterable in TorchScript, not indexable by a variable)
+        laterals: list[Tensor] = []
+        for i, block in enumerate(self.inner_blocks):
+            laterals.append(block(feats[i]))
+        inner = laterals[-1]
+        tops = [inner]
         for i in range(len(feats) - 2, -1, -1):
-            lateral = self.inner_blocks[i](feats[i])
-            inner = lateral + F.interpolate(inner, size=lateral.shape[-2:], mode="nearest")
-            results.insert(0, self.layer_blocks[i](inner))
+            inner = laterals[i] + F.interpolate(inner, size=laterals[i].shape[-2:], mode="nearest")
+            tops.insert(0, inner)
+        results: list[Tensor] = []
+        for i, block in enumerate(self.layer_blocks):
+            results.append(block(tops[i]))
         return results
 
 
@@ -37,6 +43,7 @@ class FPN(Neck):
     """FPN on the stage outputs (last block of each returned stage)."""
 
     torchvision_fpn_prefix = "fpn."
+    scriptable = True
 
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool"):
         super().__init__(spec, out_channels, extra)

@@ -1,0 +1,185 @@
+"""The practitioner's command line: predict outputs, exit codes, options anywhere, run reports, plots."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dsic.cli import main, parse
+from dsic.config import load_config
+from dsic.data.classes import resolve_classes
+from dsic.models import build_detector
+
+from .conftest import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_synth, tmp_path_factory):
+    """An untrained tiny detector saved as training saves it (weights + config with the classes)."""
+    out = tmp_path_factory.mktemp("ckpt")
+    cfg = resolve_classes(load_config(None, tiny_overrides(tiny_synth, out, "model.neck=fpn",
+                                                           "model.detector_cfg.box_score_thresh=0.0")))
+    torch.manual_seed(0)
+    model = build_detector(**cfg["model"])
+    torch.save({"model": model.state_dict(), "config": cfg}, out / "final.pth")
+    return out / "final.pth"
+
+
+@pytest.fixture
+def image_folder(tiny_synth, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    val = sorted((tiny_synth / "val").iterdir())
+    shutil.copy(val[0], folder / "a.jpg")
+    shutil.copy(val[1], folder / "a.png")
+    shutil.copy(val[2], folder / "b.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    return folder
+
+
+def test_predict_takes_the_config_from_the_checkpoint_and_writes_coco_results(checkpoint, image_folder, tmp_path,
+                                                                                capsys, tiny_synth):
+    out = tmp_path / "pred"
+    code = main(["predict", str(checkpoint), str(image_folder), "--out", str(out), "--score-thresh", "0.05",
+                 "--per-image-json", "--device", "cpu"])
+    assert code == 0
+    assert sorted(p.name for p in out.glob("*_det.png")) == ["a_jpg_det.png", "a_png_det.png", "b_det.png"]
+    err = capsys.readouterr().err
+    assert f"[dsic] warning: skipping {image_folder / 'broken.jpg'}: cannot identify image file" in err
+    assert "[dsic] skipped 1 of 4 file(s) that could not be read" in err
+    index = json.loads((out / "images.json").read_text())
+    assert [(i["id"], Path(i["file_name"]).name) for i in index["images"]] == [(1, "a.jpg"), (2, "a.png"),
+                                                                               (3, "b.png")]
+    gt_cats = json.loads((tiny_synth / "annotations" / "instances_train.json").read_text())["categories"]
+    assert index["categories"] == [{"id": c["id"], "name": c["name"]} for c in sorted(gt_cats, key=lambda c: c["id"])]
+    results = json.loads((out / "results.json").read_text())
+    assert results and {r["image_id"] for r in results} <= {1, 2, 3}
+    assert all(r["score"] >= 0.05 and len(r["bbox"]) == 4 for r in results)
+    per_image = json.loads((out / "a_jpg.json").read_text())
+    assert per_image["file_name"].endswith("a.jpg") and per_image["width"] == index["images"][0]["width"]
+    first = [r for r in results if r["image_id"] == 1]
+    assert len(per_image["detections"]) == len(first)
+    if first:
+        d, r = per_image["detections"][0], first[0]
+        assert d["category_id"] == r["category_id"] and d["name"] in {c["name"] for c in gt_cats}
+        assert d["box"][2] - d["box"][0] == pytest.approx(r["bbox"][2], abs=0.02)
+
+
+def test_predict_accepts_globs_and_an_optional_config(checkpoint, image_folder, tmp_path):
+    out = tmp_path / "glob"
+    assert main(["predict", str(checkpoint), str(image_folder / "*.png"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*_det.png")) == ["a_det.png", "b_det.png"]
+
+
+def test_user_errors_exit_2_with_one_line_and_debug_shows_the_traceback(checkpoint, image_folder, tmp_path, capsys):
+    missing = tmp_path / "nope.pth"
+    assert main(["predict", str(missing), str(image_folder), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"dsic: error: checkpoint not found: {missing} (--debug shows the traceback)\n"
+    assert main(["predict", str(checkpoint), str(image_folder / "broken.jpg"), "--out", str(tmp_path)]) == 2
+    assert "dsic: error: no image could be read: cannot read image" in capsys.readouterr().err
+    assert main(["predict", str(checkpoint), str(image_folder), "--out", str(tmp_path), "--device", "cuda:7"]) == 2
+    assert "device 'cuda:7' asked for, but CUDA is not available here" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  nek: dsic\n")
+    assert main(["train", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"dsic: error: {bad.resolve()}: unknown key 'model.nek' (did you mean")
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "predict", str(missing), str(image_folder), "--out", str(tmp_path)])
+    with pytest.raises(FileNotFoundError):
+        main(["predict", str(missing), str(image_folder), "--out", str(tmp_path), "--debug"])
+
+
+def test_options_go_anywhere_and_overrides_are_key_value_words():
+    args = parse(["train", "--resume", "cfg.yaml", "train.epochs=2", "--device", "cpu", "model.neck=fpn"])
+    assert args.resume and args.device == "cpu" and args.words == ["cfg.yaml", "train.epochs=2", "model.neck=fpn"]
+    args = parse(["train", "cfg.yaml", "train.epochs=2", "--resume"])
+    assert args.resume and args.words == ["cfg.yaml", "train.epochs=2"]
+    args = parse(["eval", "cfg.yaml", "--evaluator", "pycocotools", "run/final.pth", "eval.max_dets=50"])
+    assert args.words == ["cfg.yaml", "run/final.pth", "eval.max_dets=50"] and args.evaluator == "pycocotools"
+
+
+def test_version_and_exit_code_in_a_subprocess(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "dsic.cli", "--version"], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "dsic 0.1.0"
+    done = subprocess.run([sys.executable, "-m", "dsic.cli", "eval", str(tmp_path / "x.yaml"), "ck.pth"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 2
+    assert done.stderr == f"dsic: error: config file not found: {tmp_path / 'x.yaml'} (--debug shows the traceback)\n"
+
+
+@pytest.fixture(scope="module")
+def reported_run(tiny_synth, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    args = ["train", *tiny_overrides(tiny_synth, out, "model.neck=fpn", "model.num_classes=null", "train.epochs=1",
+                                     "train.max_iters=3", "train.eval_every=1", "train.tensorboard=true")]
+    return out, args
+
+
+def test_train_without_a_terminal_logs_plain_lines_a_summary_and_run_info(reported_run, capsys):
+    out, args = reported_run
+    assert main(args) == 0
+    stdout = capsys.readouterr().out
+    lines = [line for line in stdout.splitlines() if line.startswith("[dsic] iter ")]
+    assert [line.split()[2] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert "epoch 1/1 loss " in lines[0] and "(loss_classifier " in lines[0] and " s/it" in lines[0]
+    assert " eta " not in lines[0] and re.search(r" s/it eta \d+:\d\d:\d\d$", lines[1])
+    assert "[dsic] eval after epoch 1 (iter 3): bbox AP " in stdout
+    summary = (out / "summary.md").read_text()
+    assert summary.strip() in stdout and "| class | bbox AP |" in summary
+    names = [c["name"] for c in load_config(out / "config.yaml")["model"]["classes"]]
+    assert len(names) == 10 and all(f"| {n} |" in summary for n in names)
+    assert f"- final: {out / 'final.pth'}" in summary and f"[dsic] outputs in {out}" in stdout
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert info["torch_threads"] == torch.get_num_threads() and info["host"] and info["command"][1:] == sys.argv[1:]
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    ckpt = torch.load(out / "final.pth", map_location="cpu", weights_only=False)
+    assert [c["name"] for c in ckpt["config"]["model"]["classes"]] == names
+
+
+def test_plot_draws_loss_and_ap_curves_of_a_run(reported_run, capsys):
+    out, args = reported_run
+    if not (out / "log.jsonl").is_file():
+        main(args)
+    assert main(["plot", str(out)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed[-2:] == [str(out / "plots" / "loss.png"), str(out / "plots" / "ap.png")]
+    assert all(Path(p).stat().st_size > 5000 for p in printed[-2:])
+    assert main(["plot", str(out / "plots")]) == 2
+
+
+def test_a_loss_curve_of_one_logged_iteration_is_visible(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from dsic.visualize import plot_losses
+
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"iter": 1, "epoch": 1, "lr": 0.01, "loss": 2.5}) + "\n")
+    fig, ax = plt.subplots()
+    assert plot_losses(ax, {"run": log}) == 1
+    (line,) = ax.lines
+    assert line.get_marker() == "o" and line.get_xydata().tolist() == [[1.0, 2.5]]
+    plt.close(fig)
+
+
+def test_per_class_ap_of_perfect_and_of_missing_predictions():
+    from dsic.engine.reporting import per_class_ap
+
+    from .test_engine_eval import make_gt
+
+    gt = make_gt()
+    gt["categories"] = gt["categories"] + [{"id": 99, "name": "unseen"}]
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+               for a in gt["annotations"] if not a["iscrowd"]]
+    assert per_class_ap(gt, perfect) == {"cat": 1.0, "dog": 1.0, "eel": 1.0, "unseen": -1.0}
+    without_dogs = [r for r in perfect if r["category_id"] != 7]
+    assert per_class_ap(gt, without_dogs) == {"cat": 1.0, "dog": 0.0, "eel": 1.0, "unseen": -1.0}
