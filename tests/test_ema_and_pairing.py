@@ -62,7 +62,7 @@ def test_training_with_ema_evaluates_and_saves_the_average(tiny_synth, tmp_path)
 def test_amp_accepts_bf16_and_rejects_unknown_precisions():
     assert load_config(None, ["train.amp=bf16"])["train"]["amp"] == "bf16"
     assert load_config(None, ["train.amp=false"])["train"]["amp"] is False
-    with pytest.raises(ConfigError, match=r"'train.amp' = 'fp8', expected one of fp16, bf16"):
+    with pytest.raises(ConfigError, match=r"'train.amp' = 'fp8', expected one of bf16, fp16"):
         load_config(None, ["train.amp=fp8"])
 
 

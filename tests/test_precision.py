@@ -156,9 +156,10 @@ def test_cli_rejects_bad_precisions(bf16_run, tiny_synth, tmp_path, capsys):
     assert exc.value.code == 2 and "invalid choice: 'fp8'" in capsys.readouterr().err
     assert main(["eval", str(cfg_file), result["final"], *overrides, "--precision", "fp16"]) == 2
     err = capsys.readouterr().err
-    assert err == "dsic eval: error: precision fp16 needs a CUDA device, got cpu; use bf16 or fp32 on the CPU\n"
+    assert err == ("dsic: error: precision fp16 needs a CUDA device, got cpu; use bf16 or fp32 on the CPU "
+                   "(--debug shows the traceback)\n")
     assert main(["profile", "--backbone", "resnet_tiny", "--precision", "fp32,fp16"]) == 2
-    assert capsys.readouterr().err.startswith("dsic profile: error: precision fp16 needs a CUDA device")
+    assert capsys.readouterr().err.startswith("dsic: error: precision fp16 needs a CUDA device")
     with pytest.raises(SystemExit) as exc:
         main(["profile", "--precision", "fp32,fp8"])
     assert exc.value.code == 2 and "unknown precision 'fp8'" in capsys.readouterr().err
