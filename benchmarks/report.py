@@ -47,8 +47,8 @@ def fpn_variance(records: dict) -> str:
 
 
 def probe_table(records: dict) -> str:
-    lines = [("| run | W max |small − large| (entry i,k) | effect size | W predicts group (chance 33 %) | "
-             "small vs large (chance 50 %) | ISG a max |small − large| | live control units per level |"),
+    lines = [("| run | W max abs(small − large) (entry i,k) | effect size | W predicts group (chance 33 %) | "
+             "small vs large (chance 50 %) | ISG a max abs(small − large) | live control units per level |"),
              "|---|---|---|---|---|---|---|"]
     for row in sorted(records):
         for seed, rec in sorted(records[row].items()):
