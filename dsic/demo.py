@@ -170,6 +170,8 @@ def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str
     """Train every missing (variant, seed) run of ``protocol`` under ``out``; ``jobs`` > 1 trains
     that many at once, each in its own process with ``protocol.threads`` threads (its output in
     ``<run>.log``). Each run gets ``wall.json`` (wall time, threads, commit)."""
+    import torch
+
     from .engine.train import main_train
     from .results import git_commit
 
@@ -189,8 +191,7 @@ def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str
             print(f"[dsic] training {name} (seed {seed}) -> {run}", flush=True)
             start = time.time()
             main_train(config, args, resume=(run / "last.pth").is_file())
-            _stamp(run, start, int(os.environ.get("OMP_NUM_THREADS", "0")) or __import__("torch").get_num_threads(),
-                   commit)
+            _stamp(run, start, torch.get_num_threads(), commit)
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(protocol.threads), MKL_NUM_THREADS=str(protocol.threads))
     running: list = []
@@ -227,6 +228,8 @@ GATED = ("isg", "csg", "dsic")
 def record_run(out: str | Path, protocol: Protocol, row: str, overrides: list[str], seed: int,
                quick: bool = False) -> dict:
     """The :mod:`dsic.results` record of a finished run, with the gate probe for gated necks."""
+    import yaml
+
     from .inference import load_model
     from .models.probe import probe_model
     from .results import git_commit, run_record
@@ -234,8 +237,6 @@ def record_run(out: str | Path, protocol: Protocol, row: str, overrides: list[st
     run = Path(out) / f"{row}_seed{seed}"
     stamp = json.loads((run / "wall.json").read_text()) if (run / "wall.json").is_file() else {}
     cfg_path = run / "config.yaml"
-    import yaml
-
     cfg = yaml.safe_load(cfg_path.read_text())
     record = run_record(protocol.name, row, seed, overrides, final_metrics(run),
                         commit=stamp.get("commit") or git_commit(), threads=stamp.get("threads"),
