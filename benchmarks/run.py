@@ -54,12 +54,11 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             out["dsic_path"] = ["model.neck=dsic", "model.neck_cfg.csg_path_gate=true",
                                 "model.neck_cfg.csg_control_norm=running"]
             return out
-        # v1 history: csg and dsic are the defaults of then (csg_gain: input, csg_control_norm: none)
-        none = "csg_control_norm: none"
+        # v1 history: csg and dsic are the defaults (csg_gain: input, csg_control_norm: none)
         out = {}
         for neck in ("csg", "dsic"):
-            out[neck] = [f"model.neck={neck}", f"model.neck_cfg={{{none}}}"]
-            out[f"{neck}_gain_weights"] = [f"model.neck={neck}", f"model.neck_cfg={{csg_gain: weights, {none}}}"]
+            out[neck] = [f"model.neck={neck}"]
+            out[f"{neck}_gain_weights"] = [f"model.neck={neck}", "model.neck_cfg={csg_gain: weights}"]
         out["dsic_control_norm"] = ["model.neck=dsic", "model.neck_cfg={csg_control_norm: layer}"]
         out["dsic_gain_weights_control_norm"] = [
             "model.neck=dsic", "model.neck_cfg={csg_gain: weights, csg_control_norm: layer}"]

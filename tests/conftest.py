@@ -6,6 +6,15 @@ from dsic.demo import data_overrides
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory):
     """A tiny embedded dataset (12 train / 5 val images of 96 px; 5 is odd on purpose: DDP pads), made once per test session."""

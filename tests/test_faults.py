@@ -16,13 +16,7 @@ from dsic.engine.train import NonFiniteLossError, train
 from .conftest import tiny_overrides
 from .test_engine_train import Tiny, cfg_for, factory
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class RunsCode:

@@ -25,12 +25,7 @@ SPEC = BackboneSpec(stage_channels=(8, 16, 32, 64), block_channels=((8,) * 3, (1
 BF16_REL_TOL = 0.02
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blocks_for(spec, batch=1, size=64, seed=0):
