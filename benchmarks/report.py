@@ -1,10 +1,10 @@
-"""Regenerate BENCHMARKS.md's protocol-v2 section from the committed run records.
+"""Regenerate BENCHMARKS.md's protocol sections (v2, v3) from the committed run records.
 
-    .venv/bin/python benchmarks/report.py            # rewrites the section between the markers
-    .venv/bin/python benchmarks/report.py --print    # prints it instead
+    .venv/bin/python benchmarks/report.py                   # rewrites every section between its markers
+    .venv/bin/python benchmarks/report.py --protocol v3 --print   # prints one section instead
 
-Everything in the section is computed from ``benchmarks/results/v2/*.json`` (one record per run,
-:mod:`dsic.results`); nothing is typed by hand, so a new machine regenerates the same text.
+Everything in a section is computed from ``benchmarks/results/<protocol>/*.json`` (one record per
+run, :mod:`dsic.results`); nothing is typed by hand, so a new machine regenerates the same text.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ sys.path.insert(0, str(ROOT))
 
 from dsic.results import load_records, paired_table
 
-START, END = "<!-- v2 results start (benchmarks/report.py) -->", "<!-- v2 results end -->"
+PROTOCOLS = ("v2", "v3")
+
+
+def markers(protocol: str) -> tuple[str, str]:
+    return f"<!-- {protocol} results start (benchmarks/report.py) -->", f"<!-- {protocol} results end -->"
+
+
 TABLES = {
     "Table 4 analog: ISG / CSG ablation": ("table4", ["fpn", "isg", "csg", "dsic"], "fpn"),
     "Table 2 analog: necks compared": ("table2", ["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"], "fpn"),
@@ -32,7 +38,12 @@ TABLES = {
 }
 
 
-def fpn_variance(records: dict) -> str:
+def fpn_sd(records: dict) -> float | None:
+    aps = [r["metrics"]["AP"] for r in records.get("fpn", {}).values()]
+    return statistics.stdev(aps) if len(aps) > 1 else None
+
+
+def fpn_variance(records: dict, earlier: dict | None = None) -> str:
     runs = records.get("fpn", {})
     if not runs:
         return "No FPN runs recorded yet."
@@ -43,7 +54,17 @@ def fpn_variance(records: dict) -> str:
     verdict = ("meets" if sd <= 1.0 else "does not meet") + " the goal of a standard deviation <= 1.0 AP"
     return (f"FPN AP over {len(aps)} seeds: {per_seed}; mean {statistics.mean(aps):.2f}, sample standard "
             f"deviation {sd:.2f} AP, which {verdict}. Wall time per run "
-            f"{min(walls):.0f}-{max(walls):.0f} s (one thread; two runs at a time).")
+            f"{min(walls):.0f}-{max(walls):.0f} s (one thread; two runs at a time)." + _against(sd, earlier))
+
+
+def _against(sd: float, earlier: dict | None) -> str:
+    """v3's rule (dsic.protocol): adopted if FPN's sd is below v2's."""
+    before = fpn_sd(earlier) if earlier else None
+    if before is None or len(earlier.get("fpn", {})) < 2:
+        return ""
+    verdict = "below" if sd < before else "not below"
+    return (f" Protocol v2's was {before:.2f} AP: this is {verdict} it, so by the rule fixed before these runs "
+            f"finished, v3 {'is' if sd < before else 'is not'} the comparison protocol.")
 
 
 def probe_table(records: dict) -> str:
@@ -66,41 +87,50 @@ def probe_table(records: dict) -> str:
     return "\n".join(lines)
 
 
-def section(results: Path) -> str:
+def section(results: Path, protocol: str = "v2", earlier: Path | None = None) -> str:
     records = load_records(results)
-    out = [START, "", "### FPN's run-to-run variance (decides the protocol)", "", fpn_variance(records)]
+    start, end = markers(protocol)
+    before = load_records(earlier) if earlier is not None and earlier.is_dir() else None
+    out = [start, "", "### FPN's run-to-run variance (decides the protocol)", "", fpn_variance(records, before)]
     for title, (table, rows, ref) in TABLES.items():
         present = [r for r in rows if r in records]
         if len(present) < 2:
             continue
         missing = [r for r in rows if r not in records]
         out += ["", f"### {title}", "",
-                f"`benchmarks/run.py {table} --seeds 4`; difference to **{ref}**, paired by seed, with the "
+                f"`benchmarks/run.py {table} --protocol {protocol} --seeds 4`; difference to **{ref}**, paired by seed, with the "
                 "95 % t-interval." + (f" Not measured yet: {', '.join(missing)}." if missing else ""), "",
                 paired_table(records, present, reference=ref)]
     out += ["", "### Do the gates route images differently? (gate probe)", "",
             ("Each gated run's `gate_probe` (50 images per probe group; `dsic.models.probe`). "
             "Goal: a W entry differing by >= 0.10 between all-small and all-large images with effect size >= 2."),
-            "", probe_table(records), "", END]
+            "", probe_table(records), "", end]
     return "\n".join(out)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "v2")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None, help="one section (default: all)")
+    parser.add_argument("--results", type=Path, default=None, help="records (default benchmarks/results/<protocol>)")
     parser.add_argument("--file", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--print", action="store_true", help="print the section instead of writing it")
     args = parser.parse_args(argv)
-    text = section(args.results)
-    if args.print:
-        print(text)
-        return 0
     doc = args.file.read_text()
-    if START not in doc or END not in doc:
-        raise SystemExit(f"{args.file}: the markers {START!r} and {END!r} are missing")
-    head, rest = doc.split(START, 1)
-    args.file.write_text(head + text + rest.split(END, 1)[1])
-    print(f"[dsic] {args.file}: protocol-v2 section regenerated from {args.results}")
+    for protocol in [args.protocol] if args.protocol else PROTOCOLS:
+        results = args.results or ROOT / "benchmarks" / "results" / protocol
+        earlier = ROOT / "benchmarks" / "results" / PROTOCOLS[PROTOCOLS.index(protocol) - 1] if protocol != "v2" else None
+        text = section(results, protocol, earlier)
+        if args.print:
+            print(text)
+            continue
+        start, end = markers(protocol)
+        if start not in doc or end not in doc:
+            raise SystemExit(f"{args.file}: the markers {start!r} and {end!r} are missing")
+        head, rest = doc.split(start, 1)
+        doc = head + text + rest.split(end, 1)[1]
+        print(f"[dsic] {args.file}: protocol-{protocol} section regenerated from {results}")
+    if not args.print:
+        args.file.write_text(doc)
     return 0
 
 

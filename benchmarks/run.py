@@ -90,7 +90,7 @@ def v2_table(table: str, args, rows: dict[str, list[str]], seeds: list[int]) -> 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", choices=["table2", "table4", "table5", "gates", "profile"])
-    parser.add_argument("--protocol", default="v2", choices=["v1", "v2"])
+    parser.add_argument("--protocol", default="v2", choices=["v1", "v2", "v3"])
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1")
     parser.add_argument("--only-seed", type=int, default=None, help="this seed alone")
     parser.add_argument("--variants", default=None, help="comma-separated subset of the table's rows")

@@ -123,6 +123,15 @@ def _synth(args) -> int:
     return 0
 
 
+def _pretrain(args) -> int:
+    from .engine.pretrain import pretrain_backbone
+
+    pretrain_backbone(args.images, args.annotations, args.out, backbone=args.backbone, norm=args.norm,
+                      steps=args.steps, batch_size=args.batch, lr=args.lr, size=args.size, seed=args.seed,
+                      threads=args.threads)
+    return 0
+
+
 def _profile(args) -> int:
     from .profiling import format_table, profile, run_conditions
 
@@ -219,6 +228,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe", type=int, default=0, metavar="N",
                    help="also write N images each of the all-small / all-large / mixed probe groups")
     p.set_defaults(func=_synth)
+
+    p = data.add_parser("pretrain", help="pre-train a backbone on the object crops of a COCO-format set "
+                        "(dsic.engine.pretrain; protocol v3's resnet_tiny)")
+    p.add_argument("--images", required=True, help="the images folder")
+    p.add_argument("--annotations", required=True, help="its COCO JSON")
+    p.add_argument("--out", required=True, help="weights file to write (+ OUT.json with the metrics)")
+    p.add_argument("--backbone", default="resnet_tiny")
+    p.add_argument("--norm", default="gn", choices=["bn", "gn"])
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--size", type=int, default=64, help="crop side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("profile", help="params, GFLOPs and median latency per neck")
     p.add_argument("--config", default=None, help="take the detector's settings from this config's model section")

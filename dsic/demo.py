@@ -156,7 +156,7 @@ def is_complete(run: Path) -> bool:
 
 def train_command(protocol: Protocol, data: Path, overrides: list[str], run: Path, seed: int,
                   quick: bool) -> list[str]:
-    args = data_overrides(data) + list(overrides) + [f"output_dir={run}", f"train.seed={seed}"]
+    args = data_overrides(data) + list(protocol.overrides) + list(overrides) + [f"output_dir={run}", f"train.seed={seed}"]
     return [str(protocol.base_config), *args, *(QUICK["train"] if quick else [])]
 
 
