@@ -69,8 +69,9 @@ def _against(sd: float, earlier: dict | None) -> str:
 
 def probe_table(records: dict) -> str:
     lines = [("| run | W max abs(small − large) (entry i,k) | effect size | W predicts group (chance 33 %) | "
-             "small vs large (chance 50 %) | ISG a max abs(small − large) | live control units per level |"),
-             "|---|---|---|---|---|---|---|"]
+             "small vs large (chance 50 %) | S max abs(small − large) (effect size) | ISG a max abs(small − large) | "
+             "live control units per level |"),
+             "|---|---|---|---|---|---|---|---|"]
     for row in sorted(records):
         for seed, rec in sorted(records[row].items()):
             p = rec.get("gate_probe")
@@ -82,8 +83,9 @@ def probe_table(records: dict) -> str:
             acc = f"{100 * p['W_group_accuracy']:.0f} %" if "W_group_accuracy" in p else "-"
             acc2 = f"{100 * p['W_small_large_accuracy']:.0f} %" if "W_small_large_accuracy" in p else "-"
             a = f"{p['a_max_diff']:.4f}" if "a_max_diff" in p else "-"
+            sel = f"{p['S_max_diff']:.4f} ({p['S_effect_size']:.2f})" if "S_max_diff" in p else "-"
             alive = " / ".join(f"{100 * x:.0f} %" for x in p.get("control_units_alive", [])) or "-"
-            lines.append(f"| {row} seed {seed} | {w} | {eff} | {acc} | {acc2} | {a} | {alive} |")
+            lines.append(f"| {row} seed {seed} | {w} | {eff} | {acc} | {acc2} | {sel} | {a} | {alive} |")
     return "\n".join(lines)
 
 
@@ -103,7 +105,8 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
                 paired_table(records, present, reference=ref)]
     out += ["", "### Do the gates route images differently? (gate probe)", "",
             ("Each gated run's `gate_probe` (50 images per probe group; `dsic.models.probe`). "
-            "Goal: a W entry differing by >= 0.10 between all-small and all-large images with effect size >= 2."),
+            "Goal: a W entry differing by >= 0.10 between all-small and all-large images with effect size >= 2. "
+            "S (the pixel selection maps' spatial means) is a diagnostic beside it, recorded since the v3 runs."),
             "", probe_table(records), "", end]
     return "\n".join(out)
 

@@ -172,8 +172,9 @@ def test_embedded_configs_are_the_benchmark_rows():
         assert shipped["train"] == bench_cfg["train"] and shipped["data"] == bench_cfg["data"], name
 
 
-def test_protocol_v2_configs_are_the_benchmark_rows():
-    """configs/embedded_v2/faster_rcnn_tiny_<row>.yaml trains the same model as the v2 row."""
+@pytest.mark.parametrize("protocol, count", [("v2", 13), ("v3", 15)])
+def test_protocol_configs_are_the_benchmark_rows(protocol, count):
+    """configs/embedded_<protocol>/faster_rcnn_tiny_<row>.yaml trains the same model as the row."""
     import importlib.util
 
     from dsic.protocol import get_protocol
@@ -183,14 +184,15 @@ def test_protocol_v2_configs_are_the_benchmark_rows():
     spec.loader.exec_module(bench)
     rows = {}
     for table in ("table2", "table4", "table5", "gates"):
-        rows.update(bench.variants(table, "v2"))
-    assert len(rows) == 13
-    base = get_protocol("v2").base_config
+        rows.update(bench.variants(table, protocol))
+    assert len(rows) == count
+    base = get_protocol(protocol).base_config
     for name, overrides in rows.items():
         path = base.with_name(f"faster_rcnn_tiny_{name}.yaml")
         assert path.is_file(), f"no config for benchmark row {name}"
         shipped, bench_cfg = load_config(path), load_config(base, overrides)
         assert shipped["model"] == bench_cfg["model"], name
         assert shipped["train"] == bench_cfg["train"] and shipped["data"] == bench_cfg["data"], name
-    v2 = load_config(base)
-    assert v2["train"]["ema"] is True and v2["model"]["min_size"] == 256 and v2["train"]["epochs"] == 2
+    cfg = load_config(base)
+    assert cfg["train"]["ema"] is True and cfg["model"]["min_size"] == 256 and cfg["train"]["epochs"] == 2
+    assert (cfg["model"]["pretrained_backbone"] is None) == (protocol == "v2")

@@ -57,6 +57,25 @@ def test_parameter_groups_without_decay_on_norms_and_biases():
     assert len(no_decay["params"]) == 4 and no_decay["weight_decay"] == 0.0  # 2 biases, GN weight and bias
 
 
+def test_gate_lr_mult_gives_the_gate_signals_their_own_lr():
+    from dsic.engine.schedule import IterationLR
+    from dsic.engine.train import gate_parameters
+    from dsic.necks.csg import CSG
+
+    neck = CSG([8, 16, 32], out_channels=16)
+    gates = gate_parameters(neck)
+    assert gates == {id(p) for unit in neck.control for p in unit.parameters()}
+    assert len(parameter_groups(neck, 1e-4, True)) == 1  # no multiplier: one group, as before
+    rest, gate_group = parameter_groups(neck, 1e-4, True, gate_lr_mult=10.0)
+    assert {id(p) for p in gate_group["params"]} == gates and gate_group["lr_mult"] == 10.0
+    assert not gates & {id(p) for p in rest["params"]} and "lr_mult" not in rest
+    assert len(parameter_groups(neck, 1e-4, False, gate_lr_mult=10.0)) == 4
+    opt = torch.optim.SGD(parameter_groups(neck, 1e-4, True, gate_lr_mult=10.0), lr=0.02)
+    sched = IterationLR(opt, WarmupMultiStep([100], 0.1, 0, 1.0))
+    sched.set(150)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.002, 0.02])
+
+
 def test_atomic_save_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "ck.pth"
     save_atomic({"a": torch.ones(3)}, path)

@@ -91,3 +91,16 @@ def test_individuality_numbers_from_known_state_matrices():
     assert np.array(out["W_large"]).shape == (2, 2) and np.array(out["W_std_small"]).max() < 0.02
     assert out["a_max_diff"] == pytest.approx(0.2)
     assert out["control_units_alive"] == [0.5]
+    assert "S_max_diff" not in out  # no selection maps given
+
+
+def test_individuality_of_selection_maps():
+    rng = np.random.default_rng(2)
+    groups = {}
+    for g, shift in (("small", 0.0), ("large", 0.1), ("mixed", 0.05)):
+        sel = np.full((20, 3, 3), 0.5) + rng.normal(0, 0.01, (20, 3, 3))
+        sel[:, 0, 2] += shift
+        groups[g] = {"W": None, "S": sel, "a": None, "alive": []}
+    out = individuality(groups)
+    assert out["S_max_diff_at"] == [0, 2] and out["S_max_diff"] == pytest.approx(0.1, abs=0.01)
+    assert out["S_effect_size"] > 5 and np.array(out["S_mixed"]).shape == (3, 3)

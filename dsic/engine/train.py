@@ -148,16 +148,31 @@ class NonFiniteLossError(FloatingPointError):
     iteration, the loss terms and where the last finite state is saved."""
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float, norm_bias_decay: bool = True) -> list[dict]:
+def gate_parameters(model: torch.nn.Module) -> set[int]:
+    """ids of the parameters that compute gate signals: CSG's control units and ISG's stage gates."""
+    from ..necks.csg import ControlUnit
+    from ..necks.isg import StageSelectionGate
+
+    return {id(p) for m in model.modules() if isinstance(m, (ControlUnit, StageSelectionGate)) for p in m.parameters()}
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float, norm_bias_decay: bool = True,
+                     gate_lr_mult: float = 1.0) -> list[dict]:
     """Trainable parameters as SGD groups. ``norm_bias_decay`` False: biases and normalisation
-    weights (every parameter with fewer than 2 dimensions) get no weight decay."""
+    weights (every parameter with fewer than 2 dimensions) get no weight decay. ``gate_lr_mult`` != 1:
+    the gate-signal parameters (:func:`gate_parameters`) get their own groups whose lr is multiplied
+    by it (``lr_mult``, applied by the scheduler)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if norm_bias_decay:
-        return [{"params": params, "weight_decay": weight_decay}]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0})
-            if g["params"]]
+    gates = gate_parameters(model) if gate_lr_mult != 1.0 else set()
+    groups = []
+    for members, extra in (([p for p in params if id(p) not in gates], {}),
+                           ([p for p in params if id(p) in gates], {"lr_mult": gate_lr_mult})):
+        if norm_bias_decay:
+            groups.append({"params": members, "weight_decay": weight_decay, **extra})
+            continue
+        groups.append({"params": [p for p in members if p.ndim > 1], "weight_decay": weight_decay, **extra})
+        groups.append({"params": [p for p in members if p.ndim <= 1], "weight_decay": 0.0, **extra})
+    return [g for g in groups if g["params"]]
 
 
 class JsonLog:
@@ -243,7 +258,7 @@ class _Run:
         self.lr = scaled_lr(self.tcfg["base_lr"], self.tcfg["batch_size"], info.world_size,
                             self.tcfg["base_batch_size"])
         self.optimizer = torch.optim.SGD(
-            parameter_groups(model, self.tcfg["weight_decay"], self.tcfg["norm_bias_decay"]),
+            parameter_groups(model, self.tcfg["weight_decay"], self.tcfg["norm_bias_decay"], self.tcfg["gate_lr_mult"]),
             lr=self.lr, momentum=self.tcfg["momentum"])
         self.scheduler = build_scheduler(self.optimizer, self.tcfg["steps"], self.iters_per_epoch,
                                          self.tcfg["gamma"], self.tcfg["warmup_iters"], self.tcfg["warmup_factor"])

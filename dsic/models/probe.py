@@ -14,6 +14,9 @@ numbers:
 * ``W_group_accuracy``: how well W alone predicts the group (small / large / mixed):
   5-fold cross-validated accuracy of a nearest-centroid classifier on standardised W (chance: 1/3);
   ``W_small_large_accuracy`` the same for small vs large only (chance: 1/2);
+* ``S_<group>``, ``S_max_diff``, ``S_max_diff_at``, ``S_effect_size``: the same for the pixel
+  selection maps, S[i, k] = spatial mean of s_ik (the other half of CSG's gating, a diagnostic
+  beside W, which is the state matrix the goal is stated on);
 * ``control_units_alive``: the share of the CSG channel units' hidden ReLUs that are active for
   at least one probe image (dead units make w_ik the same for every image).
 """
@@ -52,19 +55,20 @@ def collect_states(model: nn.Module, images: list[torch.Tensor]) -> dict:
         return record
 
     handles = [r.register_forward_hook(hook(i)) for i, r in enumerate(relus)]
-    w, a = [], []
+    w, a, sel = [], [], []
     try:
         for image in images:
             model([image])
             states = gate_states(model)
             if "csg" in states:
                 w.append(states["csg"]["w"][0].float().numpy())
+                sel.append(torch.stack([x[0].float().mean((1, 2)) for x in states["csg"]["s"]], 1).numpy())
             if "isg" in states:
                 a.append([x[0].float().mean().item() for x in states["isg"]["a"]])
     finally:
         for h in handles:
             h.remove()
-    return {"W": np.stack(w) if w else None, "a": np.array(a) if a else None,
+    return {"W": np.stack(w) if w else None, "S": np.stack(sel) if sel else None, "a": np.array(a) if a else None,
             "alive": [x.numpy() for x in alive if x is not None]}
 
 
@@ -109,6 +113,17 @@ def individuality(groups: dict[str, dict]) -> dict:
         out["W_group_accuracy"] = round(nearest_centroid_cv(feats, labels), 4)
         two = labels < 2
         out["W_small_large_accuracy"] = round(nearest_centroid_cv(feats[two], labels[two]), 4)
+    sel = {g: groups[g].get("S") for g in GROUP_NAMES if g in groups and groups[g].get("S") is not None}
+    if sel:
+        for g, v in sel.items():
+            out[f"S_{g}"] = np.round(v.mean(0), 5).tolist()
+        small, large = sel["small"], sel["large"]
+        diff = small.mean(0) - large.mean(0)
+        i, k = np.unravel_index(np.abs(diff).argmax(), diff.shape)
+        pooled = np.sqrt((small.var(0) + large.var(0)) / 2)[i, k]
+        out["S_max_diff"] = round(float(abs(diff[i, k])), 5)
+        out["S_max_diff_at"] = [int(i), int(k)]
+        out["S_effect_size"] = round(float(abs(diff[i, k]) / max(pooled, 1e-12)), 3)
     a = {g: groups[g]["a"] for g in GROUP_NAMES if g in groups and groups[g]["a"] is not None}
     if a:
         for g, v in a.items():
