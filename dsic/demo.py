@@ -1,16 +1,16 @@
 """``make demo`` and the embedded benchmarks: train variants of Faster R-CNN on CPU and compare.
 
-``make demo`` (:func:`run_demo`) follows benchmark protocol v2 (:mod:`dsic.protocol`) with one
-seed; all outputs under ``out``:
+``make demo`` (:func:`run_demo`) follows benchmark protocol v3 (:mod:`dsic.protocol`: v2 with the
+committed pre-trained backbone) with one seed; all outputs under ``out``:
 
 1. ``data/synth_hard`` - the harder embedded dataset and its probe groups (generated once);
 2. ``fpn_seed0/``, ``dsic_seed0/`` - one run each, trained side by side (one process per core,
-   one thread each), from ``configs/embedded_v2/faster_rcnn_tiny_<neck>.yaml``;
+   one thread each), from ``configs/embedded_v3/faster_rcnn_tiny_<neck>.yaml``;
 3. ``results/<row>_seed0.json`` - each run's record (:mod:`dsic.results`), with the gate probe of
    DSIC (:mod:`dsic.models.probe`);
 4. ``summary.md`` - the demo's own numbers: metrics, DSIC - FPN at this seed (one seed: no
    interval), how differently DSIC routes small- and large-object images; then the committed
-   protocol-v2 table (``benchmarks/results/v2``: every seed, paired differences with 95 % intervals);
+   protocol-v3 table (``benchmarks/results/v3``: every seed, paired differences with 95 % intervals);
 5. ``plots/`` - AP bars, loss curves and ``routing.png`` (the paper's Fig. 3 analog).
 
 Finished runs (``final.pth`` and an evaluation present) are reused and interrupted ones resumed
@@ -256,7 +256,7 @@ def _iterations(run: Path) -> int | None:
 
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, seeds: int = 1,
-             necks: list[str] = ("fpn", "dsic"), protocol: str = "v2", jobs: int = 2) -> dict:
+             necks: list[str] = ("fpn", "dsic"), protocol: str = "v3", jobs: int = 2) -> dict:
     """The ``make demo`` job (module doc): FPN vs DSIC under the protocol, table, probe and plots."""
     from .inference import class_names_of, load_model
     from .models.probe import probe_images

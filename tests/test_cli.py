@@ -18,18 +18,18 @@ def quick_demo(tmp_path_factory):
 
 def test_demo_quick_writes_table_records_probe_and_plots(quick_demo, capsys):
     table = (quick_demo / "summary.md").read_text()
-    assert "| fpn |" in table and "| dsic |" in table and "protocol v2" in table
+    assert "| fpn |" in table and "| dsic |" in table and "protocol v3" in table
     assert "dsic: routing differs between all-small and all-large images by up to" in table
     summary = json.loads((quick_demo / "summary.json").read_text())
     assert set(summary) == {"fpn", "dsic"}
     for row in ("fpn", "dsic"):
         record = json.loads((quick_demo / "results" / f"{row}_seed0.json").read_text())
-        assert record["protocol"] == "v2" and record["seed"] == 0 and record["threads"] >= 1
+        assert record["protocol"] == "v3" and record["seed"] == 0 and record["threads"] >= 1
         assert set(record["metrics"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"} and record["wall_s"] > 0
         assert len(record["commit"]) >= 7 and record["iterations"] == 4
     probe = json.loads((quick_demo / "results" / "dsic_seed0.json").read_text())["gate_probe"]
     assert {"W_small", "W_large", "W_mixed", "W_std_small", "W_std_large", "W_max_diff", "W_effect_size",
-            "W_group_accuracy", "a_small", "control_units_alive"} <= set(probe)
+            "W_group_accuracy", "a_small", "control_units_alive", "S_small", "S_max_diff"} <= set(probe)
     assert len(probe["W_small"]) == 4 and len(probe["W_small"][0]) == 4
     assert "gate_probe" not in json.loads((quick_demo / "results" / "fpn_seed0.json").read_text())
     for name in ("ap_bars.png", "loss_curves.png", "routing_dsic.png"):
