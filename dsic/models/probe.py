@@ -92,6 +92,16 @@ def nearest_centroid_cv(features: np.ndarray, labels: np.ndarray, folds: int = 5
     return correct / len(labels)
 
 
+def largest_difference(name: str, small: np.ndarray, large: np.ndarray) -> dict:
+    """``<name>_max_diff`` (the largest |mean_small - mean_large| over the [N, n, n] matrices' entries),
+    ``<name>_max_diff_at`` (its entry) and ``<name>_effect_size`` (over the pooled within-group std)."""
+    diff = small.mean(0) - large.mean(0)
+    i, k = np.unravel_index(np.abs(diff).argmax(), diff.shape)
+    pooled = np.sqrt((small.var(0) + large.var(0)) / 2)[i, k]
+    return {f"{name}_max_diff": round(float(abs(diff[i, k])), 5), f"{name}_max_diff_at": [int(i), int(k)],
+            f"{name}_effect_size": round(float(abs(diff[i, k]) / max(pooled, 1e-12)), 3)}
+
+
 def individuality(groups: dict[str, dict]) -> dict:
     """Statistics (module doc) from ``{group: collect_states(...)}`` for the groups small, large
     and mixed. JSON-ready (lists and floats)."""
@@ -101,13 +111,7 @@ def individuality(groups: dict[str, dict]) -> dict:
         for g, w in ws.items():
             out[f"W_{g}"] = np.round(w.mean(0), 5).tolist()
             out[f"W_std_{g}"] = np.round(w.std(0), 5).tolist()
-        small, large = ws["small"], ws["large"]
-        diff = small.mean(0) - large.mean(0)
-        i, k = np.unravel_index(np.abs(diff).argmax(), diff.shape)
-        pooled = np.sqrt((small.var(0) + large.var(0)) / 2)[i, k]
-        out["W_max_diff"] = round(float(abs(diff[i, k])), 5)
-        out["W_max_diff_at"] = [int(i), int(k)]
-        out["W_effect_size"] = round(float(abs(diff[i, k]) / max(pooled, 1e-12)), 3)
+        out.update(largest_difference("W", ws["small"], ws["large"]))
         feats = np.concatenate([w.reshape(len(w), -1) for w in ws.values()])
         labels = np.concatenate([np.full(len(w), n) for n, w in enumerate(ws.values())])
         out["W_group_accuracy"] = round(nearest_centroid_cv(feats, labels), 4)
@@ -117,13 +121,7 @@ def individuality(groups: dict[str, dict]) -> dict:
     if sel:
         for g, v in sel.items():
             out[f"S_{g}"] = np.round(v.mean(0), 5).tolist()
-        small, large = sel["small"], sel["large"]
-        diff = small.mean(0) - large.mean(0)
-        i, k = np.unravel_index(np.abs(diff).argmax(), diff.shape)
-        pooled = np.sqrt((small.var(0) + large.var(0)) / 2)[i, k]
-        out["S_max_diff"] = round(float(abs(diff[i, k])), 5)
-        out["S_max_diff_at"] = [int(i), int(k)]
-        out["S_effect_size"] = round(float(abs(diff[i, k]) / max(pooled, 1e-12)), 3)
+        out.update(largest_difference("S", sel["small"], sel["large"]))
     a = {g: groups[g]["a"] for g in GROUP_NAMES if g in groups and groups[g]["a"] is not None}
     if a:
         for g, v in a.items():
