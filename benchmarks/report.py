@@ -26,16 +26,25 @@ def markers(protocol: str) -> tuple[str, str]:
     return f"<!-- {protocol} results start (benchmarks/report.py) -->", f"<!-- {protocol} results end -->"
 
 
+GATE_ROWS = ["dsic_control_running", "dsic_control_layer", "dsic_path", "dsic_gatelr10", "dsic_gatelr10_layer"]
 TABLES = {
     "Table 4 analog: ISG / CSG ablation": ("table4", ["fpn", "isg", "csg", "dsic"], "fpn"),
     "Table 2 analog: necks compared": ("table2", ["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"], "fpn"),
     "DSIC against dense ungated connections (FC-FPN)": ("table2", ["fcfpn", "dsic", "dsic_path"], "fcfpn"),
     "Table 5 analog: gate modes (ISG and CSG alike)": ("table5", ["fpn", "dsic_softmax", "dsic_sigmoid", "dsic"], "fpn"),
-    "How CSG's gates learn": ("gates", ["fpn", "dsic", "dsic_control_running", "dsic_control_layer", "dsic_path"],
-                              "fpn"),
-    "Gate designs that keep the control units alive, against DSIC's default": (
-        "gates", ["dsic", "dsic_control_running", "dsic_control_layer", "dsic_path"], "dsic"),
+    "How CSG's gates learn": ("gates", ["fpn", "dsic", *GATE_ROWS], "fpn"),
+    "Gate designs that keep the control units alive, against DSIC's default": ("gates", ["dsic", *GATE_ROWS], "dsic"),
 }
+
+
+def defined_rows(table: str, protocol: str) -> set[str]:
+    """The rows ``benchmarks/run.py <table> --protocol <protocol>`` trains."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return set(bench.variants(table, protocol))
 
 
 def fpn_sd(records: dict) -> float | None:
@@ -95,6 +104,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
     before = load_records(earlier) if earlier is not None and earlier.is_dir() else None
     out = [start, "", "### FPN's run-to-run variance (decides the protocol)", "", fpn_variance(records, before)]
     for title, (table, rows, ref) in TABLES.items():
+        rows = [r for r in rows if r in defined_rows(table, protocol)]
         present = [r for r in rows if r in records]
         if len(present) < 2:
             continue
