@@ -26,7 +26,8 @@ def markers(protocol: str) -> tuple[str, str]:
     return f"<!-- {protocol} results start (benchmarks/report.py) -->", f"<!-- {protocol} results end -->"
 
 
-GATE_ROWS = ["dsic_control_running", "dsic_control_layer", "dsic_path", "dsic_gatelr10", "dsic_gatelr10_layer"]
+GATE_ROWS = ["dsic_control_running", "dsic_control_layer", "dsic_path", "dsic_gatelr01", "dsic_gatelr10",
+             "dsic_gatelr10_layer"]
 TABLES = {
     "Table 4 analog: ISG / CSG ablation": ("table4", ["fpn", "isg", "csg", "dsic"], "fpn"),
     "Table 2 analog: necks compared": ("table2", ["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"], "fpn"),

@@ -53,7 +53,8 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                 out[f"dsic_control_{norm}"] = ["model.neck=dsic", f"model.neck_cfg.csg_control_norm={norm}"]
             out["dsic_path"] = ["model.neck=dsic", "model.neck_cfg.csg_path_gate=true",
                                 "model.neck_cfg.csg_control_norm=running"]
-            if protocol != "v2":  # v3: a 10x lr for the gate signals, alone and on layer-normalised descriptors
+            if protocol != "v2":  # v3: the gate signals' lr x10 (alone, on layer-normalised descriptors) and x0.1
+                out["dsic_gatelr01"] = ["model.neck=dsic", "train.gate_lr_mult=0.1"]
                 out["dsic_gatelr10"] = ["model.neck=dsic", "train.gate_lr_mult=10.0"]
                 out["dsic_gatelr10_layer"] = ["model.neck=dsic", "train.gate_lr_mult=10.0",
                                               "model.neck_cfg.csg_control_norm=layer"]
