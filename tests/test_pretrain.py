@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,3 +85,13 @@ def test_protocol_v3_passes_the_committed_weights_to_every_run(tmp_path):
     assert len(weights) == 1 and weights[0].endswith("benchmarks/weights/resnet_tiny_gn_crops.pth")
     assert cmd.index(weights[0]) < cmd.index("model.neck=dsic")
     assert str(proto.base_config).endswith("configs/embedded_v3/faster_rcnn_tiny_fpn.yaml")
+
+
+def test_the_committed_v3_weights_are_there_and_fit_the_benchmark_backbone():
+    """A fresh clone must have them (*.pth is git-ignored elsewhere; benchmarks/weights is not)."""
+    weights = next(w for w in get_protocol("v3").overrides if w.startswith("model.pretrained_backbone="))
+    path = weights.split("=", 1)[1]
+    body = build_backbone("resnet_tiny", path, "gn", 5)
+    meta = json.loads(Path(f"{path}.json").read_text())
+    assert meta["metrics"]["heldout_accuracy"] > 0.9 and meta["backbone"] == "resnet_tiny"
+    assert sum(p.numel() for p in body.parameters()) > 2_000_000
