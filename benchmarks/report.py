@@ -10,6 +10,8 @@ run, :mod:`dsic.results`); nothing is typed by hand, so a new machine regenerate
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import statistics
 import sys
 from pathlib import Path
@@ -38,14 +40,18 @@ TABLES = {
 }
 
 
-def defined_rows(table: str, protocol: str) -> set[str]:
-    """The rows ``benchmarks/run.py <table> --protocol <protocol>`` trains."""
-    import importlib.util
-
+@functools.cache
+def _bench_run():
+    """benchmarks/run.py as a module, loaded once."""
     spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    return set(bench.variants(table, protocol))
+    return bench
+
+
+def defined_rows(table: str, protocol: str) -> set[str]:
+    """The rows ``benchmarks/run.py <table> --protocol <protocol>`` trains."""
+    return set(_bench_run().variants(table, protocol))
 
 
 def fpn_sd(records: dict) -> float | None:
@@ -70,7 +76,7 @@ def fpn_variance(records: dict, earlier: dict | None = None) -> str:
 def _against(sd: float, earlier: dict | None) -> str:
     """v3's rule (dsic.protocol): adopted if FPN's sd is below v2's."""
     before = fpn_sd(earlier) if earlier else None
-    if before is None or len(earlier.get("fpn", {})) < 2:
+    if before is None:
         return ""
     verdict = "below" if sd < before else "not below"
     return (f" Protocol v2's was {before:.2f} AP: this is {verdict} it, so by the rule fixed before these runs "

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,15 +40,14 @@ class Protocol:
         return ROOT / "benchmarks" / "results" / self.name
 
 
+_V2 = Protocol("v2", ROOT / "configs" / "embedded_v2" / "faster_rcnn_tiny_fpn.yaml",
+               synth={"preset": "hard", "image_size": 256, "num_train": 800, "num_val": 500},
+               probe=50, data_name="synth_hard")
 PROTOCOLS = {
     "v1": Protocol("v1", ROOT / "configs" / "embedded" / "faster_rcnn_tiny_fpn.yaml"),
-    "v2": Protocol("v2", ROOT / "configs" / "embedded_v2" / "faster_rcnn_tiny_fpn.yaml",
-                   synth={"preset": "hard", "image_size": 256, "num_train": 800, "num_val": 500},
-                   probe=50, data_name="synth_hard"),
-    "v3": Protocol("v3", ROOT / "configs" / "embedded_v3" / "faster_rcnn_tiny_fpn.yaml",
-                   synth={"preset": "hard", "image_size": 256, "num_train": 800, "num_val": 500},
-                   probe=50, data_name="synth_hard",
-                   overrides=(f"model.pretrained_backbone={ROOT / 'benchmarks' / 'weights' / 'resnet_tiny_gn_crops.pth'}",)),
+    "v2": _V2,
+    "v3": replace(_V2, name="v3", base_config=ROOT / "configs" / "embedded_v3" / "faster_rcnn_tiny_fpn.yaml",
+                  overrides=(f"model.pretrained_backbone={ROOT / 'benchmarks' / 'weights' / 'resnet_tiny_gn_crops.pth'}",)),
 }
 
 

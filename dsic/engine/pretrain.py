@@ -28,7 +28,9 @@ from torch import nn
 
 from ..backbones.zoo import norm_layer, resnet_tiny
 from ..data.crops import extract_crops
+from ..results import git_commit
 from .checkpoint import save_atomic
+from .train import parameter_groups
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -69,16 +71,6 @@ def _lr(step: int, steps: int, base: float, warmup: int) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
 
 
-def _commit() -> str | None:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def pretrain_backbone(images: str | Path, annotations: str | Path, out: str | Path, *, backbone: str = "resnet_tiny",
                       norm: str = "gn", steps: int = 3000, batch_size: int = 64, lr: float = 0.1,
                       weight_decay: float = 5e-4, warmup: int = 100, size: int = 64, min_side: float = 8.0,
@@ -99,10 +91,8 @@ def pretrain_backbone(images: str | Path, annotations: str | Path, out: str | Pa
     log(f"[dsic] pretrain {backbone} ({norm}) on {len(train)} crops of {size} px, {len(categories)} classes, "
         f"{len(val)} held out; {steps} steps of {batch_size}")
     net = classification_network(backbone, norm, len(categories))
-    decay = [p for p in net.parameters() if p.ndim > 1]
-    no_decay = [p for p in net.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0}],
-                          lr=lr, momentum=0.9, nesterov=True)
+    opt = torch.optim.SGD(parameter_groups(net, weight_decay, norm_bias_decay=False), lr=lr, momentum=0.9,
+                          nesterov=True)  # no weight decay on biases and norm weights
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     gen = torch.Generator().manual_seed(seed + 1)
     perm, pos, history = train[torch.randperm(len(train), generator=gen)], 0, []
@@ -135,7 +125,7 @@ def pretrain_backbone(images: str | Path, annotations: str | Path, out: str | Pa
               "crops": len(crops), "classes": [c["name"] for c in categories],
               "args": {"steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                        "warmup": warmup, "size": size, "min_side": min_side, "holdout": holdout, "seed": seed},
-              "metrics": metrics, "history": history, "commit": _commit(), "threads": torch.get_num_threads(),
+              "metrics": metrics, "history": history, "commit": git_commit(Path(__file__).parent), "threads": torch.get_num_threads(),
               "wall_s": round(time.time() - start, 1), "torch": torch.__version__}
     out = Path(out)
     save_atomic({"state_dict": net.state_dict(), "meta": {k: record[k] for k in ("backbone", "norm", "commit")}}, out)
