@@ -29,7 +29,7 @@ def markers(protocol: str) -> tuple[str, str]:
 
 
 GATE_ROWS = ["dsic_control_running", "dsic_control_layer", "dsic_path", "dsic_gatelr01", "dsic_gatelr10",
-             "dsic_gatelr10_layer"]
+             "dsic_gatelr10_layer", "dsic_path_gatelr01"]
 TABLES = {
     "Table 4 analog: ISG / CSG ablation": ("table4", ["fpn", "isg", "csg", "dsic"], "fpn"),
     "Table 2 analog: necks compared": ("table2", ["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"], "fpn"),
@@ -86,8 +86,9 @@ def _against(sd: float, earlier: dict | None) -> str:
 def probe_table(records: dict) -> str:
     lines = [("| run | W max abs(small − large) (entry i,k) | effect size | W predicts group (chance 33 %) | "
              "small vs large (chance 50 %) | S max abs(small − large) (effect size) | ISG a max abs(small − large) | "
+             "single channel max abs(small − large) (effect size) | channel std over images (median) | "
              "live control units per level |"),
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in sorted(records):
         for seed, rec in sorted(records[row].items()):
             p = rec.get("gate_probe")
@@ -100,8 +101,11 @@ def probe_table(records: dict) -> str:
             acc2 = f"{100 * p['W_small_large_accuracy']:.0f} %" if "W_small_large_accuracy" in p else "-"
             a = f"{p['a_max_diff']:.4f}" if "a_max_diff" in p else "-"
             sel = f"{p['S_max_diff']:.4f} ({p['S_effect_size']:.2f})" if "S_max_diff" in p else "-"
+            ch = (f"{p['w_channel_max_diff']:.4f} ({p['w_channel_effect_size']:.2f})"
+                  if "w_channel_max_diff" in p else "-")
+            ch_std = f"{p['w_channel_image_std']:.4f}" if "w_channel_image_std" in p else "-"
             alive = " / ".join(f"{100 * x:.0f} %" for x in p.get("control_units_alive", [])) or "-"
-            lines.append(f"| {row} seed {seed} | {w} | {eff} | {acc} | {acc2} | {sel} | {a} | {alive} |")
+            lines.append(f"| {row} seed {seed} | {w} | {eff} | {acc} | {acc2} | {sel} | {a} | {ch} | {ch_std} | {alive} |")
     return "\n".join(lines)
 
 
@@ -123,7 +127,8 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
     out += ["", "### Do the gates route images differently? (gate probe)", "",
             ("Each gated run's `gate_probe` (50 images per probe group; `dsic.models.probe`). "
             "Goal: a W entry differing by >= 0.10 between all-small and all-large images with effect size >= 2. "
-            "S (the pixel selection maps' spatial means) is a diagnostic beside it, recorded since the v3 runs."),
+            "S (the pixel selection maps' spatial means) is a diagnostic beside it, recorded since the v3 runs; "
+            "the single-channel columns (act(w_ik[c]) before W's channel mean) since 2026-11-28."),
             "", probe_table(records), "", end]
     return "\n".join(out)
 

@@ -58,6 +58,9 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                 out["dsic_gatelr10"] = ["model.neck=dsic", "train.gate_lr_mult=10.0"]
                 out["dsic_gatelr10_layer"] = ["model.neck=dsic", "train.gate_lr_mult=10.0",
                                               "model.neck_cfg.csg_control_norm=layer"]
+                # path-level logits (one per path, shared by its channels) at the gate lr x0.1
+                out["dsic_path_gatelr01"] = ["model.neck=dsic", "model.neck_cfg.csg_path_gate=true",
+                                             "train.gate_lr_mult=0.1"]
             return out
         # v1 history: csg and dsic are the defaults (csg_gain: input, csg_control_norm: none)
         out = {}

@@ -104,3 +104,32 @@ def test_individuality_of_selection_maps():
     out = individuality(groups)
     assert out["S_max_diff_at"] == [0, 2] and out["S_max_diff"] == pytest.approx(0.1, abs=0.01)
     assert out["S_effect_size"] > 5 and np.array(out["S_mixed"]).shape == (3, 3)
+
+
+def test_individuality_of_single_channels():
+    rng = np.random.default_rng(3)
+    groups = {}
+    for g, shift in (("small", 0.0), ("large", 0.3), ("mixed", 0.1)):
+        ch = np.full((25, 2, 2, 8), 0.25) + rng.normal(0, 0.01, (25, 2, 2, 8))  # [N, n_out, n_in, C]
+        ch[:, 1, 0, 5] += shift  # channel 5 of path 0 -> level 1
+        groups[g] = {"W": None, "w_channels": ch, "a": None, "alive": []}
+    out = individuality(groups)
+    assert out["w_channel_max_diff_at"] == [0, 1, 5]
+    assert out["w_channel_max_diff"] == pytest.approx(0.3, abs=0.01) and out["w_channel_effect_size"] > 10
+    assert out["w_channel_image_std"] == pytest.approx(0.01, abs=0.003)  # the median channel is noise alone
+
+
+def test_collect_states_keeps_every_channel_of_a_real_dsic():
+    import torch
+
+    from dsic.models.builder import build_detector
+    from dsic.models.probe import collect_states
+
+    torch.manual_seed(0)
+    model = build_detector("faster_rcnn", "resnet_tiny", "dsic", num_classes=3, min_size=64, max_size=64,
+                           out_channels=32)
+    states = collect_states(model, [torch.rand(3, 64, 64) for _ in range(3)])
+    n = states["W"].shape[1]
+    assert states["w_channels"].shape == (3, n, n, 32)
+    # W[i, k] is the channel mean of act(w_ik): the same numbers, kept before the mean
+    np.testing.assert_allclose(states["w_channels"].mean(-1).transpose(0, 2, 1), states["W"], atol=1e-6)

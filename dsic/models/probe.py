@@ -18,7 +18,12 @@ numbers:
   selection maps, S[i, k] = spatial mean of s_ik (the other half of CSG's gating, a diagnostic
   beside W, which is the state matrix the goal is stated on);
 * ``control_units_alive``: the share of the CSG channel units' hidden ReLUs that are active for
-  at least one probe image (dead units make w_ik the same for every image).
+  at least one probe image (dead units make w_ik the same for every image);
+* ``w_channel_max_diff``, ``w_channel_max_diff_at`` ([i, k, c]), ``w_channel_effect_size``: the
+  same small-vs-large difference for single channels, act(w_ik[c]), before W's mean over channels,
+  and ``w_channel_image_std``, the median over channels of act(w_ik[c])'s std over all probe
+  images. They tell "the gates follow the image but W's channel mean averages it away" from "the
+  gates are the same for every image".
 """
 
 from __future__ import annotations
@@ -32,21 +37,24 @@ from torch import nn
 GROUP_NAMES = ("small", "large", "mixed")
 
 
-def _hidden_relus(model: nn.Module) -> list[nn.Module]:
+def _control_units(model: nn.Module) -> list[nn.Module]:
     from ..necks.csg import ControlUnit
 
-    return [m.channel[1] for m in model.modules() if isinstance(m, ControlUnit)]
+    return [m for m in model.modules() if isinstance(m, ControlUnit)]
 
 
 @torch.no_grad()
 def collect_states(model: nn.Module, images: list[torch.Tensor]) -> dict:
-    """Per image: ``W`` [N, n, n] (or None), ``a`` [N, stages] (or None) and ``alive`` (per control
-    unit, a bool vector of hidden units that were > 0 for some image)."""
+    """Per image: ``W`` [N, n, n] (or None), ``w_channels`` [N, n_out, n_in, C] (act(w_ik[c]), or
+    None), ``S`` [N, n, n] (or None), ``a`` [N, stages] (or None) and ``alive`` (per control unit, a
+    bool vector of hidden units that were > 0 for some image)."""
     from .states import gate_states
 
     model.eval()
-    relus = _hidden_relus(model)
+    units = _control_units(model)
+    relus = [u.channel[1] for u in units]
     alive = [None] * len(relus)
+    channels: list[list] = [[] for _ in units]  # per unit, per image: act(w) [n_in, C]
 
     def hook(index):
         def record(_module, _inputs, output):
@@ -54,7 +62,13 @@ def collect_states(model: nn.Module, images: list[torch.Tensor]) -> dict:
             alive[index] = active if alive[index] is None else alive[index] | active
         return record
 
+    def keep(index):
+        def record(_module, _inputs, output):
+            channels[index].append(output[0][0, :, :, 0, 0].float().cpu().numpy())
+        return record
+
     handles = [r.register_forward_hook(hook(i)) for i, r in enumerate(relus)]
+    handles += [u.register_forward_hook(keep(i)) for i, u in enumerate(units)]
     w, a, sel = [], [], []
     try:
         for image in images:
@@ -69,6 +83,7 @@ def collect_states(model: nn.Module, images: list[torch.Tensor]) -> dict:
         for h in handles:
             h.remove()
     return {"W": np.stack(w) if w else None, "S": np.stack(sel) if sel else None, "a": np.array(a) if a else None,
+            "w_channels": np.stack([np.stack(c) for c in channels], 1) if units else None,
             "alive": [x.numpy() for x in alive if x is not None]}
 
 
@@ -102,6 +117,18 @@ def largest_difference(name: str, small: np.ndarray, large: np.ndarray) -> dict:
             f"{name}_effect_size": round(float(abs(diff[i, k]) / max(pooled, 1e-12)), 3)}
 
 
+def _channel_difference(small: np.ndarray, large: np.ndarray, every: list[np.ndarray]) -> dict:
+    """Single-channel statistics of act(w_ik[c]) from [N, n_out, n_in, C] arrays (module doc)."""
+    diff = small.mean(0) - large.mean(0)
+    k, i, c = np.unravel_index(np.abs(diff).argmax(), diff.shape)
+    pooled = np.sqrt((small.var(0) + large.var(0)) / 2)[k, i, c]
+    spread = np.concatenate(every).std(0)
+    return {"w_channel_max_diff": round(float(abs(diff[k, i, c])), 5),
+            "w_channel_max_diff_at": [int(i), int(k), int(c)],
+            "w_channel_effect_size": round(float(abs(diff[k, i, c]) / max(pooled, 1e-12)), 3),
+            "w_channel_image_std": round(float(np.median(spread)), 5)}
+
+
 def individuality(groups: dict[str, dict]) -> dict:
     """Statistics (module doc) from ``{group: collect_states(...)}`` for the groups small, large
     and mixed. JSON-ready (lists and floats)."""
@@ -117,6 +144,10 @@ def individuality(groups: dict[str, dict]) -> dict:
         out["W_group_accuracy"] = round(nearest_centroid_cv(feats, labels), 4)
         two = labels < 2
         out["W_small_large_accuracy"] = round(nearest_centroid_cv(feats[two], labels[two]), 4)
+    chans = {g: groups[g].get("w_channels") for g in ("small", "large")}
+    if all(c is not None for c in chans.values()):
+        out.update(_channel_difference(chans["small"], chans["large"],
+                                       [groups[g]["w_channels"] for g in groups if groups[g].get("w_channels") is not None]))
     sel = {g: groups[g].get("S") for g in GROUP_NAMES if g in groups and groups[g].get("S") is not None}
     if sel:
         for g, v in sel.items():
