@@ -31,7 +31,8 @@ def markers(protocol: str) -> tuple[str, str]:
 GATE_ROWS = ["dsic_control_running", "dsic_control_layer", "dsic_path", "dsic_gatelr01", "dsic_gatelr10",
              "dsic_gatelr10_layer", "dsic_path_gatelr01"]
 TABLES = {
-    "Table 4 analog: ISG / CSG ablation": ("table4", ["fpn", "isg", "csg", "dsic"], "fpn"),
+    "Table 4 analog: ISG / CSG ablation": ("table4", ["fpn", "isg", "csg", "dsic", "isg_gatelr01", "csg_gatelr01",
+                                                      "dsic_gatelr01"], "fpn"),
     "Table 2 analog: necks compared": ("table2", ["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"], "fpn"),
     "DSIC against dense ungated connections (FC-FPN)": ("table2", ["fcfpn", "dsic", "dsic_path"], "fcfpn"),
     "Table 5 analog: gate modes (ISG and CSG alike)": ("table5", ["fpn", "dsic_softmax", "dsic_sigmoid", "dsic"], "fpn"),

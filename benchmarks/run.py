@@ -38,7 +38,11 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
     if table == "table2":
         return neck_variants(["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"])
     if table == "table4":
-        return neck_variants(["fpn", "isg", "csg", "dsic"])
+        out = neck_variants(["fpn", "isg", "csg", "dsic"])
+        if protocol not in ("v1", "v2"):  # v3: the ablation again at the gate lr x0.1 (library default since 2026-11-28)
+            out.update({f"{neck}_gatelr01": [f"model.neck={neck}", "train.gate_lr_mult=0.1"]
+                        for neck in ("isg", "csg", "dsic")})
+        return out
     if table == "table5":
         out = {f"dsic_{m}": ["model.neck=dsic", f"model.neck_cfg={{isg_mode: {m}, csg_mode: {m}}}"]
                for m in ("softmax", "sigmoid")}

@@ -96,8 +96,9 @@ SCHEMA: dict = {
         "momentum": Leaf(0.9, ("float",), min=0, below=1),
         "weight_decay": Leaf(1e-4, ("float",), min=0, below=1),
         "norm_bias_decay": Leaf(True, ("bool",)),
-        "gate_lr_mult": Leaf(1.0, ("float",), min=0, doc="lr factor of the gate-signal parameters (CSG control "
-                             "units, ISG stage gates); 1: the same lr as the rest"),
+        "gate_lr_mult": Leaf(0.1, ("float",), min=0, doc="lr factor of the gate-signal parameters (CSG control "
+                             "units, ISG stage gates); 1: the same lr as the rest (0.1: chosen by measurement, "
+                             "docs/design.md)"),
         "warmup_iters": Leaf(500, ("int",), min=0),
         "warmup_factor": Leaf(0.001, ("float",), min=0, max=1),
         "schedule": Leaf("1x", ("str", "list"), choices=tuple(SCHEDULES), items="float", min=0),
