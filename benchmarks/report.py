@@ -29,7 +29,8 @@ def markers(protocol: str) -> tuple[str, str]:
 
 
 GATE_ROWS = ["dsic_control_running", "dsic_control_layer", "dsic_path", "dsic_gatelr01", "dsic_gatelr10",
-             "dsic_gatelr10_layer", "dsic_path_gatelr01"]
+             "dsic_gatelr10_layer", "dsic_path_gatelr01",
+             "dsic_path_layer_gatelr01", "dsic_path_running_gatelr01"]
 TABLES = {
     "Table 4 analog: ISG / CSG ablation": ("table4", ["fpn", "isg", "csg", "dsic", "isg_gatelr01", "csg_gatelr01",
                                                       "dsic_gatelr01"], "fpn"),

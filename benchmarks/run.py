@@ -65,6 +65,9 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                 # path-level logits (one per path, shared by its channels) at the gate lr x0.1
                 out["dsic_path_gatelr01"] = ["model.neck=dsic", "model.neck_cfg.csg_path_gate=true",
                                              "train.gate_lr_mult=0.1"]
+                for norm in ("layer", "running"):  # ... on descriptors normalised per image / per entry
+                    out[f"dsic_path_{norm}_gatelr01"] = out["dsic_path_gatelr01"] + [
+                        f"model.neck_cfg.csg_control_norm={norm}"]
             return out
         # v1 history: csg and dsic are the defaults (csg_gain: input, csg_control_norm: none)
         out = {}
