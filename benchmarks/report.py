@@ -34,11 +34,13 @@ GATE_ROWS = ["dsic_control_running", "dsic_control_layer", "dsic_path", "dsic_ga
 TABLES = {
     "Table 4 analog: ISG / CSG ablation": ("table4", ["fpn", "isg", "csg", "dsic", "isg_gatelr01", "csg_gatelr01",
                                                       "dsic_gatelr01"], "fpn"),
-    "Table 2 analog: necks compared": ("table2", ["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"], "fpn"),
-    "DSIC against dense ungated connections (FC-FPN)": ("table2", ["fcfpn", "dsic", "dsic_path"], "fcfpn"),
+    "Table 2 analog: necks compared": ("table2", ["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic", "dsic_gatelr01"],
+                                       "fpn"),
+    "DSIC against dense ungated connections (FC-FPN)": ("table2", ["fcfpn", "dsic", "dsic_gatelr01", "dsic_path"],
+                                                        "fcfpn"),
     "Table 5 analog: gate modes (ISG and CSG alike)": ("table5", ["fpn", "dsic_softmax", "dsic_sigmoid", "dsic"], "fpn"),
     "How CSG's gates learn": ("gates", ["fpn", "dsic", *GATE_ROWS], "fpn"),
-    "Gate designs that keep the control units alive, against DSIC's default": ("gates", ["dsic", *GATE_ROWS], "dsic"),
+    "Gate designs against DSIC with one lr for everything (dsic)": ("gates", ["dsic", *GATE_ROWS], "dsic"),
 }
 
 

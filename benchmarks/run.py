@@ -36,7 +36,10 @@ TITLES = {
 
 def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
     if table == "table2":
-        return neck_variants(["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"])
+        out = neck_variants(["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"])
+        if protocol not in ("v1", "v2"):  # v3: DSIC as shipped (gate lr x0.1) beside the necks
+            out["dsic_gatelr01"] = ["model.neck=dsic", "train.gate_lr_mult=0.1"]
+        return out
     if table == "table4":
         out = neck_variants(["fpn", "isg", "csg", "dsic"])
         if protocol not in ("v1", "v2"):  # v3: the ablation again at the gate lr x0.1 (library default since 2026-11-28)

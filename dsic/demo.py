@@ -4,14 +4,17 @@
 committed pre-trained backbone) with one seed; all outputs under ``out``:
 
 1. ``data/synth_hard`` - the harder embedded dataset and its probe groups (generated once);
-2. ``fpn_seed0/``, ``dsic_seed0/`` - one run each, trained side by side (one process per core,
-   one thread each), from ``configs/embedded_v3/faster_rcnn_tiny_<neck>.yaml``;
+2. ``fpn_seed0/``, ``dsic_gatelr01_seed0/`` - one run each, trained side by side (one process per
+   core, one thread each), from ``configs/embedded_v3/faster_rcnn_tiny_<row>.yaml``. Each neck runs
+   as the library ships it (:func:`demo_rows`): the benchmark configs pin ``train.gate_lr_mult``
+   to the 1.0 their older rows were run with, and a gated neck at the default 0.1 is the protocol
+   row ``<neck>_gatelr01``;
 3. ``results/<row>_seed0.json`` - each run's record (:mod:`dsic.results`), with the gate probe of
    DSIC (:mod:`dsic.models.probe`);
 4. ``summary.md`` - the demo's own numbers: metrics, DSIC - FPN at this seed (one seed: no
    interval), how differently DSIC routes small- and large-object images; then the committed
    protocol-v3 table (``benchmarks/results/v3``: every seed, paired differences with 95 % intervals);
-5. ``plots/`` - AP bars, loss curves and ``routing.png`` (the paper's Fig. 3 analog).
+5. ``plots/`` - AP bars, loss curves and ``routing_<row>.png`` (the paper's Fig. 3 analog).
 
 Finished runs (``final.pth`` and an evaluation present) are reused and interrupted ones resumed
 from their ``last.pth``, so a command can be re-run with more variants or seeds to extend it.
@@ -225,6 +228,24 @@ def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str
 GATED = ("isg", "csg", "dsic")
 
 
+def demo_rows(necks, protocol: Protocol) -> dict[str, list[str]]:
+    """``{row: overrides}`` training each neck as the library ships it under ``protocol``: v1 and v2
+    predate ``train.gate_lr_mult`` (their rows are the necks); from v3 on, a gated neck whose shipped
+    gate lr factor differs from the 1.0 the benchmark configs pin is the row ``<neck>_gatelr<factor>``
+    (0.1: ``dsic_gatelr01``), as benchmarks/run.py defines it."""
+    from .config import load_config
+
+    factor = load_config()["train"]["gate_lr_mult"]
+    rows = {}
+    for neck in necks:
+        if neck in GATED and protocol.name not in ("v1", "v2") and factor != 1.0:
+            rows[f"{neck}_gatelr{str(factor).replace('.', '')}"] = [f"model.neck={neck}",
+                                                                    f"train.gate_lr_mult={factor}"]
+        else:
+            rows[neck] = [f"model.neck={neck}"]
+    return rows
+
+
 def record_run(out: str | Path, protocol: Protocol, row: str, overrides: list[str], seed: int,
                quick: bool = False) -> dict:
     """The :mod:`dsic.results` record of a finished run, with the gate probe for gated necks."""
@@ -266,7 +287,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seeds: int = 1,
 
     out = Path(out)
     proto = get_protocol(protocol)
-    variants = neck_variants(necks)
+    variants = demo_rows(necks, proto)
+    names = list(variants)
     seed_list = list(range(seeds))
     train_runs(out, proto, variants, seed_list, quick, jobs=1 if quick else jobs)
     results_dir = out / "results"
@@ -279,11 +301,11 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seeds: int = 1,
     plots = out / "plots"
     ap_bars({k: {m: statistics.mean(r["metrics"][m] for r in v.values()) for m in METRICS}
              for k, v in records.items()}, plots / "ap_bars.png")
-    loss_curves({f"{n} seed {s}": out / f"{n}_seed{s}" / "log.jsonl" for n in necks for s in seed_list},
+    loss_curves({f"{n} seed {s}": out / f"{n}_seed{s}" / "log.jsonl" for n in names for s in seed_list},
                 plots / "loss_curves.png")
     lines = [f"# make demo: protocol {proto.name}, seed(s) {seed_list}" + (" (quick smoke run)" if quick else ""),
-             "", paired_table(load_records(results_dir), list(necks), reference=necks[0]), ""]
-    for name in necks:
+             "", paired_table(load_records(results_dir), names, reference=names[0]), ""]
+    for name in names:
         probe = records[name][0].get("gate_probe")
         if probe and "W_max_diff" in probe:
             i, k = probe["W_max_diff_at"]
@@ -298,7 +320,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seeds: int = 1,
     committed = proto.results_dir
     if not quick and list(committed.glob("*_seed*.json")):
         lines += ["", f"## The full protocol {proto.name} (committed results in {committed}, every seed)", "",
-                  paired_table(load_records(committed), list(necks), reference=necks[0])]
+                  paired_table(load_records(committed), names, reference=names[0])]
     summary = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(summary)
     (out / "summary.json").write_text(json.dumps(records, indent=1))

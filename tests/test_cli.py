@@ -18,21 +18,27 @@ def quick_demo(tmp_path_factory):
 
 def test_demo_quick_writes_table_records_probe_and_plots(quick_demo, capsys):
     table = (quick_demo / "summary.md").read_text()
-    assert "| fpn |" in table and "| dsic |" in table and "protocol v3" in table
-    assert "dsic: routing differs between all-small and all-large images by up to" in table
+    # DSIC as shipped: train.gate_lr_mult 0.1, the protocol-v3 row dsic_gatelr01 (the configs pin 1.0)
+    assert "| fpn |" in table and "| dsic_gatelr01 |" in table and "protocol v3" in table
+    assert "dsic_gatelr01: routing differs between all-small and all-large images by up to" in table
     summary = json.loads((quick_demo / "summary.json").read_text())
-    assert set(summary) == {"fpn", "dsic"}
-    for row in ("fpn", "dsic"):
+    assert set(summary) == {"fpn", "dsic_gatelr01"}
+    for row in ("fpn", "dsic_gatelr01"):
         record = json.loads((quick_demo / "results" / f"{row}_seed0.json").read_text())
         assert record["protocol"] == "v3" and record["seed"] == 0 and record["threads"] >= 1
         assert set(record["metrics"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"} and record["wall_s"] > 0
         assert len(record["commit"]) >= 7 and record["iterations"] == 4
-    probe = json.loads((quick_demo / "results" / "dsic_seed0.json").read_text())["gate_probe"]
+    probe = json.loads((quick_demo / "results" / "dsic_gatelr01_seed0.json").read_text())["gate_probe"]
     assert {"W_small", "W_large", "W_mixed", "W_std_small", "W_std_large", "W_max_diff", "W_effect_size",
-            "W_group_accuracy", "a_small", "control_units_alive", "S_small", "S_max_diff"} <= set(probe)
+            "W_group_accuracy", "a_small", "control_units_alive", "S_small", "S_max_diff",
+            "w_channel_max_diff", "w_channel_image_std"} <= set(probe)
     assert len(probe["W_small"]) == 4 and len(probe["W_small"][0]) == 4
     assert "gate_probe" not in json.loads((quick_demo / "results" / "fpn_seed0.json").read_text())
-    for name in ("ap_bars.png", "loss_curves.png", "routing_dsic.png"):
+    import yaml
+
+    trained = yaml.safe_load((quick_demo / "dsic_gatelr01_seed0" / "config.yaml").read_text())["train"]
+    assert trained["gate_lr_mult"] == 0.1
+    for name in ("ap_bars.png", "loss_curves.png", "routing_dsic_gatelr01.png"):
         assert (quick_demo / "plots" / name).stat().st_size > 1000
     # a second run reuses the finished runs instead of training again
     main(["demo", "--quick", "--out", str(quick_demo)])
@@ -41,7 +47,7 @@ def test_demo_quick_writes_table_records_probe_and_plots(quick_demo, capsys):
 
 def test_eval_predict_visualize(quick_demo, tmp_path, capsys):
     data = quick_demo / "data" / "synth_hard"
-    ckpt = quick_demo / "dsic_seed0" / "final.pth"
+    ckpt = quick_demo / "dsic_gatelr01_seed0" / "final.pth"
     overrides = data_overrides(data) + ["model.neck=dsic", "model.min_size=160", "model.max_size=160",
                                         f"output_dir={tmp_path / 'eval'}"]
     main(["eval", str(BASE_CONFIG), str(ckpt), *overrides, "--evaluator", "pycocotools"])
@@ -57,7 +63,7 @@ def test_eval_predict_visualize(quick_demo, tmp_path, capsys):
 
 
 def test_bad_inputs_name_the_culprit(quick_demo, tmp_path, capsys):
-    ckpt = quick_demo / "dsic_seed0" / "final.pth"
+    ckpt = quick_demo / "dsic_gatelr01_seed0" / "final.pth"
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"no image here")
     overrides = data_overrides(quick_demo / "data" / "synth_hard") + ["model.neck=dsic"]
@@ -77,7 +83,7 @@ def test_quick_demo_loss_curves_show_every_logged_iteration(quick_demo):
     from dsic.visualize import plot_losses
 
     fig, ax = plt.subplots()
-    drawn = plot_losses(ax, {"dsic": quick_demo / "dsic_seed0" / "log.jsonl"})
+    drawn = plot_losses(ax, {"dsic": quick_demo / "dsic_gatelr01_seed0" / "log.jsonl"})
     assert drawn == 4 and ax.lines[0].get_marker() == "o"  # max_iters=4, each logged
     plt.close(fig)
 
@@ -124,7 +130,7 @@ def test_gate_stats_script_reads_a_trained_run(quick_demo):
     import runpy
 
     script = runpy.run_path(str(BASE_CONFIG.parents[2] / "benchmarks" / "gate_stats.py"))
-    stats = script["collect"](quick_demo / "dsic_seed0", images=2)
+    stats = script["collect"](quick_demo / "dsic_gatelr01_seed0", images=2)
     assert stats["images"] == 2 and len(stats["a"]) == 2 and len(stats["a"][0]) == 4
     for a in stats["a"][0]:  # Fine Selection a = max(tanh(.), 0), one value per channel
         assert a.ndim == 1 and 0 <= a.min() and a.max() <= 1
