@@ -22,7 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsic.demo import is_complete, neck_variants, record_run, run_variants, train_runs, write_summary
+from dsic.demo import (
+    gate_lr_row,
+    is_complete,
+    neck_variants,
+    record_run,
+    run_variants,
+    train_runs,
+    write_summary,
+)
 from dsic.protocol import get_protocol
 from dsic.results import load_records, paired_table, write_record
 
@@ -38,13 +46,12 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
     if table == "table2":
         out = neck_variants(["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"])
         if protocol not in ("v1", "v2"):  # v3: DSIC as shipped (gate lr x0.1) beside the necks
-            out["dsic_gatelr01"] = ["model.neck=dsic", "train.gate_lr_mult=0.1"]
+            out.update([gate_lr_row("dsic", 0.1)])
         return out
     if table == "table4":
         out = neck_variants(["fpn", "isg", "csg", "dsic"])
         if protocol not in ("v1", "v2"):  # v3: the ablation again at the gate lr x0.1 (library default since 2026-11-28)
-            out.update({f"{neck}_gatelr01": [f"model.neck={neck}", "train.gate_lr_mult=0.1"]
-                        for neck in ("isg", "csg", "dsic")})
+            out.update(gate_lr_row(neck, 0.1) for neck in ("isg", "csg", "dsic"))
         return out
     if table == "table5":
         out = {f"dsic_{m}": ["model.neck=dsic", f"model.neck_cfg={{isg_mode: {m}, csg_mode: {m}}}"]
@@ -61,7 +68,7 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             out["dsic_path"] = ["model.neck=dsic", "model.neck_cfg.csg_path_gate=true",
                                 "model.neck_cfg.csg_control_norm=running"]
             if protocol != "v2":  # v3: the gate signals' lr x10 (alone, on layer-normalised descriptors) and x0.1
-                out["dsic_gatelr01"] = ["model.neck=dsic", "train.gate_lr_mult=0.1"]
+                out.update([gate_lr_row("dsic", 0.1)])
                 out["dsic_gatelr10"] = ["model.neck=dsic", "train.gate_lr_mult=10.0"]
                 out["dsic_gatelr10_layer"] = ["model.neck=dsic", "train.gate_lr_mult=10.0",
                                               "model.neck_cfg.csg_control_norm=layer"]

@@ -46,6 +46,12 @@ def neck_variants(necks) -> dict[str, list[str]]:
     return {neck: [f"model.neck={neck}"] for neck in necks}
 
 
+def gate_lr_row(neck: str, factor: float) -> tuple[str, list[str]]:
+    """The benchmark row of ``neck`` with its gate signals at ``factor`` x the lr: its name
+    ``<neck>_gatelr<factor without the dot>`` (0.1: ``dsic_gatelr01``) and its overrides."""
+    return f"{neck}_gatelr{str(factor).replace('.', '')}", [f"model.neck={neck}", f"train.gate_lr_mult={factor}"]
+
+
 def final_metrics(run_dir: Path) -> dict:
     """The last evaluation a run wrote (``eval_epoch*.json``), bbox metrics."""
     evals = sorted(run_dir.glob("eval_epoch*.json"), key=lambda p: int(p.stem.removeprefix("eval_epoch")))
@@ -236,14 +242,9 @@ def demo_rows(necks, protocol: Protocol) -> dict[str, list[str]]:
     from .config import load_config
 
     factor = load_config()["train"]["gate_lr_mult"]
-    rows = {}
-    for neck in necks:
-        if neck in GATED and protocol.name not in ("v1", "v2") and factor != 1.0:
-            rows[f"{neck}_gatelr{str(factor).replace('.', '')}"] = [f"model.neck={neck}",
-                                                                    f"train.gate_lr_mult={factor}"]
-        else:
-            rows[neck] = [f"model.neck={neck}"]
-    return rows
+    shipped = protocol.name not in ("v1", "v2") and factor != 1.0
+    return dict(gate_lr_row(neck, factor) if shipped and neck in GATED else (neck, [f"model.neck={neck}"])
+                for neck in necks)
 
 
 def record_run(out: str | Path, protocol: Protocol, row: str, overrides: list[str], seed: int,

@@ -144,10 +144,9 @@ def individuality(groups: dict[str, dict]) -> dict:
         out["W_group_accuracy"] = round(nearest_centroid_cv(feats, labels), 4)
         two = labels < 2
         out["W_small_large_accuracy"] = round(nearest_centroid_cv(feats[two], labels[two]), 4)
-    chans = {g: groups[g].get("w_channels") for g in ("small", "large")}
-    if all(c is not None for c in chans.values()):
-        out.update(_channel_difference(chans["small"], chans["large"],
-                                       [groups[g]["w_channels"] for g in groups if groups[g].get("w_channels") is not None]))
+    chans = {g: c for g, v in groups.items() if (c := v.get("w_channels")) is not None}
+    if "small" in chans and "large" in chans:
+        out.update(_channel_difference(chans["small"], chans["large"], list(chans.values())))
     sel = {g: groups[g].get("S") for g in GROUP_NAMES if g in groups and groups[g].get("S") is not None}
     if sel:
         for g, v in sel.items():
