@@ -54,9 +54,13 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             out.update(gate_lr_row(neck, 0.1) for neck in ("isg", "csg", "dsic"))
         return out
     if table == "table5":
-        out = {f"dsic_{m}": ["model.neck=dsic", f"model.neck_cfg={{isg_mode: {m}, csg_mode: {m}}}"]
-               for m in ("softmax", "sigmoid")}
+        modes = {m: f"model.neck_cfg={{isg_mode: {m}, csg_mode: {m}}}" for m in ("softmax", "sigmoid")}
+        out = {f"dsic_{m}": ["model.neck=dsic", mode] for m, mode in modes.items()}
         out["dsic"] = ["model.neck=dsic"]  # tanh is DSIC's default: the same run as table 4's
+        if protocol not in ("v1", "v2"):  # v3: the modes again at the gate lr x0.1; tanh there is DSIC as shipped
+            shipped, overrides = gate_lr_row("dsic", 0.1)
+            out.update({f"dsic_{m}_gatelr01": overrides + [mode] for m, mode in modes.items()})
+            out[shipped] = overrides
         if protocol != "v1":
             out = {"fpn": ["model.neck=fpn"], **out}
         return out

@@ -176,7 +176,7 @@ def test_embedded_configs_are_the_benchmark_rows():
         assert shipped["train"] == bench_cfg["train"] and shipped["data"] == bench_cfg["data"], name
 
 
-@pytest.mark.parametrize("protocol, count", [("v2", 13), ("v3", 21)])
+@pytest.mark.parametrize("protocol, count", [("v2", 13), ("v3", 23)])
 def test_protocol_configs_are_the_benchmark_rows(protocol, count):
     """configs/embedded_<protocol>/faster_rcnn_tiny_<row>.yaml trains the same model as the row."""
     import importlib.util
