@@ -4,6 +4,7 @@
     python benchmarks/run.py table2 --seeds 4     # all necks: fpn, fcfpn, panet, fpg, fpt, dsic
     python benchmarks/run.py table5 --seeds 4     # gate modes of DSIC: softmax, sigmoid, tanh
     python benchmarks/run.py gates --seeds 4      # CSG control: descriptors none / running / layer, path gates
+    python benchmarks/run.py scenes --protocol v4 # routing by image on scenes of different scales
     python benchmarks/run.py profile              # Faster R-CNN R50 at 512x512: params, GFLOPs, latency
 
 Protocol v2 (default, :mod:`dsic.protocol`): trains every missing (row, seed) run in ``--out``
@@ -39,6 +40,7 @@ TITLES = {
     "table4": "Table 4 analog: ISG / CSG ablation (Faster R-CNN, resnet_tiny, embedded dataset)",
     "table5": "Table 5 analog: gate modes of DSIC, ISG and CSG alike (Faster R-CNN, embedded dataset)",
     "gates": "How CSG's gates learn (Faster R-CNN, embedded dataset)",
+    "scenes": "Routing by image: necks on small-object, large-object and mixed scenes (protocol v4)",
 }
 
 
@@ -64,6 +66,9 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
         if protocol != "v1":
             out = {"fpn": ["model.neck=fpn"], **out}
         return out
+    if table == "scenes":  # protocol v4: fpn and DSIC as shipped first (fixed in advance), then the dense controls
+        return {**neck_variants(["fpn"]), **dict([gate_lr_row("dsic", 0.1)]), **neck_variants(["fcfpn"]),
+                **dict([gate_lr_row("csg", 0.1)])}
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)
             out = {"fpn": ["model.neck=fpn"], "dsic": ["model.neck=dsic"]}
@@ -118,8 +123,8 @@ def v2_table(table: str, args, rows: dict[str, list[str]], seeds: list[int]) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=["table2", "table4", "table5", "gates", "profile"])
-    parser.add_argument("--protocol", default="v2", choices=["v1", "v2", "v3"])
+    parser.add_argument("table", choices=["table2", "table4", "table5", "gates", "scenes", "profile"])
+    parser.add_argument("--protocol", default="v2", choices=["v1", "v2", "v3", "v4"])
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1")
     parser.add_argument("--only-seed", type=int, default=None, help="this seed alone")
     parser.add_argument("--variants", default=None, help="comma-separated subset of the table's rows")

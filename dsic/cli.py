@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+SYNTH_PRESETS = ["default", "hard", "scenes"]  # dsic.data.synth.PRESETS, named here so the parser imports no numpy
+
 PRECISIONS = ("fp32", "bf16", "fp16")  # dsic.engine.precision.PRECISIONS (not imported: --help stays instant)
 CONFIG_SUFFIXES = (".yaml", ".yml")
 #: what a user's input can get wrong: a ConfigError / DatasetError (ValueErrors), a missing or
@@ -223,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-val", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", choices=["default", "hard"], default="default",
-                   help="hard: the benchmark-v2 set (half small objects, 4-250 px, cluttered backgrounds)")
+    p.add_argument("--preset", choices=SYNTH_PRESETS, default="default",
+                   help="hard: the benchmark-v2 set (half small objects, 4-250 px, cluttered backgrounds); "
+                        "scenes: hard whose images are small-object, large-object or mixed scenes (v4)")
     p.add_argument("--probe", type=int, default=0, metavar="N",
                    help="also write N images each of the all-small / all-large / mixed probe groups")
     p.set_defaults(func=_synth)

@@ -12,6 +12,14 @@
   :mod:`dsic.engine.pretrain`), in place of the ImageNet pre-training this machine cannot download.
   Rule fixed before its FPN runs finished: v3 becomes the comparison protocol if FPN's sample sd over
   seeds 0-3 is below v2's 2.61 AP, whatever the other necks then give.
+* ``v4``: v3 on the ``scenes`` synthetic set (:mod:`dsic.data.synth`): each image is a small-object,
+  a large-object or a mixed scene, as COCO's images differ, where in v2 / v3 every object draws its
+  size independently and all images share one expected scale composition, so routing each image
+  differently has nothing to gain. It asks whether the gates route by image when the data rewards
+  it (the v3 probe groups, unchanged); v3 stays the protocol of the AP comparison. Fixed before its
+  runs (2026-11-28): rows ``fpn`` and ``dsic_gatelr01``, seeds 0-3; the gate goal counts as met
+  only if every seed has a W entry differing by >= 0.10 between the small and large groups with
+  effect size >= 2.
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ PROTOCOLS = {
     "v3": replace(_V2, name="v3", base_config=ROOT / "configs" / "embedded_v3" / "faster_rcnn_tiny_fpn.yaml",
                   overrides=(f"model.pretrained_backbone={ROOT / 'benchmarks' / 'weights' / 'resnet_tiny_gn_crops.pth'}",)),
 }
+PROTOCOLS["v4"] = replace(PROTOCOLS["v3"], name="v4",
+                          base_config=ROOT / "configs" / "embedded_v4" / "faster_rcnn_tiny_fpn.yaml",
+                          synth=dict(_V2.synth, preset="scenes"), data_name="synth_scenes")
 
 
 def get_protocol(name: str) -> Protocol:

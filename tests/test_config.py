@@ -176,8 +176,10 @@ def test_embedded_configs_are_the_benchmark_rows():
         assert shipped["train"] == bench_cfg["train"] and shipped["data"] == bench_cfg["data"], name
 
 
-@pytest.mark.parametrize("protocol, count", [("v2", 13), ("v3", 23)])
-def test_protocol_configs_are_the_benchmark_rows(protocol, count):
+@pytest.mark.parametrize("protocol, tables, count", [("v2", ("table2", "table4", "table5", "gates"), 13),
+                                                     ("v3", ("table2", "table4", "table5", "gates"), 23),
+                                                     ("v4", ("scenes",), 4)])
+def test_protocol_configs_are_the_benchmark_rows(protocol, tables, count):
     """configs/embedded_<protocol>/faster_rcnn_tiny_<row>.yaml trains the same model as the row."""
     import importlib.util
 
@@ -187,7 +189,7 @@ def test_protocol_configs_are_the_benchmark_rows(protocol, count):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = {}
-    for table in ("table2", "table4", "table5", "gates"):
+    for table in tables:
         rows.update(bench.variants(table, protocol))
     assert len(rows) == count
     base = get_protocol(protocol).base_config

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_hard_preset_is_deterministic_and_mostly_small(tmp_path):
     sides = [math.sqrt(a["area"]) for a in ann["annotations"]]
     assert min(sides) < 8 and max(sides) > 96  # wider scale range than the default's 6 px floor
     assert '"preset": "hard"' in (tmp_path / "a" / "README.txt").read_text()
-    with pytest.raises(ValueError, match="unknown synth preset 'easy'; expected one of default, hard"):
+    with pytest.raises(ValueError, match="unknown synth preset 'easy'; expected one of default, hard, scenes"):
         generate(tmp_path / "c", num_train=1, num_val=0, preset="easy")
 
 
@@ -52,3 +53,31 @@ def test_synth_command_writes_probe_groups(tmp_path, capsys):
     stats = json.loads(capsys.readouterr().out)
     assert set(stats["probe"]) == {"small", "large", "mixed"}
     assert (tmp_path / "annotations" / "instances_probe_mixed.json").is_file()
+
+
+def test_scenes_preset_gives_images_of_different_scale_composition(tmp_path):
+    """scenes (protocol v4): small-object, large-object and mixed images, where hard's images all
+    draw their objects' sizes from one distribution; hard's images and the probe are unchanged."""
+    from dsic.data.synth import PRESETS
+
+    stats = generate(tmp_path / "s", num_train=60, num_val=0, image_size=256, seed=0, preset="scenes")
+    assert stats["train"]["objects"] > 100
+    ann = json.loads((tmp_path / "s" / "annotations" / "instances_train.json").read_text())
+    sides: dict[int, list[float]] = {}
+    for a in ann["annotations"]:
+        sides.setdefault(a["image_id"], []).append(math.sqrt(a["area"]))
+    small_share = [sum(s < 32 for s in v) / len(v) for v in sides.values()]
+    assert sum(f == 0 for f in small_share) >= 10 and sum(f == 1 for f in small_share) >= 5  # both kinds of scene
+    assert 10 <= sum(0 < f < 1 for f in small_share)  # and mixed ones
+    assert '"preset": "scenes"' in (tmp_path / "s" / "README.txt").read_text()
+    assert replace(PRESETS["scenes"], scenes=()) == PRESETS["hard"]  # scenes is hard plus the per-image draw
+    generate_probe(tmp_path / "p1", count=2, image_size=128, preset="hard")
+    generate_probe(tmp_path / "p2", count=2, image_size=128, preset="scenes")
+    assert _digest(tmp_path / "p1") == _digest(tmp_path / "p2")  # v4's probe groups are v3's
+
+
+def test_the_cli_offers_every_synth_preset():
+    from dsic.cli import SYNTH_PRESETS
+    from dsic.data.synth import PRESETS
+
+    assert SYNTH_PRESETS == list(PRESETS)

@@ -22,6 +22,14 @@ protocol-v2 benchmark, BENCHMARKS.md) is harder and more multi-scale: about half
 backgrounds (every background gets 6..16 random distractor strokes, ellipses and boxes that are
 not objects). Measured: the v1 set's FPN AP moved by 7 AP between two seeds, a harder set's by 0.5.
 
+**Scenes** (preset ``scenes``, the protocol-v4 benchmark): ``hard`` with one more draw per image
+before its objects, the image's *scene*: a third of the images are small-object scenes (bucket
+weights 0.9 / 0.1 / 0, up to 12 objects), a third large-object scenes (0 / 0.2 / 0.8, up to 6) and a
+third mixed (``hard``'s 0.5 / 0.3 / 0.2, up to 12). In ``default`` and ``hard`` every object draws
+its bucket independently, so every image has the same expected scale composition and a neck has
+nothing to gain from treating images differently; COCO's images do differ (a close-up of one
+object, a crowd of small ones), and so do these. Scene proportions and weights are our choice.
+
 **Probe groups** (``groups``, :func:`generate_probe`): images whose objects are all small
 (sqrt(area) < 32 px), all large (> 96 px), or mixed (small and large, no medium), on the preset's
 backgrounds, for measuring whether a gated neck routes images of different scales differently
@@ -67,6 +75,10 @@ class Style:
     weights: tuple = BUCKET_WEIGHTS
     max_objects: int = 8
     clutter: tuple = (0, 0)
+    scenes: tuple = ()  # ((probability, bucket weights, max_objects), ...): drawn per image; () = none
+
+
+SCENES = ((1 / 3, (0.9, 0.1, 0.0), 12), (1 / 3, (0.0, 0.2, 0.8), 6), (1 / 3, (0.5, 0.3, 0.2), 12))
 
 
 PRESETS = {
@@ -74,6 +86,7 @@ PRESETS = {
     "hard": Style(buckets=((4.0, 32.0), (32.0, 96.0), (96.0, 250.0)), weights=(0.5, 0.3, 0.2), max_objects=12,
                   clutter=(6, 16)),
 }
+PRESETS["scenes"] = replace(PRESETS["hard"], scenes=SCENES)
 GROUPS = {  # probe groups: bucket weights and the sqrt(area) range an annotation must keep
     "small": ((1.0, 0.0, 0.0), ((0.0, 32.0),)),
     "large": ((0.0, 0.0, 1.0), ((96.0, math.inf),)),
@@ -169,6 +182,9 @@ def compose(rng: np.random.Generator, image_size: int, max_objects: int, style: 
     img = background(rng, image_size)
     if style.clutter[1] > 0:
         img = add_clutter(rng, img, int(rng.integers(style.clutter[0], style.clutter[1] + 1)))
+    if style.scenes:  # the image's scene sets its bucket weights and object count (no draw without scenes)
+        _, weights, most = style.scenes[int(rng.choice(len(style.scenes), p=[p for p, _, _ in style.scenes]))]
+        style, max_objects = replace(style, weights=weights), min(max_objects, most)
     drawn = [(cls, object_mask(rng, cls, image_size, style))
              for cls in rng.integers(len(CLASSES), size=int(rng.integers(3, max_objects + 1))).tolist()]
     drawn.sort(key=lambda item: -item[1].sum())
@@ -258,7 +274,7 @@ def generate(out_dir: str | Path, num_train: int = 500, num_val: int = 100, imag
         seed: the whole dataset is a function of the arguments (byte-identical files).
         max_objects: objects per image are drawn from 3..max_objects (fewer when they do not fit);
             None: the preset's (8 for ``default``, 12 for ``hard``).
-        preset: ``default`` or ``hard`` (:data:`PRESETS`, see the module doc).
+        preset: ``default``, ``hard`` or ``scenes`` (:data:`PRESETS`, see the module doc).
 
     Returns ``{"train": s, "val": s}`` with, per split, ``images``, ``objects``, ``small`` /
     ``medium`` / ``large`` counts and ``*_fraction``, ``buckets_balanced`` (every bucket >= 25 %),
@@ -306,7 +322,7 @@ def generate_probe(out_dir: str | Path, count: int = 50, image_size: int = 320, 
     out = Path(out_dir)
     stats = {}
     for i, (group, (weights, keep)) in enumerate(GROUPS.items()):
-        style = replace(base, weights=weights, max_objects=6 if group == "large" else base.max_objects)
+        style = replace(base, weights=weights, max_objects=6 if group == "large" else base.max_objects, scenes=())
         stats[group] = make_split(out, f"probe_{group}", 10 + i, count, seed, image_size, style.max_objects,
                                   style, keep)
     return stats
