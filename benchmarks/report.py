@@ -1,4 +1,4 @@
-"""Regenerate BENCHMARKS.md's protocol sections (v2, v3) from the committed run records.
+"""Regenerate BENCHMARKS.md's protocol sections (v2, v3, v4) from the committed run records.
 
     .venv/bin/python benchmarks/report.py                   # rewrites every section between its markers
     .venv/bin/python benchmarks/report.py --protocol v3 --print   # prints one section instead
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from dsic.results import load_records, paired_table
 
-PROTOCOLS = ("v2", "v3")
+PROTOCOLS = ("v2", "v3", "v4")
 
 
 def markers(protocol: str) -> tuple[str, str]:
@@ -38,7 +38,15 @@ TABLES = {
                                        "fpn"),
     "DSIC against dense ungated connections (FC-FPN)": ("table2", ["fcfpn", "dsic", "dsic_gatelr01", "dsic_path"],
                                                         "fcfpn"),
-    "Table 5 analog: gate modes (ISG and CSG alike)": ("table5", ["fpn", "dsic_softmax", "dsic_sigmoid", "dsic"], "fpn"),
+    "Table 5 analog: gate modes (ISG and CSG alike)": ("table5", ["fpn", "dsic_softmax", "dsic_sigmoid", "dsic",
+                                                                  "dsic_softmax_gatelr01", "dsic_sigmoid_gatelr01",
+                                                                  "dsic_gatelr01"], "fpn"),
+    "Gate modes at the shipped gate lr, against tanh (dsic_gatelr01)": (
+        "table5", ["dsic_gatelr01", "dsic_softmax_gatelr01", "dsic_sigmoid_gatelr01"], "dsic_gatelr01"),
+    "Routing by image: scenes of different scales": ("scenes", ["fpn", "dsic_gatelr01", "fcfpn", "csg_gatelr01"],
+                                                     "fpn"),
+    "Scenes: the gated necks against dense ungated connections (FC-FPN)": (
+        "scenes", ["fcfpn", "dsic_gatelr01", "csg_gatelr01"], "fcfpn"),
     "How CSG's gates learn": ("gates", ["fpn", "dsic", *GATE_ROWS], "fpn"),
     "Gate designs against DSIC with one lr for everything (dsic)": ("gates", ["dsic", *GATE_ROWS], "dsic"),
 }
@@ -113,11 +121,24 @@ def probe_table(records: dict) -> str:
     return "\n".join(lines)
 
 
+def goal_summary(records: dict) -> str:
+    """Per gated row, the seeds whose probe meets the gate goal (W entry >= 0.10 apart, effect size >= 2)."""
+    parts = []
+    for row in sorted(records):
+        probes = {seed: rec["gate_probe"] for seed, rec in sorted(records[row].items())
+                  if "W_max_diff" in rec.get("gate_probe", {})}
+        if probes:
+            met = [s for s, p in probes.items() if p["W_max_diff"] >= 0.10 and p["W_effect_size"] >= 2]
+            parts.append(f"{row} {len(met)} of {len(probes)}")
+    return "Seeds meeting the goal: " + ("; ".join(parts) if parts else "no gated run recorded") + "."
+
+
 def section(results: Path, protocol: str = "v2", earlier: Path | None = None) -> str:
     records = load_records(results)
     start, end = markers(protocol)
     before = load_records(earlier) if earlier is not None and earlier.is_dir() else None
-    out = [start, "", "### FPN's run-to-run variance (decides the protocol)", "", fpn_variance(records, before)]
+    decides = " (decides the protocol)" if protocol in ("v2", "v3") else ""
+    out = [start, "", f"### FPN's run-to-run variance{decides}", "", fpn_variance(records, before)]
     for title, (table, rows, ref) in TABLES.items():
         rows = [r for r in rows if r in defined_rows(table, protocol)]
         present = [r for r in rows if r in records]
@@ -133,7 +154,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             "Goal: a W entry differing by >= 0.10 between all-small and all-large images with effect size >= 2. "
             "S (the pixel selection maps' spatial means) is a diagnostic beside it, recorded since the v3 runs; "
             "the single-channel columns (act(w_ik[c]) before W's channel mean) since 2026-11-28."),
-            "", probe_table(records), "", end]
+            "", probe_table(records), "", goal_summary(records), "", end]
     return "\n".join(out)
 
 
@@ -147,7 +168,7 @@ def main(argv=None) -> int:
     doc = args.file.read_text()
     for protocol in [args.protocol] if args.protocol else PROTOCOLS:
         results = args.results or ROOT / "benchmarks" / "results" / protocol
-        earlier = ROOT / "benchmarks" / "results" / PROTOCOLS[PROTOCOLS.index(protocol) - 1] if protocol != "v2" else None
+        earlier = ROOT / "benchmarks" / "results" / "v2" if protocol == "v3" else None  # v3's adoption rule
         text = section(results, protocol, earlier)
         if args.print:
             print(text)

@@ -1,0 +1,41 @@
+"""benchmarks/report.py: BENCHMARKS.md's sections are computed from the run records alone."""
+
+import importlib.util
+from pathlib import Path
+
+from dsic.results import run_record, write_record
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _report():
+    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    return report
+
+
+def _record(folder, row, seed, ap, probe=None):
+    bbox = {m: ap / 100 for m in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+    extra = {"gate_probe": probe} if probe else {}
+    write_record(folder, run_record("v4", row, seed, [], bbox, threads=1, wall_s=900.0, **extra))
+
+
+def test_v4_section_pairs_scenes_rows_and_counts_seeds_meeting_the_gate_goal(tmp_path):
+    for seed, (fpn, dsic, diff, eff) in enumerate([(50, 52, 0.12, 2.5), (51, 52, 0.12, 1.5), (49, 52, 0.05, 3.0)]):
+        _record(tmp_path, "fpn", seed, fpn)
+        _record(tmp_path, "dsic_gatelr01", seed, dsic, {"W_max_diff": diff, "W_max_diff_at": [0, 1],
+                                                        "W_effect_size": eff})
+    text = _report().section(tmp_path, "v4")
+    assert "### FPN's run-to-run variance\n" in text  # v4 does not decide the comparison protocol
+    assert "### Routing by image: scenes of different scales" in text
+    assert "| dsic_gatelr01 | 0,1,2 |" in text and "+2.00 [" in text  # paired: 2, 1, 3 AP above fpn
+    assert "Not measured yet: fcfpn, csg_gatelr01." in text
+    assert "Seeds meeting the goal: dsic_gatelr01 1 of 3." in text  # only seed 0 has both 0.10 and effect 2
+    assert "Table 4" not in text  # v4 has no ablation rows recorded
+
+
+def test_scenes_rows_are_protocol_v4s_only():
+    report = _report()
+    assert report.defined_rows("scenes", "v3") == set()
+    assert report.defined_rows("scenes", "v4") == {"fpn", "dsic_gatelr01", "fcfpn", "csg_gatelr01"}
