@@ -45,6 +45,8 @@ TITLES = {
 
 
 def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
+    if (table == "scenes") != (protocol == "v4"):
+        return {}  # the scenes set is v4's data, and v4 has no other table
     if table == "table2":
         out = neck_variants(["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"])
         if protocol not in ("v1", "v2"):  # v3: DSIC as shipped (gate lr x0.1) beside the necks
@@ -67,8 +69,6 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             out = {"fpn": ["model.neck=fpn"], **out}
         return out
     if table == "scenes":  # protocol v4: fpn and DSIC as shipped first (fixed in advance), then the dense controls
-        if protocol != "v4":
-            return {}  # the scenes set is v4's data
         return {**neck_variants(["fpn"]), **dict([gate_lr_row("dsic", 0.1)]), **neck_variants(["fcfpn"]),
                 **dict([gate_lr_row("csg", 0.1)])}
     if table == "gates":
@@ -148,7 +148,8 @@ def main(argv=None) -> int:
     seeds = [args.only_seed] if args.only_seed is not None else list(range(args.seeds))
     rows = variants(args.table, args.protocol)
     if not rows:
-        raise SystemExit(f"{args.table} has no rows under protocol {args.protocol} (scenes: --protocol v4)")
+        raise SystemExit(f"{args.table} has no rows under protocol {args.protocol} "
+                         " (scenes: --protocol v4 only, and v4 has no other table)")
     if args.variants:
         unknown = set(args.variants.split(",")) - set(rows)
         if unknown:
