@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     rows = variants(args.table, args.protocol)
     if not rows:
         raise SystemExit(f"{args.table} has no rows under protocol {args.protocol} "
-                         " (scenes: --protocol v4 only, and v4 has no other table)")
+                         "(scenes: --protocol v4 only, and v4 has no other table)")
     if args.variants:
         unknown = set(args.variants.split(",")) - set(rows)
         if unknown:
