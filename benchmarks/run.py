@@ -69,8 +69,11 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             out = {"fpn": ["model.neck=fpn"], **out}
         return out
     if table == "scenes":  # protocol v4: fpn and DSIC as shipped first (fixed in advance), then the dense controls
-        return {**neck_variants(["fpn"]), **dict([gate_lr_row("dsic", 0.1)]), **neck_variants(["fcfpn"]),
-                **dict([gate_lr_row("csg", 0.1)])}
+        out = {**neck_variants(["fpn"]), **dict([gate_lr_row("dsic", 0.1)]), **neck_variants(["fcfpn"]),
+               **dict([gate_lr_row("csg", 0.1)])}
+        # added after seed 0 of dsic_gatelr01 (W flat): do path-level logits route when the data rewards it?
+        out["dsic_path_gatelr01"] = out["dsic_gatelr01"] + ["model.neck_cfg.csg_path_gate=true"]
+        return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)
             out = {"fpn": ["model.neck=fpn"], "dsic": ["model.neck=dsic"]}
