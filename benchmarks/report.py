@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -133,6 +134,27 @@ def goal_summary(records: dict) -> str:
     return "Seeds meeting the goal: " + ("; ".join(parts) if parts else "no gated run recorded") + "."
 
 
+def incentive_table(folder: Path) -> str:
+    """From ``<results>/incentive/*.json`` (benchmarks/routing_incentive.py): does the loss pull W
+    differently for small- and large-object images?"""
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        return ""
+    lines = [("| run | dL/dW max abs(small − large) (entry i,k) | effect size | entries pulled opposite ways "
+             "(effect size) | images per group |"), "|---|---|---|---|---|"]
+    for path in files:
+        g = json.loads(path.read_text())
+        opposite = ", ".join(f"({i},{k}) {g['G_effect_sizes'][i][k]:.2f}" for i, k in g["G_opposite"]) or "none"
+        lines.append(f"| {path.stem} | {g['G_max_diff']:.3f} ({g['G_max_diff_at'][0]},{g['G_max_diff_at'][1]}) | "
+                     f"{g['G_effect_size']:.2f} | {opposite} | {min(g['images'].values())} |")
+    return "\n".join(["", ("Does the loss ask for routing by image? For each probe image, G[i, k] = sum_c dL/d "
+                      "act(w_ik[c]), the slope of its training loss when path i -> k opens by the same amount in "
+                      "every channel (`dsic.models.incentive`; `benchmarks/routing_incentive.py <run> --probe <data> "
+                      "--images 50 --out benchmarks/results/<protocol>/incentive/<run>.json`). Where the small and "
+                      "large groups' mean G differ, or have opposite signs, no fixed W is best for both."), "",
+                      *lines])
+
+
 def section(results: Path, protocol: str = "v2", earlier: Path | None = None) -> str:
     records = load_records(results)
     start, end = markers(protocol)
@@ -154,7 +176,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             "Goal: a W entry differing by >= 0.10 between all-small and all-large images with effect size >= 2. "
             "S (the pixel selection maps' spatial means) is a diagnostic beside it, recorded since the v3 runs; "
             "the single-channel columns (act(w_ik[c]) before W's channel mean) since 2026-11-28."),
-            "", probe_table(records), "", goal_summary(records), "", end]
+            "", probe_table(records), "", goal_summary(records), incentive_table(results / "incentive"), "", end]
     return "\n".join(out)
 
 

@@ -39,3 +39,20 @@ def test_scenes_rows_are_protocol_v4s_only():
     report = _report()
     assert report.defined_rows("scenes", "v3") == set()
     assert report.defined_rows("scenes", "v4") == {"fpn", "dsic_gatelr01", "fcfpn", "csg_gatelr01", "dsic_path_gatelr01"}
+
+
+def test_incentive_table_from_its_files(tmp_path):
+    import json
+
+    import numpy as np
+
+    from dsic.models.incentive import incentive_statistics
+
+    small = np.array([[[1.0, -0.5], [0.0, 2.0]], [[3.0, -0.5], [0.0, 2.0]]])
+    large = np.array([[[-1.0, -0.5], [0.0, 2.0]], [[-3.0, -0.5], [0.0, 2.0]]])
+    (tmp_path / "incentive").mkdir()
+    (tmp_path / "incentive" / "dsic_gatelr01_seed0.json").write_text(
+        json.dumps(incentive_statistics({"small": small, "large": large})))
+    text = _report().incentive_table(tmp_path / "incentive")
+    assert "| dsic_gatelr01_seed0 | 4.000 (0,0) | 4.00 | (0,0) 4.00 | 2 |" in text
+    assert _report().incentive_table(tmp_path / "none") == ""
