@@ -19,6 +19,11 @@ def test_incentive_statistics_by_hand():
     assert stats["G_scale"] == 1.25 and stats["G_opposite"] == [[0, 0]]
 
 
+def _sample(dtype):
+    boxes = torch.tensor([[4.0, 6.0, 40.0, 50.0], [30.0, 30.0, 60.0, 62.0]], dtype=dtype)
+    return torch.rand(3, 64, 64, dtype=dtype), {"boxes": boxes, "labels": torch.tensor([1, 2])}
+
+
 def test_image_gradient_is_the_loss_slope_of_a_uniform_shift_of_a_path():
     """G[i, k] = sum_c dL/d act(w_ik[c]): shifting every channel of one path by +-eps changes the
     loss by +-eps * G[i, k] (central difference on a real tiny DSIC, train mode). The RPN's loss
@@ -30,9 +35,7 @@ def test_image_gradient_is_the_loss_slope_of_a_uniform_shift_of_a_path():
     torch.manual_seed(0)
     model = build_detector("faster_rcnn", "resnet_tiny", "dsic", num_classes=3, min_size=64, max_size=64,
                            out_channels=16).double()
-    image = torch.rand(3, 64, 64, dtype=torch.float64)
-    target = {"boxes": torch.tensor([[4.0, 6.0, 40.0, 50.0], [30.0, 30.0, 60.0, 62.0]], dtype=torch.float64),
-              "labels": torch.tensor([1, 2])}
+    image, target = _sample(torch.float64)
     rpn = ("loss_objectness", "loss_rpn_box_reg")
     grads = image_gradients(model, [(image, target)], seed=5, terms=rpn)
     n = grads.shape[1]
@@ -56,3 +59,21 @@ def test_image_gradient_is_the_loss_slope_of_a_uniform_shift_of_a_path():
     model.train()
     slope = (loss_with_shift(eps) - loss_with_shift(-eps)) / (2 * eps)
     np.testing.assert_allclose(grads[0, i, k], slope, rtol=2e-2)
+
+
+def test_image_gradients_leave_the_model_as_it_was():
+    """Training mode moves running statistics (here CSG's RunningStandardize): they are put back,
+    no gradient is left on the parameters, and the mode is restored."""
+    from dsic.models.builder import build_detector
+
+    torch.manual_seed(0)
+    model = build_detector("faster_rcnn", "resnet_tiny", "dsic", num_classes=3, min_size=64, max_size=64,
+                           out_channels=16, neck_cfg={"csg_control_norm": "running"})
+    model.train()
+    model([_sample(torch.float32)[0]], [_sample(torch.float32)[1]])  # statistics away from their start
+    model.eval()
+    before = {name: b.clone() for name, b in model.named_buffers()}
+    image_gradients(model, [_sample(torch.float32) for _ in range(2)])
+    assert any("running" in name for name in before)
+    assert all(torch.equal(b, before[name]) for name, b in model.named_buffers())
+    assert all(p.grad is None for p in model.parameters()) and not model.training

@@ -25,7 +25,8 @@ G is the gradient training follows: torchvision's Faster R-CNN detaches its prop
 loss's dependence on W through the proposal boxes is not in it, as it is not in SGD's step.
 The model is put in training mode for the loss (torchvision's detectors return losses only
 there); its RPN and RoI sampling draw from ``torch.manual_seed(seed + index)`` per image, so the
-numbers are repeatable. Nothing is updated.
+numbers are repeatable. Nothing is updated: no optimizer step, and buffers that move in training mode
+(batch-norm and ``RunningStandardize`` statistics) are put back.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def image_gradients(model: nn.Module, samples: list[tuple[torch.Tensor, dict]], 
 
     handles = [u.register_forward_hook(keep(k)) for k, u in enumerate(units)]
     was_training = model.training
+    saved = {name: b.detach().clone() for name, b in model.named_buffers()}  # running stats move in train mode
     model.train()
     out = []
     try:
@@ -65,10 +67,14 @@ def image_gradients(model: nn.Module, samples: list[tuple[torch.Tensor, dict]], 
             losses = model([image], [target])
             sum(v for name, v in losses.items() if terms is None or name in terms).backward()
             # w of output level k: [1, n_in, C, 1, 1] -> sum over channels per input level i
-            out.append(torch.stack([w.grad[0].flatten(1).sum(1) for w in kept], 1).numpy())
+            out.append(torch.stack([torch.zeros(w.shape[1], dtype=w.dtype) if w.grad is None
+                                    else w.grad[0].flatten(1).sum(1) for w in kept], 1).numpy())
     finally:
         for h in handles:
             h.remove()
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(saved[name])
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     return np.stack(out)
