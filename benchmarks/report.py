@@ -29,7 +29,7 @@ def markers(protocol: str) -> tuple[str, str]:
     return f"<!-- {protocol} results start (benchmarks/report.py) -->", f"<!-- {protocol} results end -->"
 
 
-GATE_ROWS = ["dsic_control_running", "dsic_control_layer", "dsic_path", "dsic_gatelr01", "dsic_gatelr10",
+GATE_ROWS = ["dsic_control_running", "dsic_control_layer", "dsic_path", "dsic_gatelr01", "dsic_gatelr10", "dsic_signal01_gatelr01",
              "dsic_gatelr10_layer", "dsic_path_gatelr01",
              "dsic_path_layer_gatelr01", "dsic_path_running_gatelr01"]
 TABLES = {

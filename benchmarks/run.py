@@ -92,6 +92,9 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                 for norm in ("layer", "running"):  # ... on descriptors normalised per image / per entry
                     out[f"dsic_path_{norm}_gatelr01"] = out["dsic_path_gatelr01"] + [
                         f"model.neck_cfg.csg_control_norm={norm}"]
+                # the image-dependent part of w_ik starting 10x larger (the loss asks for routing by image)
+                out["dsic_signal01_gatelr01"] = ["model.neck=dsic", "model.neck_cfg.csg_signal_std=0.1",
+                                                 "train.gate_lr_mult=0.1"]
             return out
         # v1 history: csg and dsic are the defaults (csg_gain: input, csg_control_norm: none)
         out = {}

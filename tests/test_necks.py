@@ -294,3 +294,23 @@ def test_csg_path_gate_adds_one_logit_per_path_shared_by_its_channels():
     sum((v ** 2).mean() for v in neck(blocks_for(SPEC)).values()).backward()
     grads = [p.grad for n, p in neck.named_parameters() if ".path." in n]
     assert len(grads) == 8 and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_csg_signal_std_sets_the_start_of_the_image_dependent_part():
+    """csg_signal_std: the std of the channel signals' last-layer (and path-logit) initial weights;
+    the bias, which opens every path at ~1/n, and the selection maps' init do not change."""
+    from dsic.necks.csg import ControlUnit
+
+    torch.manual_seed(0)
+    wide = ControlUnit(4, 64, "tanh", "sigmoid", path_gate=True, signal_std=0.5)
+    torch.manual_seed(0)
+    default = ControlUnit(4, 64, "tanh", "sigmoid", path_gate=True)
+    assert abs(wide.channel[-1].weight.std().item() - 0.5) < 0.05
+    assert abs(default.channel[-1].weight.std().item() - 0.01) < 0.001
+    assert abs(wide.path.weight.std().item() - 0.5) < 0.1
+    torch.testing.assert_close(wide.channel[-1].bias, default.channel[-1].bias)
+    torch.testing.assert_close(wide.select[-1].weight, default.select[-1].weight)
+    neck = build_neck("dsic", SPEC, 16, "pool", csg_signal_std=0.2)
+    assert abs(neck.csg.control[0].channel[-1].weight.std().item() - 0.2) < 0.05
+    with pytest.raises(ValueError, match="CSG signal_std must be a number >= 0, got -1"):
+        ControlUnit(4, 64, "tanh", "sigmoid", signal_std=-1)

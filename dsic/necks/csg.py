@@ -50,6 +50,10 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
 * ``path_gate``: adds one logit per path shared by its channels, w_ik[c] = act(z_ik[c] + p_ik),
   so that the state matrix can follow the image; measured once, it made W image-dependent but
   noisy and trained badly (off by default).
+* ``signal_std``: the std of the initial weights of the channel signals' last layer (and of the
+  path logits), 0.01 by default: the image-dependent part of w_ik starts this small, around the
+  bias that opens every path at ~1/n. A larger start lets the gates follow the image from the
+  first iteration (docs/design.md, "Does the loss ask for routing by image?").
 
 :meth:`CSG.gate_states` returns the n x n state matrix W[b, i, k] = mean_c act(w_ik) per image and
 the selection maps s_ik, for visualisation.
@@ -115,8 +119,10 @@ class ControlUnit(nn.Module):
 
     def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
                  reduction: int = 4, select_hidden: int = 16, control_norm: str = "none",
-                 path_gate: bool = False):
+                 path_gate: bool = False, signal_std: float = 0.01):
         super().__init__()
+        if not 0.0 <= signal_std < float("inf"):
+            raise ValueError(f"CSG signal_std must be a number >= 0, got {signal_std}")
         self.n, self.channels = num_inputs, channels
         self.control_norm = check_mode(control_norm, CONTROL_NORMS, "CSG control_norm")
         self.mode = check_mode(mode, COARSE_MODES, "CSG channel mode")
@@ -134,10 +140,11 @@ class ControlUnit(nn.Module):
         self.path = nn.Conv2d(hidden, num_inputs, 1) if path_gate else None
         init_conv(self)
         if self.path is not None:
-            nn.init.normal_(self.path.weight, std=0.01)
+            nn.init.normal_(self.path.weight, std=signal_std)
             nn.init.zeros_(self.path.bias)
-        for last, m, target in ((self.channel[-1], self.mode, 1.0 / num_inputs), (self.select[-1], select_mode, 0.5)):
-            nn.init.normal_(last.weight, std=0.01)
+        for last, m, target, std in ((self.channel[-1], self.mode, 1.0 / num_inputs, signal_std),
+                                     (self.select[-1], select_mode, 0.5, 0.01)):
+            nn.init.normal_(last.weight, std=std)
             nn.init.constant_(last.bias, bias_for(m, target))
 
     def forward(self, pooled: list[Tensor], magnitudes: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -213,13 +220,15 @@ class CSG(nn.Module):
 
     def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
                  select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
-                 control_norm: str = "none", gain: str = "input", path_gate: bool = False):
+                 control_norm: str = "none", gain: str = "input", path_gate: bool = False,
+                 signal_std: float = 0.01):
         super().__init__()
         n = len(in_channels)
         self.gain_mode = check_mode(gain, GAINS, "CSG gain")
         self.paths = Resampler(in_channels, out_channels)
         self.control = nn.ModuleList(
-            ControlUnit(n, out_channels, mode, select_mode, reduction, control_norm=control_norm, path_gate=path_gate)
+            ControlUnit(n, out_channels, mode, select_mode, reduction, control_norm=control_norm, path_gate=path_gate,
+                        signal_std=signal_std)
             for _ in range(n)
         )
         self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
@@ -275,10 +284,10 @@ class CSGNeck(Neck):
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
                  csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
                  output_conv: bool = True, csg_control_norm: str = "none",
-                 csg_gain: str = "input", csg_path_gate: bool = False):
+                 csg_gain: str = "input", csg_path_gate: bool = False, csg_signal_std: float = 0.01):
         super().__init__(spec, out_channels, extra)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
-                       csg_control_norm, csg_gain, csg_path_gate)
+                       csg_control_norm, csg_gain, csg_path_gate, csg_signal_std)
 
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
         return self.csg([b[-1] for b in blocks])
