@@ -312,5 +312,6 @@ def test_csg_signal_std_sets_the_start_of_the_image_dependent_part():
     torch.testing.assert_close(wide.select[-1].weight, default.select[-1].weight)
     neck = build_neck("dsic", SPEC, 16, "pool", csg_signal_std=0.2)
     assert abs(neck.csg.control[0].channel[-1].weight.std().item() - 0.2) < 0.05
-    with pytest.raises(ValueError, match="CSG signal_std must be a number >= 0, got -1"):
-        ControlUnit(4, 64, "tanh", "sigmoid", signal_std=-1)
+    for bad in (-1, "0.1", float("nan")):
+        with pytest.raises(ValueError, match=f"CSG signal_std must be a number >= 0, got {bad}"):
+            ControlUnit(4, 64, "tanh", "sigmoid", signal_std=bad)
