@@ -73,6 +73,16 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                **dict([gate_lr_row("csg", 0.1)])}
         # added after seed 0 of dsic_gatelr01 (W flat): do path-level logits route when the data rewards it?
         out["dsic_path_gatelr01"] = out["dsic_gatelr01"] + ["model.neck_cfg.csg_path_gate=true"]
+        # added 2026-11-28 (session 5), after the rows above: the control units' last layers at 10x
+        # the gate lr (1x the schedule's), in training from scratch (with path logits) ...
+        head = '"*.csg.control.*.channel.2.*": 1.0, "*.csg.control.*.path.*": 1.0'
+        out["dsic_path_head1_gatelr01"] = out["dsic_path_gatelr01"] + [f"train.lr_mults={{{head}}}"]
+        # ... and a diagnostic: can the control units learn to route on features that are already
+        # trained? dsic_gatelr01's final weights, path logits added, everything but CSG's control
+        # units frozen, 400 more iterations (the same schedule)
+        out["dsic_gatelr01_gateft_path"] = out["dsic_path_gatelr01"] + [
+            "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
+            f'train.lr_mults={{{head}, "*.csg.control.*": 0.1, "*": 0}}']
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)

@@ -99,6 +99,8 @@ SCHEMA: dict = {
         "gate_lr_mult": Leaf(0.1, ("float",), min=0, doc="lr factor of the gate-signal parameters (CSG control "
                              "units, ISG stage gates); 1: the same lr as the rest (0.1: chosen by measurement, "
                              "docs/design.md)"),
+        "lr_mults": Leaf({}, ("dict",), doc="{parameter-name glob: lr factor}, the first match wins over "
+                         "gate_lr_mult; 0 freezes (dsic/engine/param_groups.py)"),
         "warmup_iters": Leaf(500, ("int",), min=0),
         "warmup_factor": Leaf(0.001, ("float",), min=0, max=1),
         "schedule": Leaf("1x", ("str", "list"), choices=tuple(SCHEDULES), items="float", min=0),
@@ -372,6 +374,12 @@ def finalize(cfg: dict, where: str = "config") -> dict:
     if model["norm"] == "frozen_bn" and model["pretrained_backbone"] is None and model["init_from"] is None:
         raise ConfigError(f"{where}: 'model.norm' = 'frozen_bn' with no pretrained weights (model.pretrained_backbone "
                           f"and model.init_from are null) would freeze random statistics; use bn or gn, or null")
+    from .engine.param_groups import check_lr_mults  # imports torch, as the necks check below does
+
+    try:
+        check_lr_mults(train["lr_mults"])
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
     device = cfg["device"]
     if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ConfigError(f"{where}: 'device' = {device!r}, expected auto, cpu, cuda or cuda:N")

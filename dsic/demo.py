@@ -165,7 +165,10 @@ def is_complete(run: Path) -> bool:
 
 def train_command(protocol: Protocol, data: Path, overrides: list[str], run: Path, seed: int,
                   quick: bool) -> list[str]:
-    args = data_overrides(data) + list(protocol.overrides) + list(overrides) + [f"output_dir={run}", f"train.seed={seed}"]
+    """``dsic train`` arguments of one run. In a row's overrides ``{seed}`` stands for the seed and
+    ``{runs}`` for the folder of the runs (rows that start from another row's trained run)."""
+    overrides = [o.replace("{seed}", str(seed)).replace("{runs}", str(run.parent)) for o in overrides]
+    args = data_overrides(data) + list(protocol.overrides) + overrides + [f"output_dir={run}", f"train.seed={seed}"]
     return [str(protocol.base_config), *args, *(QUICK["train"] if quick else [])]
 
 

@@ -78,6 +78,7 @@ from .distributed import (
 )
 from .ema import ModelEMA
 from .evaluate import evaluate
+from .param_groups import gate_parameters, parameter_groups  # noqa: F401 - gate_parameters: re-exported
 from .precision import amp_precision, autocast, needs_grad_scaler
 from .reporting import RunReport
 from .schedule import build_scheduler, scaled_lr
@@ -146,33 +147,6 @@ class SignalGuard:
 class NonFiniteLossError(FloatingPointError):
     """A loss, a gradient or (after an update) a weight was NaN or infinite; the message names the
     iteration, the loss terms and where the last finite state is saved."""
-
-
-def gate_parameters(model: torch.nn.Module) -> set[int]:
-    """ids of the parameters that compute gate signals: CSG's control units and ISG's stage gates."""
-    from ..necks.csg import ControlUnit
-    from ..necks.isg import StageSelectionGate
-
-    return {id(p) for m in model.modules() if isinstance(m, (ControlUnit, StageSelectionGate)) for p in m.parameters()}
-
-
-def parameter_groups(model: torch.nn.Module, weight_decay: float, norm_bias_decay: bool = True,
-                     gate_lr_mult: float = 1.0) -> list[dict]:
-    """Trainable parameters as SGD groups. ``norm_bias_decay`` False: biases and normalisation
-    weights (every parameter with fewer than 2 dimensions) get no weight decay. ``gate_lr_mult`` != 1:
-    the gate-signal parameters (:func:`gate_parameters`) get their own groups whose lr is multiplied
-    by it (``lr_mult``, applied by the scheduler)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    gates = gate_parameters(model) if gate_lr_mult != 1.0 else set()
-    groups = []
-    for members, extra in (([p for p in params if id(p) not in gates], {}),
-                           ([p for p in params if id(p) in gates], {"lr_mult": gate_lr_mult})):
-        if norm_bias_decay:
-            groups.append({"params": members, "weight_decay": weight_decay, **extra})
-            continue
-        groups.append({"params": [p for p in members if p.ndim > 1], "weight_decay": weight_decay, **extra})
-        groups.append({"params": [p for p in members if p.ndim <= 1], "weight_decay": 0.0, **extra})
-    return [g for g in groups if g["params"]]
 
 
 class JsonLog:
@@ -258,7 +232,8 @@ class _Run:
         self.lr = scaled_lr(self.tcfg["base_lr"], self.tcfg["batch_size"], info.world_size,
                             self.tcfg["base_batch_size"])
         self.optimizer = torch.optim.SGD(
-            parameter_groups(model, self.tcfg["weight_decay"], self.tcfg["norm_bias_decay"], self.tcfg["gate_lr_mult"]),
+            parameter_groups(model, self.tcfg["weight_decay"], self.tcfg["norm_bias_decay"], self.tcfg["gate_lr_mult"],
+                             self.tcfg["lr_mults"]),
             lr=self.lr, momentum=self.tcfg["momentum"])
         self.scheduler = build_scheduler(self.optimizer, self.tcfg["steps"], self.iters_per_epoch,
                                          self.tcfg["gamma"], self.tcfg["warmup_iters"], self.tcfg["warmup_factor"])
@@ -312,9 +287,14 @@ class _Run:
         state = state if state is not None else load_checkpoint(path)
         self.resumed = True
         self.bare.load_state_dict(model_state(state))
+        mults = [group.get("lr_mult") for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # the lr follows the current config
+        for group, mult in zip(self.optimizer.param_groups, mults):  # the lr follows the current config
             group["initial_lr"] = self.lr
+            if mult is None:
+                group.pop("lr_mult", None)
+            else:
+                group["lr_mult"] = mult
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
