@@ -1,0 +1,85 @@
+"""Do CSG's control units see what routing needs? Their inputs, per probe group.
+
+The probe (:mod:`dsic.models.probe`) shows the trained state matrix W barely follows the image, and
+:mod:`dsic.models.incentive` that the loss asks it to (small- and large-object images pull some
+paths opposite ways). A channel control unit computes w_ik from its descriptor d (GAP + GMP of the
+n paths, after ``control_norm``) through a hidden layer h = ReLU(conv(d)); W can only follow the
+image's scale composition if h carries it. :func:`control_inputs` measures, per output level k:
+
+* ``descriptor_accuracy`` / ``hidden_accuracy``: how well d and h tell small-object from
+  large-object probe images (5-fold nearest-centroid accuracy on standardised features, as the
+  probe's ``W_small_large_accuracy``; chance 0.5);
+* ``hidden_alive``: the fraction of hidden units > 0 on some probe image;
+* ``hidden_separation``: the largest group-mean difference of one hidden unit over its pooled
+  within-group std (the effect size the best single unit reaches).
+
+High accuracies with a flat W mean the information is at the unit's input and the readout to w_ik
+is what is not learned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .probe import _control_units, nearest_centroid_cv, probe_images
+
+
+@torch.no_grad()
+def unit_inputs(model: nn.Module, images: list[torch.Tensor]) -> list[dict[str, np.ndarray]]:
+    """Per control unit: ``descriptor`` [N, n*C] and ``hidden`` [N, H] of each image."""
+    model.eval()
+    units = _control_units(model)
+    seen: list[dict[str, list]] = [{"descriptor": [], "hidden": []} for _ in units]
+
+    def record(index):
+        def hook(_module, inputs, output):
+            seen[index]["descriptor"].append(inputs[0].flatten(1).float().cpu().numpy())
+        return hook
+
+    def record_hidden(index):
+        def hook(_module, _inputs, output):  # ReLU in place: its output is the hidden layer
+            seen[index]["hidden"].append(output.flatten(1).float().cpu().numpy().copy())
+        return hook
+
+    handles = [u.channel[0].register_forward_hook(record(i)) for i, u in enumerate(units)]
+    handles += [u.channel[1].register_forward_hook(record_hidden(i)) for i, u in enumerate(units)]
+    try:
+        for image in images:
+            model([image])
+    finally:
+        for h in handles:
+            h.remove()
+    return [{k: np.concatenate(v) for k, v in unit.items()} for unit in seen]
+
+
+def _separation(small: np.ndarray, large: np.ndarray) -> float:
+    pooled = np.sqrt((small.var(0) + large.var(0)) / 2) + 1e-8
+    return float((np.abs(small.mean(0) - large.mean(0)) / pooled).max())
+
+
+def control_inputs(model: nn.Module, data_root: str | Path, limit: int | None = None) -> dict:
+    """The statistics of the module doc over the probe's small and large groups (lists per level)."""
+    from ..inference import read_image
+
+    device = next(model.parameters()).device
+    paths = probe_images(data_root, limit)
+    groups = {g: unit_inputs(model, [read_image(p).to(device) for p in paths[g]]) for g in ("small", "large")}
+    if not groups["small"]:
+        raise ValueError("control_inputs: the model has no CSG control units")
+    out: dict = {"descriptor_accuracy": [], "hidden_accuracy": [], "hidden_alive": [], "hidden_separation": []}
+    for small, large in zip(groups["small"], groups["large"]):
+        labels = np.array([0] * len(small["hidden"]) + [1] * len(large["hidden"]))
+        for key in ("descriptor", "hidden"):
+            feats = np.concatenate([small[key], large[key]])
+            out[f"{key}_accuracy"].append(round(nearest_centroid_cv(feats, labels), 4))
+        hidden = np.concatenate([small["hidden"], large["hidden"]])
+        alive = (hidden > 0).any(0)
+        out["hidden_alive"].append(round(float(alive.mean()), 4))
+        out["hidden_separation"].append(round(_separation(small["hidden"][:, alive], large["hidden"][:, alive]), 3)
+                                        if alive.any() else 0.0)
+    out["images"] = {g: len(paths[g]) for g in ("small", "large")}
+    return out
