@@ -65,11 +65,11 @@ def control_inputs(model: nn.Module, data_root: str | Path, limit: int | None = 
     """The statistics of the module doc over the probe's small and large groups (lists per level)."""
     from ..inference import read_image
 
+    if not _control_units(model):
+        raise ValueError("control_inputs: the model has no CSG control units")
     device = next(model.parameters()).device
     paths = probe_images(data_root, limit)
     groups = {g: unit_inputs(model, [read_image(p).to(device) for p in paths[g]]) for g in ("small", "large")}
-    if not groups["small"]:
-        raise ValueError("control_inputs: the model has no CSG control units")
     out: dict = {"descriptor_accuracy": [], "hidden_accuracy": [], "hidden_alive": [], "hidden_separation": []}
     for small, large in zip(groups["small"], groups["large"]):
         labels = np.array([0] * len(small["hidden"]) + [1] * len(large["hidden"]))
