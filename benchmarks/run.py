@@ -77,6 +77,10 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
         # the gate lr (1x the schedule's), in training from scratch (with path logits) ...
         head = '"*.csg.control.*.channel.2.*": 1.0, "*.csg.control.*.path.*": 1.0'
         out["dsic_path_head1_gatelr01"] = out["dsic_path_gatelr01"] + [f"train.lr_mults={{{head}}}"]
+        # the same with the path logits read linearly from the descriptor (the hidden layer tells
+        # small from large images worse than the descriptor: dsic.models.control_inputs)
+        out["dsic_pathdesc_head1_gatelr01"] = out["dsic_gatelr01"] + [
+            "model.neck_cfg.csg_path_gate=descriptor", f"train.lr_mults={{{head}}}"]
         # ... and a diagnostic: can the control units learn to route on features that are already
         # trained? dsic_gatelr01's final weights, path logits added, everything but CSG's control
         # units frozen, 400 more iterations (the same schedule)

@@ -296,6 +296,29 @@ def test_csg_path_gate_adds_one_logit_per_path_shared_by_its_channels():
     assert len(grads) == 8 and all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
+def test_csg_path_gate_descriptor_reads_the_logits_linearly_from_the_descriptor():
+    from dsic.necks.csg import ControlUnit
+
+    torch.manual_seed(0)
+    unit = ControlUnit(3, 8, "tanh", "sigmoid", path_gate="descriptor")
+    assert unit.path.in_channels == 24 and unit.path.out_channels == 3
+    plain = ControlUnit(3, 8, "tanh", "sigmoid")
+    plain.load_state_dict({k: v for k, v in unit.state_dict().items() if not k.startswith("path.")})
+    pooled = [torch.randn(2, 8, 1, 1) for _ in range(3)]
+    mags = [torch.rand(2, 1, 4, 4) for _ in range(3)]
+    with torch.no_grad():  # path 0's logit = the first descriptor entry (path 0's first channel)
+        unit.path.weight.zero_()
+        unit.path.bias.zero_()
+        unit.path.weight[0, 0] = 1.0
+    w, _ = unit(pooled, mags)
+    w_plain, _ = plain(pooled, mags)
+    torch.testing.assert_close(w[:, 1:], w_plain[:, 1:])
+    z = torch.atanh(w_plain[:, 0].clamp(-0.999, 0.999))
+    torch.testing.assert_close(w[:, 0], torch.tanh(z + pooled[0][:, :1]), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="^CSG path_gate must be one of false, true, hidden, descriptor; got 'both'$"):
+        ControlUnit(3, 8, "tanh", "sigmoid", path_gate="both")
+
+
 def test_csg_signal_std_sets_the_start_of_the_image_dependent_part():
     """csg_signal_std: the std of the channel signals' last-layer (and path-logit) initial weights;
     the bias, which opens every path at ~1/n, and the selection maps' init do not change."""

@@ -39,7 +39,8 @@ def test_scenes_rows_are_protocol_v4s_only():
     report = _report()
     assert report.defined_rows("scenes", "v3") == set()
     assert report.defined_rows("scenes", "v4") == {"fpn", "dsic_gatelr01", "fcfpn", "csg_gatelr01", "dsic_path_gatelr01",
-                                                     "dsic_path_head1_gatelr01", "dsic_gatelr01_gateft_path"}
+                                                     "dsic_path_head1_gatelr01", "dsic_pathdesc_head1_gatelr01",
+                                                     "dsic_gatelr01_gateft_path"}
 
 
 def test_incentive_table_from_its_files(tmp_path):

@@ -49,7 +49,10 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   default (docs/design.md, BENCHMARKS.md).
 * ``path_gate``: adds one logit per path shared by its channels, w_ik[c] = act(z_ik[c] + p_ik),
   so that the state matrix can follow the image; measured once, it made W image-dependent but
-  noisy and trained badly (off by default).
+  noisy and trained badly (off by default). ``true`` / ``"hidden"`` read the logits from the
+  unit's hidden layer, ``"descriptor"`` linearly from the descriptor itself: the hidden layer
+  tells small- from large-object images worse than the descriptor does
+  (:mod:`dsic.models.control_inputs`), so the descriptor form bypasses it (docs/design.md).
 * ``signal_std``: the std of the initial weights of the channel signals' last layer (and of the
   path logits), 0.01 by default: the image-dependent part of w_ik starts this small, around the
   bias that opens every path at ~1/n. A larger start makes the gates follow the image from the
@@ -73,6 +76,7 @@ from .base import Neck, conv, fit, init_conv
 from .isg import COARSE_MODES
 
 CONTROL_NORMS = ("none", "layer", "running")
+PATH_GATES = (False, True, "hidden", "descriptor")  # true = hidden
 GAINS = ("weights", "input")  # where the 1 / (act(w) act(s)) compensation lives
 
 
@@ -121,7 +125,7 @@ class ControlUnit(nn.Module):
 
     def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
                  reduction: int = 4, select_hidden: int = 16, control_norm: str = "none",
-                 path_gate: bool = False, signal_std: float = 0.01):
+                 path_gate: bool | str = False, signal_std: float = 0.01):
         super().__init__()
         if isinstance(signal_std, bool) or not isinstance(signal_std, (int, float)) or not 0 <= signal_std < float("inf"):
             raise ValueError(f"CSG signal_std must be a number >= 0, got {signal_std}")
@@ -138,8 +142,13 @@ class ControlUnit(nn.Module):
         self.select = nn.Sequential(
             conv(num_inputs, select_hidden, 3), nn.ReLU(inplace=True), conv(select_hidden, num_inputs, 3)
         )
-        # path-level logits p_ik, shared by the channels of a path: w_ik[c] = act(z_ik[c] + p_ik)
-        self.path = nn.Conv2d(hidden, num_inputs, 1) if path_gate else None
+        # path-level logits p_ik, shared by the channels of a path: w_ik[c] = act(z_ik[c] + p_ik),
+        # read from the hidden layer (true / "hidden") or linearly from the descriptor ("descriptor")
+        if not (isinstance(path_gate, bool) or (isinstance(path_gate, str) and path_gate in PATH_GATES)):
+            raise ValueError(f"CSG path_gate must be one of false, true, hidden, descriptor; got {path_gate!r}")
+        self.path_input = "hidden" if path_gate is True else path_gate or None
+        width = num_inputs * channels if self.path_input == "descriptor" else hidden
+        self.path = nn.Conv2d(width, num_inputs, 1) if self.path_input else None
         init_conv(self)
         if self.path is not None:
             nn.init.normal_(self.path.weight, std=signal_std)
@@ -159,8 +168,8 @@ class ControlUnit(nn.Module):
             descriptor = F.layer_norm(descriptor.flatten(1), descriptor.shape[1:2]).view_as(descriptor)
         hidden = self.channel[1](self.channel[0](descriptor))
         w = self.channel[2](hidden).unflatten(1, (self.n, self.channels))
-        if self.path is not None:
-            w = w + self.path(hidden).unsqueeze(2)  # [B, n, 1, 1, 1]: one logit per path
+        if self.path is not None:  # [B, n, 1, 1, 1]: one logit per path
+            w = w + self.path(descriptor if self.path_input == "descriptor" else hidden).unsqueeze(2)
         w = gate_activation(w, self.mode, dim=1)
         s = gate_activation(self.select(spatial_znorm(torch.cat(magnitudes, 1))), self.select_mode, dim=1)
         return w, s
@@ -222,7 +231,7 @@ class CSG(nn.Module):
 
     def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
                  select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
-                 control_norm: str = "none", gain: str = "input", path_gate: bool = False,
+                 control_norm: str = "none", gain: str = "input", path_gate: bool | str = False,
                  signal_std: float = 0.01):
         super().__init__()
         n = len(in_channels)
@@ -286,7 +295,7 @@ class CSGNeck(Neck):
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
                  csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
                  output_conv: bool = True, csg_control_norm: str = "none",
-                 csg_gain: str = "input", csg_path_gate: bool = False, csg_signal_std: float = 0.01):
+                 csg_gain: str = "input", csg_path_gate: bool | str = False, csg_signal_std: float = 0.01):
         super().__init__(spec, out_channels, extra)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
                        csg_control_norm, csg_gain, csg_path_gate, csg_signal_std)
