@@ -156,6 +156,30 @@ def incentive_table(folder: Path) -> str:
                       *lines])
 
 
+def control_inputs_table(folder: Path) -> str:
+    """From ``<results>/control_inputs/*.json`` (benchmarks/control_inputs.py): do the control units'
+    descriptor and hidden layer tell small- from large-object images?"""
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        return ""
+
+    def levels(values: list, fmt: str) -> str:
+        return " / ".join(format(v, fmt) for v in values)
+
+    lines = [("| run | descriptor accuracy (P2 / P3 / P4 / P5) | hidden-layer accuracy | hidden units alive | "
+             "best hidden unit's effect size |"), "|---|---|---|---|---|"]
+    for path in files:
+        c = json.loads(path.read_text())
+        lines.append(f"| {path.stem} | {levels(c['descriptor_accuracy'], '.2f')} | {levels(c['hidden_accuracy'], '.2f')} | "
+                     f"{levels(c['hidden_alive'], '.2f')} | {levels(c['hidden_separation'], '.2f')} |")
+    return "\n".join(["", ("Do the control units see the image's scale? Per output level, how well the channel "
+                      "control unit's descriptor (GAP + GMP of its paths) and its hidden layer tell the small- from the "
+                      "large-object probe images (5-fold nearest-centroid accuracy, chance 0.50), and the largest "
+                      "effect size of a single hidden unit (`dsic.models.control_inputs`; `benchmarks/control_inputs.py "
+                      "<run> --probe <data> --images 50 --out benchmarks/results/<protocol>/control_inputs/<run>.json`)."),
+                      "", *lines])
+
+
 def section(results: Path, protocol: str = "v2", earlier: Path | None = None) -> str:
     records = load_records(results)
     start, end = markers(protocol)
@@ -178,7 +202,8 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             f"size >= {GOAL_EFFECT}. "
             "S (the pixel selection maps' spatial means) is a diagnostic beside it, recorded since the v3 runs; "
             "the single-channel columns (act(w_ik[c]) before W's channel mean) since 2026-11-28."),
-            "", probe_table(records), "", goal_summary(records), incentive_table(results / "incentive"), "", end]
+            "", probe_table(records), "", goal_summary(records), incentive_table(results / "incentive"),
+            control_inputs_table(results / "control_inputs"), "", end]
     return "\n".join(out)
 
 

@@ -58,3 +58,15 @@ def test_incentive_table_from_its_files(tmp_path):
     text = _report().incentive_table(tmp_path / "incentive")
     assert "| dsic_gatelr01_seed0 | 4.000 (0,0) | 4.00 | (0,0) 4.00 | 2 |" in text
     assert _report().incentive_table(tmp_path / "none") == ""
+
+
+def test_control_inputs_table_from_its_files(tmp_path):
+    import json
+
+    (tmp_path / "control_inputs").mkdir()
+    (tmp_path / "control_inputs" / "dsic_gatelr01_seed0.json").write_text(json.dumps(
+        {"descriptor_accuracy": [0.83, 0.85], "hidden_accuracy": [0.67, 0.5], "hidden_alive": [0.5, 1.0],
+         "hidden_separation": [1.238, 0.0], "images": {"small": 50, "large": 50}}))
+    text = _report().control_inputs_table(tmp_path / "control_inputs")
+    assert "| dsic_gatelr01_seed0 | 0.83 / 0.85 | 0.67 / 0.50 | 0.50 / 1.00 | 1.24 / 0.00 |" in text
+    assert _report().control_inputs_table(tmp_path / "none") == ""
