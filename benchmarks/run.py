@@ -81,6 +81,9 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
         # small from large images worse than the descriptor: dsic.models.control_inputs)
         out["dsic_pathdesc_head1_gatelr01"] = out["dsic_gatelr01"] + [
             "model.neck_cfg.csg_path_gate=descriptor", f"train.lr_mults={{{head}}}"]
+        # descriptor logits saturated at seed 0 (W +-1): the descriptor standardised per entry first
+        out["dsic_pathstd_head1_gatelr01"] = out["dsic_gatelr01"] + [
+            "model.neck_cfg.csg_path_gate=standardized", f"train.lr_mults={{{head}}}"]
         # ... and a diagnostic: can the control units learn to route on features that are already
         # trained? dsic_gatelr01's final weights, path logits added, everything but CSG's control
         # units frozen, 400 more iterations (the same schedule)

@@ -315,8 +315,24 @@ def test_csg_path_gate_descriptor_reads_the_logits_linearly_from_the_descriptor(
     torch.testing.assert_close(w[:, 1:], w_plain[:, 1:])
     z = torch.atanh(w_plain[:, 0].clamp(-0.999, 0.999))
     torch.testing.assert_close(w[:, 0], torch.tanh(z + pooled[0][:, :1]), atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="^CSG path_gate must be one of false, true, hidden, descriptor; got 'both'$"):
+    with pytest.raises(ValueError, match="^CSG path_gate must be one of false, true, hidden, descriptor, standardized; got 'both'$"):
         ControlUnit(3, 8, "tanh", "sigmoid", path_gate="both")
+
+
+def test_csg_path_gate_standardized_reads_the_standardised_descriptor():
+    from dsic.necks.csg import ControlUnit
+
+    torch.manual_seed(0)
+    unit = ControlUnit(3, 8, "tanh", "sigmoid", path_gate="standardized")
+    assert unit.path.in_channels == 24 and unit.norm is None and unit.path_norm is not None
+    pooled = [torch.randn(4, 8, 1, 1) * 5 + 3 for _ in range(3)]
+    mags = [torch.rand(4, 1, 4, 4) for _ in range(3)]
+    unit.train()
+    unit(pooled, mags)  # the first training batch sets the running statistics
+    z = unit.path_norm(torch.cat(pooled, 1)).flatten(1)
+    assert z.mean(0).abs().max() < 1e-5 and (z.std(0, unbiased=False) - 1).abs().max() < 1e-2
+    sum(w.sum() for w in unit(pooled, mags)).backward()
+    assert unit.path.weight.grad.abs().sum() > 0
 
 
 def test_csg_signal_std_sets_the_start_of_the_image_dependent_part():

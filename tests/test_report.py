@@ -40,6 +40,7 @@ def test_scenes_rows_are_protocol_v4s_only():
     assert report.defined_rows("scenes", "v3") == set()
     assert report.defined_rows("scenes", "v4") == {"fpn", "dsic_gatelr01", "fcfpn", "csg_gatelr01", "dsic_path_gatelr01",
                                                      "dsic_path_head1_gatelr01", "dsic_pathdesc_head1_gatelr01",
+                                                     "dsic_pathstd_head1_gatelr01",
                                                      "dsic_gatelr01_gateft_path"}
 
 

@@ -52,7 +52,10 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   noisy and trained badly (off by default). ``true`` / ``"hidden"`` read the logits from the
   unit's hidden layer, ``"descriptor"`` linearly from the descriptor itself: the hidden layer
   tells small- from large-object images worse than the descriptor does
-  (:mod:`dsic.models.control_inputs`), so the descriptor form bypasses it (docs/design.md).
+  (:mod:`dsic.models.control_inputs`), so the descriptor form bypasses it (docs/design.md);
+  ``"standardized"`` reads them from the descriptor standardised per entry over training images
+  (:class:`RunningStandardize`, whatever ``control_norm`` is): the raw descriptor's large entries
+  drove the path logits into saturation (measured once, docs/design.md).
 * ``signal_std``: the std of the initial weights of the channel signals' last layer (and of the
   path logits), 0.01 by default: the image-dependent part of w_ik starts this small, around the
   bias that opens every path at ~1/n. A larger start makes the gates follow the image from the
@@ -76,7 +79,7 @@ from .base import Neck, conv, fit, init_conv
 from .isg import COARSE_MODES
 
 CONTROL_NORMS = ("none", "layer", "running")
-PATH_GATES = (False, True, "hidden", "descriptor")  # true = hidden
+PATH_GATES = (False, True, "hidden", "descriptor", "standardized")  # true = hidden
 GAINS = ("weights", "input")  # where the 1 / (act(w) act(s)) compensation lives
 
 
@@ -144,11 +147,14 @@ class ControlUnit(nn.Module):
         )
         # path-level logits p_ik, shared by the channels of a path: w_ik[c] = act(z_ik[c] + p_ik),
         # read from the hidden layer (true / "hidden") or linearly from the descriptor ("descriptor")
+        # or from the descriptor standardised per entry over training images ("standardized")
         if not (isinstance(path_gate, bool) or (isinstance(path_gate, str) and path_gate in PATH_GATES)):
-            raise ValueError(f"CSG path_gate must be one of false, true, hidden, descriptor; got {path_gate!r}")
+            raise ValueError(f"CSG path_gate must be one of false, true, hidden, descriptor, standardized; "
+                             f"got {path_gate!r}")
         self.path_input = "hidden" if path_gate is True else path_gate or None
-        width = num_inputs * channels if self.path_input == "descriptor" else hidden
+        width = hidden if self.path_input == "hidden" else num_inputs * channels
         self.path = nn.Conv2d(width, num_inputs, 1) if self.path_input else None
+        self.path_norm = RunningStandardize(num_inputs * channels) if self.path_input == "standardized" else None
         init_conv(self)
         if self.path is not None:
             nn.init.normal_(self.path.weight, std=signal_std)
@@ -169,7 +175,9 @@ class ControlUnit(nn.Module):
         hidden = self.channel[1](self.channel[0](descriptor))
         w = self.channel[2](hidden).unflatten(1, (self.n, self.channels))
         if self.path is not None:  # [B, n, 1, 1, 1]: one logit per path
-            w = w + self.path(descriptor if self.path_input == "descriptor" else hidden).unsqueeze(2)
+            source = {"hidden": hidden, "descriptor": descriptor}.get(self.path_input)
+            source = self.path_norm(descriptor) if source is None else source
+            w = w + self.path(source).unsqueeze(2)
         w = gate_activation(w, self.mode, dim=1)
         s = gate_activation(self.select(spatial_znorm(torch.cat(magnitudes, 1))), self.select_mode, dim=1)
         return w, s
