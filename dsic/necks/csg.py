@@ -54,8 +54,10 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   tells small- from large-object images worse than the descriptor does
   (:mod:`dsic.models.control_inputs`), so the descriptor form bypasses it (docs/design.md);
   ``"standardized"`` reads them from the descriptor standardised per entry over training images
-  (:class:`RunningStandardize`, whatever ``control_norm`` is): the raw descriptor's large entries
-  drove the path logits into saturation (measured once, docs/design.md).
+  (:class:`RunningStandardize`, whatever ``control_norm`` is). Both descriptor forms were
+  measured on protocol v4 (2 seeds each, last layers at 10x the gate lr): the path logits
+  saturate (W = +-1), AP drops by 3-11 points and W still does not follow the image's scale
+  (docs/design.md, "Two last levers").
 * ``signal_std``: the std of the initial weights of the channel signals' last layer (and of the
   path logits), 0.01 by default: the image-dependent part of w_ik starts this small, around the
   bias that opens every path at ~1/n. A larger start makes the gates follow the image from the
@@ -175,8 +177,10 @@ class ControlUnit(nn.Module):
         hidden = self.channel[1](self.channel[0](descriptor))
         w = self.channel[2](hidden).unflatten(1, (self.n, self.channels))
         if self.path is not None:  # [B, n, 1, 1, 1]: one logit per path
-            source = {"hidden": hidden, "descriptor": descriptor}.get(self.path_input)
-            source = self.path_norm(descriptor) if source is None else source
+            if self.path_input == "hidden":
+                source = hidden
+            else:
+                source = descriptor if self.path_norm is None else self.path_norm(descriptor)
             w = w + self.path(source).unsqueeze(2)
         w = gate_activation(w, self.mode, dim=1)
         s = gate_activation(self.select(spatial_znorm(torch.cat(magnitudes, 1))), self.select_mode, dim=1)
