@@ -13,8 +13,8 @@ image's scale composition if h carries it. :func:`control_inputs` measures, per 
 * ``hidden_separation``: the largest group-mean difference of one hidden unit over its pooled
   within-group std (the effect size the best single unit reaches).
 
-High accuracies with a flat W mean the information is at the unit's input and the readout to w_ik
-is what is not learned.
+A high descriptor accuracy with a low hidden one places the loss of information in the unit's
+hidden layer; both high with a flat W place it in the readout to w_ik.
 """
 
 from __future__ import annotations
