@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from dsic.models.builder import build_detector
-from dsic.models.control_inputs import _separation, control_inputs, unit_inputs
-from dsic.models.probe import _control_units
+from dsic.models.control_inputs import control_inputs, unit_inputs
+from dsic.models.probe import _control_units, effect_sizes
 
 
 def _model():
@@ -33,10 +33,10 @@ def test_unit_inputs_are_each_units_descriptor_and_hidden_layer():
         assert got["descriptor"].std(0).max() > 0
 
 
-def test_separation_is_the_best_units_effect_size():
+def test_effect_sizes_are_each_entrys_difference_over_the_pooled_std():
     small = np.array([[1.0, 0.0], [3.0, 0.0]])  # unit 0: mean 2, std 1; unit 1: constant
     large = np.array([[5.0, 0.0], [7.0, 0.0]])  # unit 0: mean 6, std 1
-    assert _separation(small, large) == pytest.approx(4.0, rel=1e-6)
+    assert effect_sizes(small, large).max() == pytest.approx(4.0, rel=1e-6)
 
 
 def test_control_inputs_over_probe_groups(tmp_path):

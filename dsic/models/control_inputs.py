@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .probe import _control_units, nearest_centroid_cv, probe_images
+from .probe import _control_units, effect_sizes, nearest_centroid_cv, probe_images
 
 
 @torch.no_grad()
@@ -56,11 +56,6 @@ def unit_inputs(model: nn.Module, images: list[torch.Tensor]) -> list[dict[str, 
     return [{k: np.concatenate(v) for k, v in unit.items()} for unit in seen]
 
 
-def _separation(small: np.ndarray, large: np.ndarray) -> float:
-    pooled = np.sqrt((small.var(0) + large.var(0)) / 2) + 1e-8
-    return float((np.abs(small.mean(0) - large.mean(0)) / pooled).max())
-
-
 def control_inputs(model: nn.Module, data_root: str | Path, limit: int | None = None) -> dict:
     """The statistics of the module doc over the probe's small and large groups (lists per level)."""
     from ..inference import read_image
@@ -79,7 +74,7 @@ def control_inputs(model: nn.Module, data_root: str | Path, limit: int | None = 
         hidden = np.concatenate([small["hidden"], large["hidden"]])
         alive = (hidden > 0).any(0)
         out["hidden_alive"].append(round(float(alive.mean()), 4))
-        out["hidden_separation"].append(round(_separation(small["hidden"][:, alive], large["hidden"][:, alive]), 3)
-                                        if alive.any() else 0.0)
+        out["hidden_separation"].append(
+            round(float(effect_sizes(small["hidden"][:, alive], large["hidden"][:, alive]).max()), 3) if alive.any() else 0.0)
     out["images"] = {g: len(paths[g]) for g in ("small", "large")}
     return out

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .probe import GROUP_NAMES, _control_units, largest_difference
+from .probe import GROUP_NAMES, _control_units, effect_sizes, largest_difference
 
 
 def image_gradients(model: nn.Module, samples: list[tuple[torch.Tensor, dict]], seed: int = 0,
@@ -89,8 +89,7 @@ def incentive_statistics(groups: dict[str, np.ndarray]) -> dict:
     diff = largest_difference("G", groups["small"], groups["large"])
     out.update({k: round(v, 6) if isinstance(v, float) else v for k, v in diff.items()})
     small, large = groups["small"].mean(0), groups["large"].mean(0)
-    pooled = np.sqrt((groups["small"].var(0) + groups["large"].var(0)) / 2)
-    out["G_effect_sizes"] = np.round(np.abs(small - large) / np.maximum(pooled, 1e-12), 3).tolist()
+    out["G_effect_sizes"] = np.round(effect_sizes(groups["small"], groups["large"]), 3).tolist()
     scale = float(np.median(np.abs(np.stack([v.mean(0) for v in groups.values()]))))
     floor = scale / 10
     opposite = (np.sign(small) != np.sign(large)) & (np.abs(small) >= floor) & (np.abs(large) >= floor)

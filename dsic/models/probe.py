@@ -107,25 +107,30 @@ def nearest_centroid_cv(features: np.ndarray, labels: np.ndarray, folds: int = 5
     return correct / len(labels)
 
 
+def effect_sizes(small: np.ndarray, large: np.ndarray) -> np.ndarray:
+    """Per entry of [N, ...] samples of two groups: |mean_small - mean_large| over the pooled
+    within-group std (population variances, floored at 1e-12)."""
+    pooled = np.sqrt((small.var(0) + large.var(0)) / 2)
+    return np.abs(small.mean(0) - large.mean(0)) / np.maximum(pooled, 1e-12)
+
+
 def largest_difference(name: str, small: np.ndarray, large: np.ndarray) -> dict:
     """``<name>_max_diff`` (the largest |mean_small - mean_large| over the [N, n, n] matrices' entries),
     ``<name>_max_diff_at`` (its entry) and ``<name>_effect_size`` (over the pooled within-group std)."""
     diff = small.mean(0) - large.mean(0)
     i, k = np.unravel_index(np.abs(diff).argmax(), diff.shape)
-    pooled = np.sqrt((small.var(0) + large.var(0)) / 2)[i, k]
     return {f"{name}_max_diff": round(float(abs(diff[i, k])), 5), f"{name}_max_diff_at": [int(i), int(k)],
-            f"{name}_effect_size": round(float(abs(diff[i, k]) / max(pooled, 1e-12)), 3)}
+            f"{name}_effect_size": round(float(effect_sizes(small, large)[i, k]), 3)}
 
 
 def _channel_difference(small: np.ndarray, large: np.ndarray, every: list[np.ndarray]) -> dict:
     """Single-channel statistics of act(w_ik[c]) from [N, n_out, n_in, C] arrays (module doc)."""
     diff = small.mean(0) - large.mean(0)
     k, i, c = np.unravel_index(np.abs(diff).argmax(), diff.shape)
-    pooled = np.sqrt((small.var(0) + large.var(0)) / 2)[k, i, c]
     spread = np.concatenate(every).std(0)
     return {"w_channel_max_diff": round(float(abs(diff[k, i, c])), 5),
             "w_channel_max_diff_at": [int(i), int(k), int(c)],
-            "w_channel_effect_size": round(float(abs(diff[k, i, c]) / max(pooled, 1e-12)), 3),
+            "w_channel_effect_size": round(float(effect_sizes(small, large)[k, i, c]), 3),
             "w_channel_image_std": round(float(np.median(spread)), 5)}
 
 
