@@ -9,8 +9,8 @@ from dsic.engine import checkpoint as ckpt_mod
 from dsic.engine.builders import SeededSamples, ShardSampler, TrainSampler
 from dsic.engine.checkpoint import load_checkpoint, model_state, save_atomic
 from dsic.engine.distributed import DistInfo
+from dsic.engine.param_groups import parameter_groups
 from dsic.engine.schedule import WarmupMultiStep, build_scheduler, scaled_lr, step_iterations
-from dsic.engine.train import parameter_groups
 
 
 def test_warmup_multistep_values():
@@ -58,8 +58,8 @@ def test_parameter_groups_without_decay_on_norms_and_biases():
 
 
 def test_gate_lr_mult_gives_the_gate_signals_their_own_lr():
+    from dsic.engine.param_groups import gate_parameters
     from dsic.engine.schedule import IterationLR
-    from dsic.engine.train import gate_parameters
     from dsic.necks.csg import CSG
 
     neck = CSG([8, 16, 32], out_channels=16)

@@ -30,7 +30,7 @@ from ..backbones.zoo import norm_layer, resnet_tiny
 from ..data.crops import extract_crops
 from ..results import git_commit
 from .checkpoint import save_atomic
-from .train import parameter_groups
+from .param_groups import parameter_groups
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

@@ -78,7 +78,7 @@ from .distributed import (
 )
 from .ema import ModelEMA
 from .evaluate import evaluate
-from .param_groups import gate_parameters, parameter_groups  # noqa: F401 - gate_parameters: re-exported
+from .param_groups import parameter_groups
 from .precision import amp_precision, autocast, needs_grad_scaler
 from .reporting import RunReport
 from .schedule import build_scheduler, scaled_lr
