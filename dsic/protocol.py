@@ -20,6 +20,11 @@
   runs (2026-11-28): rows ``fpn`` and ``dsic_gatelr01``, seeds 0-3; the gate goal counts as met
   only if every seed has a W entry differing by >= 0.10 between the small and large groups with
   effect size >= 2.
+* ``v5``: v4 trained four times longer (configs/_base_/embedded_v5.yaml: 1600 iterations, the lr steps
+  at the same fractions of the schedule), for the gate question alone: does a longer schedule let
+  the control units learn to route by image? Fixed before its runs (2026-11-28, session 6): rows
+  ``dsic_gatelr01`` and ``dsic_path_gatelr01``, seed 0 first, seed 1 next; the rule is in
+  docs/design.md ("A longer schedule"). About an hour per run on one core.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ PROTOCOLS = {
 PROTOCOLS["v4"] = replace(PROTOCOLS["v3"], name="v4",
                           base_config=ROOT / "configs" / "embedded_v4" / "faster_rcnn_tiny_fpn.yaml",
                           synth=dict(_V2.synth, preset="scenes"), data_name="synth_scenes")
+PROTOCOLS["v5"] = replace(PROTOCOLS["v4"], name="v5",
+                          base_config=ROOT / "configs" / "embedded_v5" / "faster_rcnn_tiny_fpn.yaml")
 
 
 def get_protocol(name: str) -> Protocol:
