@@ -1,4 +1,4 @@
-"""Regenerate BENCHMARKS.md's protocol sections (v2, v3, v4) from the committed run records.
+"""Regenerate BENCHMARKS.md's protocol sections (v2, v3, v4, v5) from the committed run records.
 
     .venv/bin/python benchmarks/report.py                   # rewrites every section between its markers
     .venv/bin/python benchmarks/report.py --protocol v3 --print   # prints one section instead
@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from dsic.results import load_records, paired_table
 
-PROTOCOLS = ("v2", "v3", "v4")
+PROTOCOLS = ("v2", "v3", "v4", "v5")
+SEEDS = {"v5": 2}  # seeds a protocol's tables are run with (default 4)
 
 
 def markers(protocol: str) -> tuple[str, str]:
@@ -188,7 +189,10 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
     start, end = markers(protocol)
     before = load_records(earlier) if earlier is not None and earlier.is_dir() else None
     decides = " (decides the protocol)" if protocol in ("v2", "v3") else ""
-    out = [start, "", f"### FPN's run-to-run variance{decides}", "", fpn_variance(records, before)]
+    if protocol == "v5":  # the gate question alone (dsic.protocol): no FPN row
+        out = [start]
+    else:
+        out = [start, "", f"### FPN's run-to-run variance{decides}", "", fpn_variance(records, before)]
     for title, (table, rows, ref) in TABLES.items():
         rows = [r for r in rows if r in defined_rows(table, protocol)]
         present = [r for r in rows if r in records]
@@ -196,7 +200,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             continue
         missing = [r for r in rows if r not in records]
         out += ["", f"### {title}", "",
-                f"`benchmarks/run.py {table} --protocol {protocol} --seeds 4`; difference to **{ref}**, paired by seed, with the "
+                f"`benchmarks/run.py {table} --protocol {protocol} --seeds {SEEDS.get(protocol, 4)}`; difference to **{ref}**, paired by seed, with the "
                 "95 % t-interval." + (f" Not measured yet: {', '.join(missing)}." if missing else ""), "",
                 paired_table(records, present, reference=ref)]
     out += ["", "### Do the gates route images differently? (gate probe)", "",

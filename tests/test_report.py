@@ -35,13 +35,28 @@ def test_v4_section_pairs_scenes_rows_and_counts_seeds_meeting_the_gate_goal(tmp
     assert "Table 4" not in text  # v4 has no ablation rows recorded
 
 
-def test_scenes_rows_are_protocol_v4s_only():
+def test_v5_section_has_the_gate_rows_against_dsic_as_shipped_and_no_fpn(tmp_path):
+    for seed in (0, 1):
+        _record(tmp_path, "dsic_gatelr01", seed, 50 + seed, {"W_max_diff": 0.01, "W_max_diff_at": [0, 0],
+                                                               "W_effect_size": 1.0})
+        _record(tmp_path, "dsic_path_gatelr01", seed, 51 + seed, {"W_max_diff": 0.11, "W_max_diff_at": [3, 0],
+                                                                    "W_effect_size": 2.2})
+    text = _report().section(tmp_path, "v5")
+    assert "FPN's run-to-run variance" not in text
+    assert "### Scenes: gate designs against DSIC as shipped (dsic_gatelr01)" in text
+    assert "`benchmarks/run.py scenes --protocol v5 --seeds 2`" in text
+    assert "| dsic_path_gatelr01 | 0,1 |" in text and "+1.00 [" in text
+    assert "Seeds meeting the goal: dsic_gatelr01 0 of 2; dsic_path_gatelr01 2 of 2." in text
+
+
+def test_scenes_rows_are_protocol_v4s_and_v5s():
     report = _report()
     assert report.defined_rows("scenes", "v3") == set()
     assert report.defined_rows("scenes", "v4") == {"fpn", "dsic_gatelr01", "fcfpn", "csg_gatelr01", "dsic_path_gatelr01",
                                                      "dsic_path_head1_gatelr01", "dsic_pathdesc_head1_gatelr01",
                                                      "dsic_pathstd_head1_gatelr01",
                                                      "dsic_gatelr01_gateft_path"}
+    assert report.defined_rows("scenes", "v5") == {"dsic_gatelr01", "dsic_path_gatelr01"}
 
 
 def test_incentive_table_from_its_files(tmp_path):
