@@ -92,7 +92,8 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
             f'train.lr_mults={{{head}, "*.csg.control.*": 0.1, "*": 0}}']
         if protocol == "v5":  # the 4x schedule: DSIC as shipped, and with the path logits that moved W most on v4
-            return {name: out[name] for name in ("dsic_gatelr01", "dsic_path_gatelr01")}
+            # (then, added after v5's seed 0: the path logits with the units' last layers at 1x the lr)
+            return {name: out[name] for name in ("dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)

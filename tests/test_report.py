@@ -56,7 +56,7 @@ def test_scenes_rows_are_protocol_v4s_and_v5s():
                                                      "dsic_path_head1_gatelr01", "dsic_pathdesc_head1_gatelr01",
                                                      "dsic_pathstd_head1_gatelr01",
                                                      "dsic_gatelr01_gateft_path"}
-    assert report.defined_rows("scenes", "v5") == {"dsic_gatelr01", "dsic_path_gatelr01"}
+    assert report.defined_rows("scenes", "v5") == {"dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01"}
 
 
 def test_incentive_table_from_its_files(tmp_path):
