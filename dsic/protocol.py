@@ -23,8 +23,9 @@
 * ``v5``: v4 trained four times longer (configs/_base_/embedded_v5.yaml: 1600 iterations, the lr steps
   at the same fractions of the schedule), for the gate question alone: does a longer schedule let
   the control units learn to route by image? Fixed before its runs (2026-11-28, session 6): rows
-  ``dsic_gatelr01`` and ``dsic_path_gatelr01``, seed 0 first, seed 1 next; the rule is in
-  docs/design.md ("A longer schedule"). About an hour per run on one core.
+  ``dsic_gatelr01`` and ``dsic_path_gatelr01``, seed 0 first, seed 1 next (``dsic_path_head1_gatelr01``
+  added after seed 0); the rule is in docs/design.md ("A longer schedule"). About 50 min per run on
+  one core.
 """
 
 from __future__ import annotations
