@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dsic.protocol import get_protocol
 from dsic.results import load_records, paired_table
 
 PROTOCOLS = ("v2", "v3", "v4", "v5")
-SEEDS = {"v5": 2}  # seeds a protocol's tables are run with (default 4)
 
 
 def markers(protocol: str) -> tuple[str, str]:
@@ -189,10 +189,9 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
     start, end = markers(protocol)
     before = load_records(earlier) if earlier is not None and earlier.is_dir() else None
     decides = " (decides the protocol)" if protocol in ("v2", "v3") else ""
-    if protocol == "v5":  # the gate question alone (dsic.protocol): no FPN row
-        out = [start]
-    else:
-        out = [start, "", f"### FPN's run-to-run variance{decides}", "", fpn_variance(records, before)]
+    out = [start]
+    if any("fpn" in defined_rows(table, protocol) for table, _, _ in TABLES.values()):  # v5 has no FPN row
+        out += ["", f"### FPN's run-to-run variance{decides}", "", fpn_variance(records, before)]
     for title, (table, rows, ref) in TABLES.items():
         rows = [r for r in rows if r in defined_rows(table, protocol)]
         present = [r for r in rows if r in records]
@@ -200,7 +199,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             continue
         missing = [r for r in rows if r not in records]
         out += ["", f"### {title}", "",
-                f"`benchmarks/run.py {table} --protocol {protocol} --seeds {SEEDS.get(protocol, 4)}`; difference to **{ref}**, paired by seed, with the "
+                f"`benchmarks/run.py {table} --protocol {protocol} --seeds {get_protocol(protocol).seeds}`; difference to **{ref}**, paired by seed, with the "
                 "95 % t-interval." + (f" Not measured yet: {', '.join(missing)}." if missing else ""), "",
                 paired_table(records, present, reference=ref)]
     out += ["", "### Do the gates route images differently? (gate probe)", "",
