@@ -1,4 +1,4 @@
-"""Regenerate BENCHMARKS.md's protocol sections (v2, v3, v4, v5) from the committed run records.
+"""Regenerate BENCHMARKS.md's protocol sections (v2 to v6) from the committed run records.
 
     .venv/bin/python benchmarks/report.py                   # rewrites every section between its markers
     .venv/bin/python benchmarks/report.py --protocol v3 --print   # prints one section instead
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from dsic.protocol import get_protocol
 from dsic.results import load_records, paired_table
 
-PROTOCOLS = ("v2", "v3", "v4", "v5")
+PROTOCOLS = ("v2", "v3", "v4", "v5", "v6")
 
 
 def markers(protocol: str) -> tuple[str, str]:
@@ -190,7 +190,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
     before = load_records(earlier) if earlier is not None and earlier.is_dir() else None
     decides = " (decides the protocol)" if protocol in ("v2", "v3") else ""
     out = [start]
-    if any("fpn" in defined_rows(table, protocol) for table, _, _ in TABLES.values()):  # v5 has no FPN row
+    if any("fpn" in defined_rows(table, protocol) for table, _, _ in TABLES.values()):  # v5 and v6 have no FPN row
         out += ["", f"### FPN's run-to-run variance{decides}", "", fpn_variance(records, before)]
     for title, (table, rows, ref) in TABLES.items():
         rows = [r for r in rows if r in defined_rows(table, protocol)]

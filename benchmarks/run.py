@@ -6,6 +6,7 @@
     python benchmarks/run.py gates --seeds 4      # CSG control: descriptors none / running / layer, path gates
     python benchmarks/run.py scenes --protocol v4 # routing by image on scenes of different scales
     python benchmarks/run.py scenes --protocol v5 --seeds 2  # the same, gated rows, 4x schedule
+    python benchmarks/run.py scenes --protocol v6 --seeds 2  # the same, gated rows, 8x schedule
     python benchmarks/run.py profile              # Faster R-CNN R50 at 512x512: params, GFLOPs, latency
 
 Protocol v2 (default, :mod:`dsic.protocol`): trains every missing (row, seed) run in ``--out``
@@ -33,7 +34,7 @@ from dsic.demo import (
     train_runs,
     write_summary,
 )
-from dsic.protocol import get_protocol
+from dsic.protocol import get_protocol, on_scenes
 from dsic.results import load_records, paired_table, write_record
 
 TITLES = {
@@ -41,13 +42,13 @@ TITLES = {
     "table4": "Table 4 analog: ISG / CSG ablation (Faster R-CNN, resnet_tiny, embedded dataset)",
     "table5": "Table 5 analog: gate modes of DSIC, ISG and CSG alike (Faster R-CNN, embedded dataset)",
     "gates": "How CSG's gates learn (Faster R-CNN, embedded dataset)",
-    "scenes": "Routing by image: necks on small-object, large-object and mixed scenes (protocols v4, v5)",
+    "scenes": "Routing by image: necks on small-object, large-object and mixed scenes (protocols v4, v5, v6)",
 }
 
 
 def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
-    if (table == "scenes") != (protocol in ("v4", "v5")):
-        return {}  # the scenes set is v4's and v5's data, and they have no other table
+    if (table == "scenes") != on_scenes(protocol):
+        return {}  # the scenes set is v4's, v5's and v6's data, and they have no other table
     if table == "table2":
         out = neck_variants(["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"])
         if protocol not in ("v1", "v2"):  # v3: DSIC as shipped (gate lr x0.1) beside the necks
@@ -94,6 +95,8 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
         if protocol == "v5":  # the 4x schedule: DSIC as shipped, and with the path logits that moved W most on v4
             # (then, added after v5's seed 0: the path logits with the units' last layers at 1x the lr)
             return {name: out[name] for name in ("dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01")}
+        if protocol == "v6":  # the 8x schedule: the path logits (seeds 0-1 first), then DSIC as shipped for the pairing
+            return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)
@@ -153,7 +156,7 @@ def v2_table(table: str, args, rows: dict[str, list[str]], seeds: list[int]) -> 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", choices=["table2", "table4", "table5", "gates", "scenes", "profile"])
-    parser.add_argument("--protocol", default="v2", choices=["v1", "v2", "v3", "v4", "v5"])
+    parser.add_argument("--protocol", default="v2", choices=["v1", "v2", "v3", "v4", "v5", "v6"])
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1")
     parser.add_argument("--only-seed", type=int, default=None, help="this seed alone")
     parser.add_argument("--variants", default=None, help="comma-separated subset of the table's rows")
@@ -176,7 +179,7 @@ def main(argv=None) -> int:
     rows = variants(args.table, args.protocol)
     if not rows:
         raise SystemExit(f"{args.table} has no rows under protocol {args.protocol} "
-                         "(scenes: --protocol v4 or v5 only, and they have no other table)")
+                         "(scenes: --protocol v4, v5 or v6 only, and they have no other table)")
     if args.variants:
         unknown = set(args.variants.split(",")) - set(rows)
         if unknown:

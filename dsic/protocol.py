@@ -26,6 +26,12 @@
   ``dsic_gatelr01`` and ``dsic_path_gatelr01``, seed 0 first, seed 1 next (``dsic_path_head1_gatelr01``
   added after seed 0); the rule is in docs/design.md ("A longer schedule"). About 50 min per run on
   one core.
+* ``v6``: v4 trained eight times longer (configs/_base_/embedded_v6.yaml: 3200 iterations, the lr
+  steps at the same fractions), for the gate question alone: on v5 the routing's effect size grew
+  with the square root of the schedule but its amplitude stayed below the goal's 0.10; does it reach
+  it when the schedule doubles again? Fixed before its runs (2026-11-28, session 7): row
+  ``dsic_path_gatelr01`` seeds 0 and 1 first, then ``dsic_gatelr01`` seeds 0 and 1 for the paired
+  AP; the rule is in docs/design.md ("An 8x schedule"). About 100 min per run on one core.
 """
 
 from __future__ import annotations
@@ -69,6 +75,13 @@ PROTOCOLS["v4"] = replace(PROTOCOLS["v3"], name="v4",
                           synth=dict(_V2.synth, preset="scenes"), data_name="synth_scenes")
 PROTOCOLS["v5"] = replace(PROTOCOLS["v4"], name="v5",
                           base_config=ROOT / "configs" / "embedded_v5" / "faster_rcnn_tiny_fpn.yaml", seeds=2)
+PROTOCOLS["v6"] = replace(PROTOCOLS["v5"], name="v6",
+                          base_config=ROOT / "configs" / "embedded_v6" / "faster_rcnn_tiny_fpn.yaml")
+
+
+def on_scenes(protocol: str) -> bool:
+    """Whether the protocol trains on the ``scenes`` set (its only table is then ``scenes``)."""
+    return protocol in PROTOCOLS and PROTOCOLS[protocol].synth.get("preset") == "scenes"
 
 
 def get_protocol(name: str) -> Protocol:

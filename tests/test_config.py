@@ -178,7 +178,8 @@ def test_embedded_configs_are_the_benchmark_rows():
 
 @pytest.mark.parametrize("protocol, tables, count", [("v2", ("table2", "table4", "table5", "gates"), 13),
                                                      ("v3", ("table2", "table4", "table5", "gates"), 24),
-                                                     ("v4", ("scenes",), 9), ("v5", ("scenes",), 3)])
+                                                     ("v4", ("scenes",), 9), ("v5", ("scenes",), 3),
+                                                     ("v6", ("scenes",), 2)])
 def test_protocol_configs_are_the_benchmark_rows(protocol, tables, count):
     """configs/embedded_<protocol>/faster_rcnn_tiny_<row>.yaml trains the same model as the row."""
     import importlib.util
@@ -202,5 +203,5 @@ def test_protocol_configs_are_the_benchmark_rows(protocol, tables, count):
         assert shipped["train"] == bench_cfg["train"] and shipped["data"] == bench_cfg["data"], name
     cfg = load_config(base)
     assert cfg["train"]["ema"] is True and cfg["model"]["min_size"] == 256
-    assert cfg["train"]["epochs"] == (8 if protocol == "v5" else 2)  # v5: the 4x schedule
+    assert cfg["train"]["epochs"] == {"v5": 8, "v6": 16}.get(protocol, 2)  # v5, v6: the 4x and 8x schedules
     assert (cfg["model"]["pretrained_backbone"] is None) == (protocol == "v2")

@@ -49,7 +49,7 @@ def test_v5_section_has_the_gate_rows_against_dsic_as_shipped_and_no_fpn(tmp_pat
     assert "Seeds meeting the goal: dsic_gatelr01 0 of 2; dsic_path_gatelr01 2 of 2." in text
 
 
-def test_scenes_rows_are_protocol_v4s_and_v5s():
+def test_scenes_rows_are_protocol_v4s_v5s_and_v6s():
     report = _report()
     assert report.defined_rows("scenes", "v3") == set()
     assert report.defined_rows("scenes", "v4") == {"fpn", "dsic_gatelr01", "fcfpn", "csg_gatelr01", "dsic_path_gatelr01",
@@ -57,6 +57,8 @@ def test_scenes_rows_are_protocol_v4s_and_v5s():
                                                      "dsic_pathstd_head1_gatelr01",
                                                      "dsic_gatelr01_gateft_path"}
     assert report.defined_rows("scenes", "v5") == {"dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01"}
+    assert report.defined_rows("scenes", "v6") == {"dsic_gatelr01", "dsic_path_gatelr01"}
+    assert report.defined_rows("table2", "v6") == set()
 
 
 def test_incentive_table_from_its_files(tmp_path):
