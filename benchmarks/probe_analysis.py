@@ -1,5 +1,5 @@
 """The command line shared by the analyses of one trained run over the probe groups
-(benchmarks/routing_incentive.py, benchmarks/control_inputs.py): load ``<run>/config.yaml`` and
+(benchmarks/routing_incentive.py, benchmarks/control_inputs.py, benchmarks/path_readout.py): load ``<run>/config.yaml`` and
 ``<run>/final.pth`` on the CPU, compute, stamp the result with the run, commit, threads and wall
 time, print it as JSON and, with ``--out``, write it there."""
 

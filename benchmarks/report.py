@@ -184,6 +184,29 @@ def control_inputs_table(folder: Path) -> str:
                       "", *lines])
 
 
+def path_readout_table(folder: Path) -> str:
+    """From ``<results>/path_readout/*.json`` (benchmarks/path_readout.py): at W's entry that differs
+    most between the small and large groups, how much the path logits and the channel logits route."""
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        return ""
+    lines = [("| run | W entry (i,k) | W small − large | path logits alone | channel logits alone | "
+              "path logit small − large (effect size) | dW/dp |"), "|---|---|---|---|---|---|---|"]
+    for path in files:
+        r = json.loads(path.read_text())
+        diff = r["W_diff"]
+        i, k = max(((i, k) for i in range(len(diff)) for k in range(len(diff[i]))), key=lambda e: abs(diff[e[0]][e[1]]))
+        lines.append(f"| {path.stem} | ({i},{k}) | {diff[i][k]:+.3f} | {r['W_diff_path_only'][i][k]:+.3f} | "
+                     f"{r['W_diff_channels_only'][i][k]:+.3f} | {r['p_diff'][i][k]:+.3f} ({r['p_effect'][i][k]:.2f}) | "
+                     f"{r['W_slope'][i][k]:.2f} |")
+    return "\n".join(["", ("Where does W's routing come from? At the W entry that differs most between the small and "
+                      "large probe groups: the difference with only the path logits following the image (channel "
+                      "logits at their probe mean), with only the channel logits following it, the path logit's own "
+                      "difference, and dW/dp, the W a unit of path logit buys (`dsic.models.path_readout`; "
+                      "`benchmarks/path_readout.py <run> --probe <data> --images 50 --out "
+                      "benchmarks/results/<protocol>/path_readout/<run>.json`)."), "", *lines])
+
+
 def section(results: Path, protocol: str = "v2", earlier: Path | None = None) -> str:
     records = load_records(results)
     start, end = markers(protocol)
@@ -209,7 +232,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             "S (the pixel selection maps' spatial means) is a diagnostic beside it, recorded since the v3 runs; "
             "the single-channel columns (act(w_ik[c]) before W's channel mean) since 2026-11-28."),
             "", probe_table(records), "", goal_summary(records), incentive_table(results / "incentive"),
-            control_inputs_table(results / "control_inputs"), "", end]
+            control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"), "", end]
     return "\n".join(out)
 
 

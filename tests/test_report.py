@@ -1,6 +1,7 @@
 """benchmarks/report.py: BENCHMARKS.md's sections are computed from the run records alone."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 from dsic.results import run_record, write_record
@@ -88,3 +89,18 @@ def test_control_inputs_table_from_its_files(tmp_path):
     text = _report().control_inputs_table(tmp_path / "control_inputs")
     assert "| dsic_gatelr01_seed0 | 0.83 / 0.85 | 0.67 / 0.50 | 0.50 / 1.00 | 1.24 / 0.00 |" in text
     assert _report().control_inputs_table(tmp_path / "none") == ""
+
+
+def test_path_readout_table_from_its_files(tmp_path):
+    folder = tmp_path / "path_readout"
+    folder.mkdir()
+    zeros = [[0.0] * 2 for _ in range(2)]
+    record = {"W_diff": [[0.01, -0.07], [0.02, 0.0]], "W_diff_path_only": [[0.0, -0.06], [0.0, 0.0]],
+              "W_diff_channels_only": [[0.0, -0.01], [0.0, 0.0]], "p_diff": [[0.0, -0.065], [0.0, 0.0]],
+              "p_effect": [[0.0, 2.9], [0.0, 0.0]], "W_slope": [[0.9, 0.95], [0.9, 0.9]], "run": "r"}
+    (folder / "dsic_path_gatelr01_seed0.json").write_text(json.dumps(record))
+    (folder / "dsic_gatelr01_seed0.json").write_text(json.dumps(dict(record, p_diff=zeros, p_effect=zeros)))
+    text = _report().path_readout_table(folder)
+    assert "| dsic_path_gatelr01_seed0 | (0,1) | -0.070 | -0.060 | -0.010 | -0.065 (2.90) | 0.95 |" in text
+    assert "| dsic_gatelr01_seed0 | (0,1) | -0.070 | -0.060 | -0.010 | +0.000 (0.00) | 0.95 |" in text
+    assert _report().path_readout_table(tmp_path / "none") == ""
