@@ -94,7 +94,11 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             f'train.lr_mults={{{head}, "*.csg.control.*": 0.1, "*": 0}}']
         if protocol == "v5":  # the 4x schedule: DSIC as shipped, and with the path logits that moved W most on v4
             # (then, added after v5's seed 0: the path logits with the units' last layers at 1x the lr)
-            return {name: out[name] for name in ("dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01")}
+            # (and, added after path_readout showed W's difference is the path logits' own: their layer alone at 3x the gate lr)
+            out["dsic_path_pathlr03_gatelr01"] = out["dsic_path_gatelr01"] + [
+                'train.lr_mults={"*.csg.control.*.path.*": 0.3}']
+            return {name: out[name] for name in ("dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01",
+                                                 "dsic_path_pathlr03_gatelr01")}
         if protocol == "v6":  # the 8x schedule: the path logits (seeds 0-1 first), then DSIC as shipped for the pairing
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01")}
         return out
