@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .probe import _control_units, effect_sizes, nearest_centroid_cv, probe_images
+from .probe import _control_units, effect_sizes, forward_each, nearest_centroid_cv, probe_images
 
 
 @torch.no_grad()
@@ -45,14 +45,8 @@ def unit_inputs(model: nn.Module, images: list[torch.Tensor]) -> list[dict[str, 
             seen[index]["hidden"].append(output.flatten(1).float().cpu().numpy().copy())
         return hook
 
-    handles = [u.channel[0].register_forward_hook(record(i)) for i, u in enumerate(units)]
-    handles += [u.channel[1].register_forward_hook(record_hidden(i)) for i, u in enumerate(units)]
-    try:
-        for image in images:
-            model([image])
-    finally:
-        for h in handles:
-            h.remove()
+    forward_each(model, images, [(u.channel[0], record(i)) for i, u in enumerate(units)]
+                 + [(u.channel[1], record_hidden(i)) for i, u in enumerate(units)])
     return [{k: np.concatenate(v) for k, v in unit.items()} for unit in seen]
 
 

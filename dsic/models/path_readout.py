@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..ops.gate import gate_activation
-from .probe import _control_units, effect_sizes, probe_images
+from .probe import _control_units, effect_sizes, forward_each, probe_images
 
 
 @torch.no_grad()
@@ -46,14 +46,8 @@ def unit_logits(model: nn.Module, images: list[torch.Tensor]) -> list[dict[str, 
             seen[index][key].append(output.flatten(1).float().cpu().numpy().copy())
         return hook
 
-    handles = [u.channel[2].register_forward_hook(record(i, "z")) for i, u in enumerate(units)]
-    handles += [u.path.register_forward_hook(record(i, "p")) for i, u in enumerate(units) if u.path is not None]
-    try:
-        for image in images:
-            model([image])
-    finally:
-        for h in handles:
-            h.remove()
+    forward_each(model, images, [(u.channel[2], record(i, "z")) for i, u in enumerate(units)]
+                 + [(u.path, record(i, "p")) for i, u in enumerate(units) if u.path is not None])
     out = []
     for unit, got in zip(units, seen):
         z = np.concatenate(got["z"]).reshape(-1, unit.n, unit.channels)

@@ -28,6 +28,7 @@ numbers:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,18 @@ def _control_units(model: nn.Module) -> list[nn.Module]:
     from ..necks.csg import ControlUnit
 
     return [m for m in model.modules() if isinstance(m, ControlUnit)]
+
+
+def forward_each(model: nn.Module, images: list[torch.Tensor], hooks: list[tuple[nn.Module, Callable]]) -> None:
+    """Runs ``model`` on each image alone with the forward ``hooks`` ((module, hook) pairs)
+    registered, and removes them afterwards, also when the forward fails."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    try:
+        for image in images:
+            model([image])
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @torch.no_grad()
