@@ -31,7 +31,8 @@
   with the square root of the schedule but its amplitude stayed below the goal's 0.10; does it reach
   it when the schedule doubles again? Fixed before its runs (2026-11-28, session 7): row
   ``dsic_path_gatelr01`` seeds 0 and 1 first, then ``dsic_gatelr01`` seeds 0 and 1 for the paired
-  AP; the rule is in docs/design.md ("An 8x schedule"). About 110 min per run on one core.
+  AP only if both met the gate goal (one did: v6 stopped there); the rule is in docs/design.md
+  ("An 8x schedule"). About 110 min per run on one core.
 """
 
 from __future__ import annotations
