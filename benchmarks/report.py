@@ -20,10 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dsic.protocol import PROTOCOLS as ALL_PROTOCOLS
 from dsic.protocol import get_protocol
 from dsic.results import load_records, paired_table
 
-PROTOCOLS = ("v2", "v3", "v4", "v5", "v6")
+PROTOCOLS = tuple(p for p in ALL_PROTOCOLS if p != "v1")  # v1 is history, written by hand
 
 
 def markers(protocol: str) -> tuple[str, str]:

@@ -34,7 +34,7 @@ from dsic.demo import (
     train_runs,
     write_summary,
 )
-from dsic.protocol import get_protocol, on_scenes
+from dsic.protocol import PROTOCOLS, get_protocol, on_scenes
 from dsic.results import load_records, paired_table, write_record
 
 TITLES = {
@@ -160,7 +160,7 @@ def v2_table(table: str, args, rows: dict[str, list[str]], seeds: list[int]) -> 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", choices=["table2", "table4", "table5", "gates", "scenes", "profile"])
-    parser.add_argument("--protocol", default="v2", choices=["v1", "v2", "v3", "v4", "v5", "v6"])
+    parser.add_argument("--protocol", default="v2", choices=list(PROTOCOLS))
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1")
     parser.add_argument("--only-seed", type=int, default=None, help="this seed alone")
     parser.add_argument("--variants", default=None, help="comma-separated subset of the table's rows")
@@ -183,7 +183,8 @@ def main(argv=None) -> int:
     rows = variants(args.table, args.protocol)
     if not rows:
         raise SystemExit(f"{args.table} has no rows under protocol {args.protocol} "
-                         "(scenes: --protocol v4, v5 or v6 only, and they have no other table)")
+                         f"(scenes: --protocol {', '.join(p for p in PROTOCOLS if on_scenes(p))} only, "
+                         "and they have no other table)")
     if args.variants:
         unknown = set(args.variants.split(",")) - set(rows)
         if unknown:

@@ -97,7 +97,7 @@ def path_readout(model: nn.Module, data_root: str | Path, limit: int | None = No
         z_mean, p_mean = z.mean(0, keepdims=True), p.mean(0, keepdims=True)
         diff = functools.partial(_group_diff, split=len(small["z"]))
         columns["p_diff"].append(diff(p))
-        columns["p_effect"].append(effect_sizes(small["p"], large["p"]) if np.ptp(p) > 0 else np.zeros(unit.n))
+        columns["p_effect"].append(effect_sizes(small["p"], large["p"]))  # 0 where p is constant
         columns["W_diff"].append(diff(_state(z, p, unit.mode)))
         columns["W_diff_path_only"].append(diff(_state(np.broadcast_to(z_mean, z.shape), p, unit.mode)))
         columns["W_diff_channels_only"].append(diff(_state(z, np.broadcast_to(p_mean, p.shape), unit.mode)))
