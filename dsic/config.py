@@ -213,13 +213,28 @@ def _strip_replace(cfg):
     return cfg
 
 
-def _hint(key: str, prefix: str, schema: dict) -> str:
-    close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+def closest(word: str, choices) -> str | None:
+    """The choice a mistyped ``word`` most likely meant, or None.
+
+    difflib's closest matches, a transposition first among them ('fnp' means 'fpn', not 'fpt'); failing
+    those, the first choice that has ``word`` as one of its '_'-separated parts ('lr' -> 'base_lr').
+    """
+    choices = [str(c) for c in choices]
+    close = difflib.get_close_matches(word, choices, n=len(choices), cutoff=0.6)
+    same_letters = [c for c in close if sorted(c) == sorted(word)]
     if close:
-        return f" (did you mean '{prefix}{close[0]}'?)"
-    dotted = difflib.get_close_matches(prefix + key, ALL_KEYS, n=1, cutoff=0.6)
+        return (same_letters or close)[0]
+    return next((c for c in choices if word in c.split("_")), None)
+
+
+def _hint(key: str, prefix: str, schema: dict) -> str:
+    close = closest(key, schema)
+    if close:
+        return f" (did you mean '{prefix}{close}'?)"
+    sections = {prefix[:-1]} if prefix else set()
+    dotted = closest(prefix + key, [k for k in ALL_KEYS if k not in sections])
     same_leaf = [k for k in ALL_KEYS if k.rsplit(".", 1)[-1] == key]
-    guess = same_leaf[0] if same_leaf else (dotted[0] if dotted else None)
+    guess = same_leaf[0] if same_leaf else dotted
     if guess:
         return f" (did you mean '{guess}'?)"
     return f"; valid keys{' under ' + prefix[:-1] if prefix else ''}: {', '.join(schema)}"
@@ -250,8 +265,8 @@ def _check_leaf(leaf: Leaf, value, where: str, dotted: str) -> None:
             raise ConfigError(f"{where}: '{dotted}' must be {kinds}, got {value!r}")
         values = value
     elif kind == "str" and leaf.choices and value not in leaf.choices:
-        close = difflib.get_close_matches(value, leaf.choices, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        close = closest(value, leaf.choices)
+        hint = f" (did you mean '{close}'?)" if close else ""
         raise ConfigError(f"{where}: '{dotted}' = {value!r}, expected one of {', '.join(map(str, leaf.choices))}{hint}")
     for v in values:
         number = isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -388,8 +403,8 @@ def finalize(cfg: dict, where: str = "config") -> dict:
     except ImportError:  # pragma: no cover - the necks package is optional for config handling
         NECKS = None
     if NECKS is not None and model["neck"] not in NECKS:
-        close = difflib.get_close_matches(model["neck"], list(NECKS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        close = closest(model["neck"], NECKS)
+        hint = f" (did you mean '{close}'?)" if close else ""
         raise ConfigError(f"{where}: 'model.neck' = {model['neck']!r}, expected one of {', '.join(NECKS)}{hint}")
     return cfg
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from dsic.config import DEFAULTS, ConfigError, load_config
+from dsic.config import DEFAULTS, ConfigError, closest, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +85,16 @@ def test_unknown_keys_name_file_key_and_hint(tmp_path):
         load_config(child)
     with pytest.raises(ConfigError, match=r"unknown key 'zzz'; valid keys: model, data, train"):
         load_config(None, ["zzz=1"])
+    # torchvision's --lr and mmdetection's optimizer.lr: the key that holds it, not the section
+    with pytest.raises(ConfigError, match=r"unknown key 'train.lr' \(did you mean 'train.base_lr'\?\)"):
+        load_config(None, ["train.lr=0.01"])
+
+
+def test_closest_prefers_a_transposition_and_knows_key_parts():
+    assert closest("fnp", ["fpn", "fpt", "dsic"]) == "fpn"
+    assert closest("dsci", ["fpn", "dsic"]) == "dsic"
+    assert closest("lr", ["epochs", "base_lr", "gate_lr_mult"]) == "base_lr"
+    assert closest("zzz", ["fpn", "dsic"]) is None
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -98,6 +108,7 @@ def test_unknown_keys_name_file_key_and_hint(tmp_path):
     ("model.arch=yolo", r"'model.arch' = 'yolo', expected one of faster_rcnn, mask_rcnn, fcos, retinanet"),
     ("model.arch=mask_rcn", r"\(did you mean 'mask_rcnn'\?\)"),
     ("model.neck=dsci", r"'model.neck' = 'dsci', expected one of .*\(did you mean 'dsic'\?\)"),
+    ("model.neck=fnp", r"'model.neck' = 'fnp', expected one of .*\(did you mean 'fpn'\?\)"),
     ("model.neck_cfg=3", r"'model.neck_cfg' must be a mapping, got 3"),
     ("model=3", r"'model' must be a mapping, got 3"),
     ("train.batch_size=null", r"'train.batch_size' must not be null"),
