@@ -313,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"dsic: error: {message} (--debug shows the traceback)", file=sys.stderr, flush=True)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C / SIGTERM; training has already said where its state went
+        if getattr(args, "debug", False):
+            raise
+        print(f"dsic: {err or 'interrupted'}", file=sys.stderr, flush=True)
+        return 128 + getattr(err, "signum", 2)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,21 @@ def test_user_errors_exit_2_with_one_line_and_debug_shows_the_traceback(checkpoi
         main(["--debug", "predict", str(missing), str(image_folder), "--out", str(tmp_path)])
     with pytest.raises(FileNotFoundError):
         main(["predict", str(missing), str(image_folder), "--out", str(tmp_path), "--debug"])
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_training_ends_with_one_line_and_the_shell_exit_code(monkeypatch, capsys, signum, code):
+    """Training has saved interrupted.pth and said so (tests/test_engine_train.py); no traceback follows."""
+    from dsic.engine import train
+
+    def interrupted(*args, **kwargs):
+        raise train.TrainingInterrupted(signum)
+
+    monkeypatch.setattr(train, "main_train", interrupted)
+    assert main(["train", "cfg.yaml"]) == code
+    assert capsys.readouterr().err == f"dsic: training interrupted by signal {signum.name}\n"
+    with pytest.raises(train.TrainingInterrupted):
+        main(["train", "cfg.yaml", "--debug"])
 
 
 def test_options_go_anywhere_and_overrides_are_key_value_words():

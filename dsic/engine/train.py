@@ -279,8 +279,8 @@ class _Run:
             return None
         with self.guard.critical():  # a second Ctrl-C waits for the file
             path = save_atomic(self.state([self.rng_snapshot], reason), self.out / "interrupted.pth")
-        print(f"[dsic] training stopped at iteration {self.iteration} ({reason}); state saved to {path}",
-              file=sys.stderr, flush=True)
+        print(f"[dsic] training stopped at iteration {self.iteration} ({reason}); state saved to {path} "
+              "(--resume continues from it)", file=sys.stderr, flush=True)
         return path
 
     def load(self, path: Path, state: dict | None = None) -> None:
