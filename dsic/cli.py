@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                               ("visualize", _visualize, "detections + CSG state matrix + ISG gates (Fig. 3)")):
         p = _config_command(sub, name, func, help_, "[CONFIG] CHECKPOINT IMAGE|FOLDER|GLOB ... [key=value ...]")
         p.add_argument("--out", required=True, help="output folder")
-        p.add_argument("--score-thresh", type=float, default=0.5)
+        p.add_argument("--score-thresh", type=_score, default=0.5, help="draw and write detections scoring at "
+                       "least this, in [0, 1] (default: 0.5)")
         p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the config's device)")
         if name == "predict":
             p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (fp16: CUDA only)")
@@ -300,6 +301,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.debug = args.debug or "--debug" in argv[:first]
         return args
     return parser.parse_args(argv)
+
+
+def _score(text: str) -> float:
+    """argparse type of a score threshold: a number in [0, 1] (detector scores are probabilities)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a score: detector scores lie in [0, 1]")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -211,6 +211,8 @@ def predict_images(checkpoint, images, out, score_thresh: float = 0.5, config=No
 
     from .engine.precision import autocast
 
+    if not 0.0 <= score_thresh <= 1.0:
+        raise ValueError(f"score_thresh = {score_thresh} is not a score: detector scores lie in [0, 1]")
     model, cfg, dev = load_trained(checkpoint, config, overrides, device)
     precision_ctx = autocast(dev, precision)  # checked for the device before any image is read
     classes = model.classes

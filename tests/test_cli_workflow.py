@@ -113,6 +113,20 @@ def test_an_interrupted_training_ends_with_one_line_and_the_shell_exit_code(monk
         main(["train", "cfg.yaml", "--debug"])
 
 
+@pytest.mark.parametrize("command", ["predict", "visualize"])
+def test_a_score_threshold_outside_0_1_is_refused(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse([command, "ck.pth", "img.png", "--out", "o", "--score-thresh", "30"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.endswith("argument --score-thresh: 30 is not a score: detector scores lie in [0, 1]\n")
+    with pytest.raises(SystemExit):
+        parse([command, "ck.pth", "img.png", "--out", "o", "--score-thresh", "high"])
+    assert "argument --score-thresh: expected a number in [0, 1], got 'high'" in capsys.readouterr().err
+    from dsic.inference import predict_images
+    with pytest.raises(ValueError, match=r"score_thresh = -0.1 is not a score"):
+        predict_images("ck.pth", ["img.png"], "o", score_thresh=-0.1)
+
+
 def test_options_go_anywhere_and_overrides_are_key_value_words():
     args = parse(["train", "--resume", "cfg.yaml", "train.epochs=2", "--device", "cpu", "model.neck=fpn"])
     assert args.resume and args.device == "cpu" and args.words == ["cfg.yaml", "train.epochs=2", "model.neck=fpn"]
