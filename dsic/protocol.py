@@ -24,8 +24,9 @@
   at the same fractions of the schedule), for the gate question alone: does a longer schedule let
   the control units learn to route by image? Fixed before its runs (2026-11-28, session 6): rows
   ``dsic_gatelr01`` and ``dsic_path_gatelr01``, seed 0 first, seed 1 next (``dsic_path_head1_gatelr01``
-  added after seed 0); the rule is in docs/design.md ("A longer schedule"). About 50 min per run on
-  one core.
+  added after seed 0; ``dsic_path_pathlr03_gatelr01`` and ``dsic_path_pathlr03_leaky_gatelr01`` later, each
+  with its rule written before its runs); the rule is in docs/design.md ("A longer schedule"). About
+  50 min per run on one core.
 * ``v6``: v4 trained eight times longer (configs/_base_/embedded_v6.yaml: 3200 iterations, the lr
   steps at the same fractions), for the gate question alone: on v5 the routing's effect size grew
   with the square root of the schedule but its amplitude stayed below the goal's 0.10; does it reach

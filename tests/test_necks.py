@@ -335,6 +335,34 @@ def test_csg_path_gate_standardized_reads_the_standardised_descriptor():
     assert unit.path.weight.grad.abs().sum() > 0
 
 
+def test_csg_control_act_leaky_keeps_a_unit_below_zero_learning():
+    """csg_control_act: a hidden unit negative for every image gets no gradient under relu (it is
+    dead) and a share (LEAKY_SLOPE) of it under leaky_relu; a unit above zero learns under both."""
+    from dsic.necks.csg import LEAKY_SLOPE, ControlUnit
+
+    pooled = [torch.randn(2, 8, 1, 1) for _ in range(3)]
+    mags = [torch.rand(2, 1, 4, 4) for _ in range(3)]
+    grads = {}
+    for act in ("relu", "leaky_relu"):
+        torch.manual_seed(0)
+        unit = ControlUnit(3, 8, "tanh", "sigmoid", path_gate=True, hidden_act=act)
+        with torch.no_grad():
+            unit.channel[0].bias[0] = -1e3  # unit 0: below zero for every input
+            unit.channel[0].bias[1] = 1e3  # unit 1: above zero for every input
+        w, _ = unit(pooled, mags)
+        (w ** 2).sum().backward()
+        grads[act] = unit.channel[0].weight.grad[:2].clone()
+    assert grads["relu"][0].abs().sum() == 0 and grads["leaky_relu"][0].abs().sum() > 0
+    assert grads["relu"][1].abs().sum() > 0 and grads["leaky_relu"][1].abs().sum() > 0
+    assert LEAKY_SLOPE == 0.1
+    neck = build_neck("dsic", SPEC, 16, "pool", csg_control_act="leaky_relu")
+    assert all(isinstance(u.channel[1], torch.nn.LeakyReLU) and u.channel[1].negative_slope == 0.1
+               for u in neck.csg.control)
+    assert all(isinstance(u.channel[1], torch.nn.ReLU) for u in build_neck("csg", SPEC, 16, "pool").csg.control)
+    with pytest.raises(ValueError, match="unknown CSG control_act 'gelu'; expected one of relu, leaky_relu"):
+        ControlUnit(3, 8, "tanh", "sigmoid", hidden_act="gelu")
+
+
 def test_csg_signal_std_sets_the_start_of_the_image_dependent_part():
     """csg_signal_std: the std of the channel signals' last-layer (and path-logit) initial weights;
     the bias, which opens every path at ~1/n, and the selection maps' init do not change."""

@@ -58,7 +58,7 @@ def test_scenes_rows_are_protocol_v4s_v5s_and_v6s():
                                                      "dsic_pathstd_head1_gatelr01",
                                                      "dsic_gatelr01_gateft_path"}
     assert report.defined_rows("scenes", "v5") == {"dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01",
-                                                     "dsic_path_pathlr03_gatelr01"}
+                                                     "dsic_path_pathlr03_gatelr01", "dsic_path_pathlr03_leaky_gatelr01"}
     assert report.defined_rows("scenes", "v6") == {"dsic_gatelr01", "dsic_path_gatelr01"}
     assert report.defined_rows("table2", "v6") == set()
 

@@ -58,6 +58,12 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   measured on protocol v4 (2 seeds each, last layers at 10x the gate lr): the path logits
   saturate (W = +-1), AP drops by 3-11 points and W still does not follow the image's scale
   (docs/design.md, "Two last levers").
+* ``control_act`` (``relu`` | ``leaky_relu``): the channel unit's hidden activation. The paper
+  says "convs + activations". With ``relu`` (default) the finer levels' hidden units die whenever
+  their updates grow: at gate lr 1, with the path-logit layer at 3x the gate lr, or with the last
+  layers at 1x (P2 / P3 3-16 % alive), and W's P2 and P3 columns stop following the image.
+  ``leaky_relu`` (negative slope 0.1) cannot die: a unit below zero for every image still gets a
+  tenth of the gradient (docs/design.md, "Units that cannot die").
 * ``signal_std``: the std of the initial weights of the channel signals' last layer (and of the
   path logits), 0.01 by default: the image-dependent part of w_ik starts this small, around the
   bias that opens every path at ~1/n. A larger start makes the gates follow the image from the
@@ -83,6 +89,8 @@ from .isg import COARSE_MODES
 CONTROL_NORMS = ("none", "layer", "running")
 PATH_GATES = (False, True, "hidden", "descriptor", "standardized")  # true = hidden
 GAINS = ("weights", "input")  # where the 1 / (act(w) act(s)) compensation lives
+CONTROL_ACTS = ("relu", "leaky_relu")  # the channel unit's hidden activation
+LEAKY_SLOPE = 0.1  # leaky_relu's negative slope (YOLOv3's): a unit below zero still learns at 1/10 the rate
 
 
 class RunningStandardize(nn.Module):
@@ -130,7 +138,7 @@ class ControlUnit(nn.Module):
 
     def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
                  reduction: int = 4, select_hidden: int = 16, control_norm: str = "none",
-                 path_gate: bool | str = False, signal_std: float = 0.01):
+                 path_gate: bool | str = False, signal_std: float = 0.01, hidden_act: str = "relu"):
         super().__init__()
         if isinstance(signal_std, bool) or not isinstance(signal_std, (int, float)) or not 0 <= signal_std < float("inf"):
             raise ValueError(f"CSG signal_std must be a number >= 0, got {signal_std}")
@@ -138,10 +146,12 @@ class ControlUnit(nn.Module):
         self.control_norm = check_mode(control_norm, CONTROL_NORMS, "CSG control_norm")
         self.mode = check_mode(mode, COARSE_MODES, "CSG channel mode")
         self.select_mode = check_mode(select_mode, COARSE_MODES, "CSG selection mode")
+        self.hidden_act = check_mode(hidden_act, CONTROL_ACTS, "CSG control_act")
         hidden = max(channels // reduction, 16)
         self.norm = RunningStandardize(num_inputs * channels) if control_norm == "running" else None
         self.channel = nn.Sequential(
-            nn.Conv2d(num_inputs * channels, hidden, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(num_inputs * channels, hidden, 1),
+            nn.ReLU(inplace=True) if hidden_act == "relu" else nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
             nn.Conv2d(hidden, num_inputs * channels, 1),
         )
         self.select = nn.Sequential(
@@ -244,14 +254,14 @@ class CSG(nn.Module):
     def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
                  select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
                  control_norm: str = "none", gain: str = "input", path_gate: bool | str = False,
-                 signal_std: float = 0.01):
+                 signal_std: float = 0.01, control_act: str = "relu"):
         super().__init__()
         n = len(in_channels)
         self.gain_mode = check_mode(gain, GAINS, "CSG gain")
         self.paths = Resampler(in_channels, out_channels)
         self.control = nn.ModuleList(
             ControlUnit(n, out_channels, mode, select_mode, reduction, control_norm=control_norm, path_gate=path_gate,
-                        signal_std=signal_std)
+                        signal_std=signal_std, hidden_act=control_act)
             for _ in range(n)
         )
         self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
@@ -307,10 +317,11 @@ class CSGNeck(Neck):
     def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
                  csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
                  output_conv: bool = True, csg_control_norm: str = "none",
-                 csg_gain: str = "input", csg_path_gate: bool | str = False, csg_signal_std: float = 0.01):
+                 csg_gain: str = "input", csg_path_gate: bool | str = False, csg_signal_std: float = 0.01,
+                 csg_control_act: str = "relu"):
         super().__init__(spec, out_channels, extra)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
-                       csg_control_norm, csg_gain, csg_path_gate, csg_signal_std)
+                       csg_control_norm, csg_gain, csg_path_gate, csg_signal_std, csg_control_act)
 
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
         return self.csg([b[-1] for b in blocks])
