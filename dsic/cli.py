@@ -303,6 +303,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _describe(err: Exception) -> str:
+    """The error's message; an error the OS raised on a path reads as 'path: what is wrong'."""
+    if not isinstance(err, OSError) or err.filename is None or not err.strerror:
+        return str(err)
+    if isinstance(err, FileExistsError):  # mkdir(exist_ok=True) on a file
+        return f"{err.filename}: exists and is not a folder (a folder is written there)"
+    if isinstance(err, NotADirectoryError):
+        return f"{err.filename}: part of this path is a file, not a folder"
+    return f"{err.filename}: {err.strerror}"
+
+
 def _score(text: str) -> float:
     """argparse type of a score threshold: a number in [0, 1] (detector scores are probabilities)."""
     try:
@@ -322,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         if getattr(args, "debug", False):
             raise
-        message = " ".join(str(err).split()) or type(err).__name__
+        message = " ".join(_describe(err).split()) or type(err).__name__
         print(f"dsic: error: {message} (--debug shows the traceback)", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt as err:  # Ctrl-C / SIGTERM; training has already said where its state went

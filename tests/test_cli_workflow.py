@@ -127,6 +127,17 @@ def test_a_score_threshold_outside_0_1_is_refused(command, capsys):
         predict_images("ck.pth", ["img.png"], "o", score_thresh=-0.1)
 
 
+def test_an_output_folder_that_is_a_file_is_named_in_one_line(checkpoint, image_folder, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("a user's file")
+    assert main(["predict", str(checkpoint), str(image_folder), "--out", str(taken)]) == 2
+    assert capsys.readouterr().err == (f"dsic: error: {taken}: exists and is not a folder (a folder is written "
+                                       "there) (--debug shows the traceback)\n")
+    assert main(["predict", str(checkpoint), str(image_folder), "--out", str(taken / "preds")]) == 2
+    assert f"dsic: error: {taken / 'preds'}: part of this path is a file, not a folder" in capsys.readouterr().err
+    assert taken.read_text() == "a user's file"
+
+
 def test_options_go_anywhere_and_overrides_are_key_value_words():
     args = parse(["train", "--resume", "cfg.yaml", "train.epochs=2", "--device", "cpu", "model.neck=fpn"])
     assert args.resume and args.device == "cpu" and args.words == ["cfg.yaml", "train.epochs=2", "model.neck=fpn"]
