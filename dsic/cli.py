@@ -222,10 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="generate the embedded multi-scale COCO-format dataset")
     p.add_argument("--out", required=True)
-    p.add_argument("--num-train", type=int, default=None)
-    p.add_argument("--num-val", type=int, default=None)
-    p.add_argument("--size", type=int, default=None, help="image side in pixels")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-train", type=int, default=None, help="training images (default: the preset's)")
+    p.add_argument("--num-val", type=int, default=None, help="validation images (default: the preset's)")
+    p.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed writes the same dataset")
     p.add_argument("--preset", choices=SYNTH_PRESETS, default="default",
                    help="hard: the benchmark-v2 set (half small objects, 4-250 px, cluttered backgrounds); "
                         "scenes: hard whose images are small-object, large-object or mixed scenes (v4)")
@@ -238,13 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="the images folder")
     p.add_argument("--annotations", required=True, help="its COCO JSON")
     p.add_argument("--out", required=True, help="weights file to write (+ OUT.json with the metrics)")
-    p.add_argument("--backbone", default="resnet_tiny")
-    p.add_argument("--norm", default="gn", choices=["bn", "gn"])
-    p.add_argument("--steps", type=int, default=1200)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--backbone", default="resnet_tiny", help="backbone name (dsic.backbones)")
+    p.add_argument("--norm", default="gn", choices=["bn", "gn"], help="normalisation layers")
+    p.add_argument("--steps", type=int, default=1200, help="SGD steps")
+    p.add_argument("--batch", type=int, default=64, help="crops per step")
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
     p.add_argument("--size", type=int, default=64, help="crop side in pixels")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_pretrain)
@@ -254,10 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default=None, help="default: the config's, else faster_rcnn")
     p.add_argument("--backbone", default=None, help="default: the config's, else resnet50")
     p.add_argument("--necks", default="fpn,isg,csg,dsic", help="comma-separated neck names")
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--size", type=int, default=512, help="square input side in pixels")
+    p.add_argument("--warmup", type=int, default=2, help="untimed passes first")
+    p.add_argument("--repeats", type=int, default=10, help="timed passes (the median is reported)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--reference", default="fpn", help="neck the ratios are relative to")
     p.add_argument("--precision", type=_precision_list, default="fp32",
                    help="comma-separated precisions to profile, e.g. fp32,bf16 (fp16: CUDA only)")
@@ -271,12 +271,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_profile)
 
     p = sub.add_parser("demo", help="synth data, train FPN and DSIC Faster R-CNN on CPU, compare")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--necks", default="fpn,dsic")
-    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--necks", default="fpn,dsic", help="comma-separated neck names")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per neck")
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke run instead of the full demo")
     p.set_defaults(func=_demo)
+    _show_defaults(parser)
     return parser
+
+
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Appends '(default: X)' to an option's help unless the default is None or the help names it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if action.option_strings and not unset and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.formatter_class = _DefaultsHelp
+                _show_defaults(sub)
 
 
 def _precision_list(text: str) -> str:

@@ -138,6 +138,18 @@ def test_an_output_folder_that_is_a_file_is_named_in_one_line(checkpoint, image_
     assert taken.read_text() == "a user's file"
 
 
+def test_help_shows_the_defaults(capsys):
+    for command in (["profile"], ["data", "synth"], ["data", "pretrain"], ["demo"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for expected in ("--size SIZE square input side in pixels (default: 512)",
+                     "--seed SEED the same seed writes the same dataset (default: 0)",
+                     "--steps STEPS SGD steps (default: 1200)", "--seeds SEEDS seeds per neck (default: 1)"):
+        assert expected in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
 def test_options_go_anywhere_and_overrides_are_key_value_words():
     args = parse(["train", "--resume", "cfg.yaml", "train.epochs=2", "--device", "cpu", "model.neck=fpn"])
     assert args.resume and args.device == "cpu" and args.words == ["cfg.yaml", "train.epochs=2", "model.neck=fpn"]
