@@ -166,8 +166,11 @@ def test_gate_modes_are_configurable(mode):
 def test_unknown_neck_and_option_are_rejected():
     with pytest.raises(ValueError, match="unknown neck 'fpx'"):
         build_neck("fpx", SPEC)
-    with pytest.raises(ValueError, match=r"neck 'dsic' got unknown option\(s\) \['isg_mdoe'\]"):
+    with pytest.raises(ValueError, match=r"^neck_cfg: neck 'dsic' got unknown option\(s\) \['isg_mdoe'\] "
+                                         r"\(did you mean 'isg_mode'\?\); its options are \['isg_mode', "):
         build_neck("dsic", SPEC, isg_mdoe="tanh")
+    with pytest.raises(ValueError, match=r"^neck_cfg: neck 'fpn' takes no options, got \['csg_mode'\]$"):
+        build_neck("fpn", SPEC, csg_mode="tanh")
     with pytest.raises(ValueError, match="ISG coarse mode"):
         build_neck("isg", SPEC, isg_mode="relu")
 

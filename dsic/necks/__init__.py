@@ -38,8 +38,14 @@ def build_neck(name: str, spec: BackboneSpec, out_channels: int = 256, extra: st
     params = inspect.signature(cls.__init__).parameters
     allowed = [p for p in params if p not in ("self", "spec", "out_channels", "extra")]
     unknown = sorted(set(cfg) - set(allowed))
+    if unknown and not allowed:
+        raise ValueError(f"neck_cfg: neck {name!r} takes no options, got {unknown}")
     if unknown:
-        raise ValueError(f"neck {name!r} got unknown option(s) {unknown}; its options are {allowed}")
+        from ..config import closest
+
+        guess = closest(unknown[0], allowed)
+        hint = f" (did you mean {guess!r}?)" if guess else ""
+        raise ValueError(f"neck_cfg: neck {name!r} got unknown option(s) {unknown}{hint}; its options are {allowed}")
     return cls(spec, out_channels=out_channels, extra=extra, **cfg)
 
 
