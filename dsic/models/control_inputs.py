@@ -3,13 +3,15 @@
 The probe (:mod:`dsic.models.probe`) shows the trained state matrix W barely follows the image, and
 :mod:`dsic.models.incentive` that the loss asks it to (small- and large-object images pull some
 paths opposite ways). A channel control unit computes w_ik from its descriptor d (GAP + GMP of the
-n paths, after ``control_norm``) through a hidden layer h = ReLU(conv(d)); W can only follow the
+n paths, after ``control_norm``) through a hidden layer h = ReLU(conv(d)) (leaky with
+``csg_control_act: leaky_relu``); W can only follow the
 image's scale composition if h carries it. :func:`control_inputs` measures, per output level k:
 
 * ``descriptor_accuracy`` / ``hidden_accuracy``: how well d and h tell small-object from
   large-object probe images (5-fold nearest-centroid accuracy on standardised features, as the
   probe's ``W_small_large_accuracy``; chance 0.5);
-* ``hidden_alive``: the fraction of hidden units > 0 on some probe image;
+* ``hidden_alive``: the fraction of hidden units > 0 on some probe image (a leaky unit below zero
+  for every image is counted as not alive, though it still passes a tenth of its input);
 * ``hidden_separation``: the largest group-mean difference of one hidden unit over its pooled
   within-group std (the effect size the best single unit reaches).
 
