@@ -90,7 +90,9 @@ def load_trained(checkpoint: str | Path, config: str | Path | None = None, overr
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
-        detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        from .models.state_fit import mismatch_summary
+
+        detail = mismatch_summary(model.state_dict(), weights)
         raise ValueError(f"{checkpoint}: does not fit the configured model ({model_cfg['arch']}, "
                          f"{model_cfg['backbone']}, {model_cfg['neck']}, {model_cfg['num_classes']} classes): "
                          f"{detail}") from err

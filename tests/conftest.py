@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 
@@ -37,3 +39,31 @@ def tiny_overrides(data_root, out_dir, *extra) -> list[str]:
         "train.batch_size=4", "train.base_batch_size=4", "train.base_lr=0.01", "train.warmup_iters=2",
         "train.log_every=1", "train.eval_every=0", f"output_dir={out_dir}", *extra,
     ]
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tiny_synth, tmp_path_factory):
+    """An untrained tiny detector saved as training saves it (weights + config with the classes)."""
+    from dsic.config import load_config
+    from dsic.data.classes import resolve_classes
+    from dsic.models import build_detector
+
+    out = tmp_path_factory.mktemp("ckpt")
+    cfg = resolve_classes(load_config(None, tiny_overrides(tiny_synth, out, "model.neck=fpn",
+                                                           "model.detector_cfg.box_score_thresh=0.0")))
+    torch.manual_seed(0)
+    model = build_detector(**cfg["model"])
+    torch.save({"model": model.state_dict(), "config": cfg}, out / "final.pth")
+    return out / "final.pth"
+
+
+@pytest.fixture
+def image_folder(tiny_synth, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    val = sorted((tiny_synth / "val").iterdir())
+    shutil.copy(val[0], folder / "a.jpg")
+    shutil.copy(val[1], folder / "a.png")
+    shutil.copy(val[2], folder / "b.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    return folder

@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,36 +13,10 @@ import torch
 
 from dsic.cli import main, parse
 from dsic.config import load_config
-from dsic.data.classes import resolve_classes
-from dsic.models import build_detector
 
 from .conftest import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tiny_synth, tmp_path_factory):
-    """An untrained tiny detector saved as training saves it (weights + config with the classes)."""
-    out = tmp_path_factory.mktemp("ckpt")
-    cfg = resolve_classes(load_config(None, tiny_overrides(tiny_synth, out, "model.neck=fpn",
-                                                           "model.detector_cfg.box_score_thresh=0.0")))
-    torch.manual_seed(0)
-    model = build_detector(**cfg["model"])
-    torch.save({"model": model.state_dict(), "config": cfg}, out / "final.pth")
-    return out / "final.pth"
-
-
-@pytest.fixture
-def image_folder(tiny_synth, tmp_path):
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    val = sorted((tiny_synth / "val").iterdir())
-    shutil.copy(val[0], folder / "a.jpg")
-    shutil.copy(val[1], folder / "a.png")
-    shutil.copy(val[2], folder / "b.png")
-    (folder / "broken.jpg").write_bytes(b"not an image")
-    return folder
 
 
 def test_predict_takes_the_config_from_the_checkpoint_and_writes_coco_results(checkpoint, image_folder, tmp_path,
