@@ -14,6 +14,11 @@ given); its classes (``model.classes``, saved by training) give the category ids
 
 ``<name>`` is the file's stem, or ``<stem>_<suffix>`` when two inputs share a stem (``a.jpg`` and
 ``a.png``), numbered on when still equal. Unreadable files are skipped with a warning and counted.
+
+Images are read upright: an EXIF orientation tag (phone photos) is applied first, as detectron2's
+``read_image`` and ultralytics do, so boxes, ``width`` and ``height`` are those of the image as
+viewers show it. Training and evaluation datasets are read as stored, as torchvision's COCO
+references and pycocotools do (:mod:`dsic.data.coco`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor
 
 from .models import gate_states
@@ -173,9 +178,10 @@ def output_names(files: list[Path]) -> dict[Path, str]:
 
 
 def read_image(path: Path) -> torch.Tensor:
+    """The image at ``path`` as a [3, H, W] float tensor in [0, 1], upright (EXIF orientation applied)."""
     try:
         with Image.open(path) as im:
-            return pil_to_tensor(im.convert("RGB")).float() / 255
+            return pil_to_tensor(ImageOps.exif_transpose(im).convert("RGB")).float() / 255
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
 

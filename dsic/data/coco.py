@@ -19,7 +19,9 @@ when the file is loaded, with one warning (counted in ``dropped_boxes``), so it 
 training target nor evaluation ground truth. A ``file_name`` may not leave the images folder
 (absolute, or with ``..``). With ``verify_images`` (the default) every image header is checked when
 the dataset is loaded (exists, not empty, readable, the annotated size, a mode that converts to
-RGB; no full decode): every bad file is named in one error before any training starts.
+RGB; no full decode): every bad file is named in one error before any training starts. Pixels are
+read as stored, without applying an EXIF orientation, as torchvision's references and pycocotools
+do; an image whose orientation tag would turn it to the annotated size gets that said in its error.
 """
 
 from __future__ import annotations
@@ -157,6 +159,9 @@ def converts_to_rgb(mode: str) -> bool:
     return True
 
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag; values 5-8 turn the image by 90 degrees
+
+
 def image_problem(path: Path, width: int, height: int) -> str | None:
     """Why the image at ``path`` cannot be used as a ``width`` x ``height`` RGB image (header only)."""
     if not path.is_file():
@@ -166,10 +171,14 @@ def image_problem(path: Path, width: int, height: int) -> str | None:
     try:
         with Image.open(path) as im:
             size, mode = im.size, im.mode
+            turned = im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         return f"not a readable image ({err})"
     if size != (width, height):
-        return f"size {size[0]}x{size[1]} (WxH), the annotation file says {width}x{height}"
+        hint = ("; its EXIF orientation turns it to the annotated size, but training reads pixels as stored "
+                "(as torchvision and pycocotools do): save the images upright or annotate them as stored"
+                if turned and size == (height, width) else "")
+        return f"size {size[0]}x{size[1]} (WxH), the annotation file says {width}x{height}{hint}"
     if not converts_to_rgb(mode):
         return f"pixel mode {mode!r} does not convert to RGB"
     return None
