@@ -220,7 +220,7 @@ def closest(word: str, choices) -> str | None:
     those, the first choice that has ``word`` as one of its '_'-separated parts ('lr' -> 'base_lr').
     """
     choices = [str(c) for c in choices]
-    close = difflib.get_close_matches(word, choices, n=len(choices), cutoff=0.6)
+    close = difflib.get_close_matches(word, choices, n=max(1, len(choices)), cutoff=0.6)
     same_letters = [c for c in close if sorted(c) == sorted(word)]
     if close:
         return (same_letters or close)[0]

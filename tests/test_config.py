@@ -94,7 +94,7 @@ def test_closest_prefers_a_transposition_and_knows_key_parts():
     assert closest("fnp", ["fpn", "fpt", "dsic"]) == "fpn"
     assert closest("dsci", ["fpn", "dsic"]) == "dsic"
     assert closest("lr", ["epochs", "base_lr", "gate_lr_mult"]) == "base_lr"
-    assert closest("zzz", ["fpn", "dsic"]) is None
+    assert closest("zzz", ["fpn", "dsic"]) is None and closest("fpn", []) is None
 
 
 @pytest.mark.parametrize(("override", "message"), [
