@@ -171,13 +171,15 @@ def image_problem(path: Path, width: int, height: int) -> str | None:
     try:
         with Image.open(path) as im:
             size, mode = im.size, im.mode
-            turned = im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+            # the EXIF block is read only for an image whose size is the annotated one turned by 90 degrees
+            swapped = size != (width, height) and size == (height, width)
+            turned = swapped and im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         return f"not a readable image ({err})"
     if size != (width, height):
         hint = ("; its EXIF orientation turns it to the annotated size, but training reads pixels as stored "
                 "(as torchvision and pycocotools do): save the images upright or annotate them as stored"
-                if turned and size == (height, width) else "")
+                if turned else "")
         return f"size {size[0]}x{size[1]} (WxH), the annotation file says {width}x{height}{hint}"
     if not converts_to_rgb(mode):
         return f"pixel mode {mode!r} does not convert to RGB"
