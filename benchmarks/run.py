@@ -100,8 +100,12 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             # (and, added after that killed P2's and P3's hidden units: the same with leaky hidden units)
             out["dsic_path_pathlr03_leaky_gatelr01"] = out["dsic_path_pathlr03_gatelr01"] + [
                 "model.neck_cfg.csg_control_act=leaky_relu"]
+            # (and, added after the routing incentive showed P3's pull satisfied and P2's, whose unit dies, not:
+            # path logits at the gate lr with leaky hidden units)
+            out["dsic_path_leaky_gatelr01"] = out["dsic_path_gatelr01"] + ["model.neck_cfg.csg_control_act=leaky_relu"]
             return {name: out[name] for name in ("dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01",
-                                                 "dsic_path_pathlr03_gatelr01", "dsic_path_pathlr03_leaky_gatelr01")}
+                                                 "dsic_path_pathlr03_gatelr01", "dsic_path_pathlr03_leaky_gatelr01",
+                                                 "dsic_path_leaky_gatelr01")}
         if protocol == "v6":  # the 8x schedule: the path logits (seeds 0-1 first), then DSIC as shipped for the pairing
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01")}
         return out
