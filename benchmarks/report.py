@@ -147,13 +147,15 @@ def incentive_table(folder: Path) -> str:
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not files:
         return ""
-    lines = [("| run | dL/dW max abs(small − large) (entry i,k) | effect size | entries pulled opposite ways "
-             "(effect size) | images per group |"), "|---|---|---|---|---|"]
+    lines = [("| run | dL/dW max abs(small − large) (entry i,k) | effect size | largest effect size into "
+              "P2 / P3 / P4 / P5 | entries pulled opposite ways (effect size) | images per group |"),
+             "|---|---|---|---|---|---|"]
     for path in files:
         g = json.loads(path.read_text())
         opposite = ", ".join(f"({i},{k}) {g['G_effect_sizes'][i][k]:.2f}" for i, k in g["G_opposite"]) or "none"
+        into = " / ".join(f"{max(column):.2f}" for column in zip(*g["G_effect_sizes"]))  # per output level k
         lines.append(f"| {path.stem} | {g['G_max_diff']:.3f} ({g['G_max_diff_at'][0]},{g['G_max_diff_at'][1]}) | "
-                     f"{g['G_effect_size']:.2f} | {opposite} | {min(g['images'].values())} |")
+                     f"{g['G_effect_size']:.2f} | {into} | {opposite} | {min(g['images'].values())} |")
     return "\n".join(["", ("Does the loss ask for routing by image? For each probe image, G[i, k] = sum_c dL/d "
                       "act(w_ik[c]), the slope of its training loss when path i -> k opens by the same amount in "
                       "every channel (`dsic.models.incentive`; `benchmarks/routing_incentive.py <run> --probe <data> "

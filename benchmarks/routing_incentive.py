@@ -1,7 +1,7 @@
 """Would routing by image pay? Per-image gradients of the training loss on CSG's state matrix W.
 
     python benchmarks/routing_incentive.py runs/v4/dsic_gatelr01_seed0 --probe runs/v4/data/synth_scenes \
-        --images 30 --out benchmarks/results/v4/incentive/dsic_gatelr01_seed0.json
+        --images 50 --out benchmarks/results/v4/incentive/dsic_gatelr01_seed0.json
 
 Loads ``<run>/config.yaml`` and ``<run>/final.pth`` and prints (and with ``--out`` writes) the JSON
 of :func:`dsic.models.incentive.routing_incentive`: per probe group the mean dL/dW[i, k], the largest

@@ -58,7 +58,8 @@ def test_scenes_rows_are_protocol_v4s_v5s_and_v6s():
                                                      "dsic_pathstd_head1_gatelr01",
                                                      "dsic_gatelr01_gateft_path"}
     assert report.defined_rows("scenes", "v5") == {"dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01",
-                                                     "dsic_path_pathlr03_gatelr01", "dsic_path_pathlr03_leaky_gatelr01"}
+                                                     "dsic_path_pathlr03_gatelr01", "dsic_path_pathlr03_leaky_gatelr01",
+                                                     "dsic_path_leaky_gatelr01"}
     assert report.defined_rows("scenes", "v6") == {"dsic_gatelr01", "dsic_path_gatelr01"}
     assert report.defined_rows("table2", "v6") == set()
 
@@ -76,7 +77,7 @@ def test_incentive_table_from_its_files(tmp_path):
     (tmp_path / "incentive" / "dsic_gatelr01_seed0.json").write_text(
         json.dumps(incentive_statistics({"small": small, "large": large})))
     text = _report().incentive_table(tmp_path / "incentive")
-    assert "| dsic_gatelr01_seed0 | 4.000 (0,0) | 4.00 | (0,0) 4.00 | 2 |" in text
+    assert "| dsic_gatelr01_seed0 | 4.000 (0,0) | 4.00 | 4.00 / 0.00 | (0,0) 4.00 | 2 |" in text
     assert _report().incentive_table(tmp_path / "none") == ""
 
 
