@@ -164,6 +164,7 @@ def test_init_from_into_a_csg_detector_reports_skipped_and_missing_keys():
     assert "backbone.fpn.inner_blocks.0.0.weight" not in report["loaded"]
     text = format_load_report(report, "x.pth")
     assert f"skipped {len(report['skipped'])} not in this model (backbone.fpn." in text
+    assert f", ... ({len(report['skipped']) - 3} more)), re-initialised 0 of another shape," in text
 
 
 @pytest.mark.parametrize("arch, tv_name", [("faster_rcnn", "fasterrcnn_resnet50_fpn"),

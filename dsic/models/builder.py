@@ -32,6 +32,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from ..backbones import build_backbone
 from ..necks import build_neck
 from .backbone import DetectorBackbone
+from .state_fit import first_keys
 
 ARCHS = {
     # arch: (class, returned stages, extra levels)
@@ -171,7 +172,7 @@ def _shape(t) -> str:
 def format_load_report(report: dict, source) -> str:
     """One line: how many tensors were loaded, skipped, re-initialised, missing (with examples)."""
     def some(keys):
-        return f" ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" if keys else ""
+        return f" ({first_keys(keys)})" if keys else ""
 
     reinit = [f"{k} {a} -> {b}" for k, (a, b) in report["reinitialised"].items()]
     return (f"init_from {source}: loaded {len(report['loaded'])} tensors, skipped {len(report['skipped'])} "

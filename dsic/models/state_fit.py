@@ -11,7 +11,8 @@ from __future__ import annotations
 BODY = "backbone.body."
 
 
-def _first(keys: list[str], shown: int) -> str:
+def first_keys(keys: list[str], shown: int = 3) -> str:
+    """The first ``shown`` keys, comma-separated, and how many more there are."""
     more = f", ... ({len(keys) - shown} more)" if len(keys) > shown else ""
     return ", ".join(keys[:shown]) + more
 
@@ -24,9 +25,9 @@ def mismatch_summary(own: dict, given: dict, shown: int = 3) -> str:
                       if hasattr(given[k], "shape") and tuple(given[k].shape) != tuple(own[k].shape))
     parts = []
     if missing:
-        parts.append(f"{len(missing)} key(s) missing ({_first(missing, shown)})")
+        parts.append(f"{len(missing)} key(s) missing ({first_keys(missing, shown)})")
     if unexpected:
-        parts.append(f"{len(unexpected)} unexpected ({_first(unexpected, shown)})")
+        parts.append(f"{len(unexpected)} unexpected ({first_keys(unexpected, shown)})")
     if reshaped:
         k = reshaped[0]
         parts.append(f"{len(reshaped)} of another shape ({k}: {tuple(given[k].shape)} in the file, "
