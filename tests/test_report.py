@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from dsic.results import run_record, write_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +108,12 @@ def test_path_readout_table_from_its_files(tmp_path):
     assert "| dsic_path_gatelr01_seed0 | (0,1) | -0.070 | -0.060 | -0.010 | -0.065 (2.90) | 0.95 |" in text
     assert "| dsic_gatelr01_seed0 | (0,1) | -0.070 | -0.060 | -0.010 | +0.000 (0.00) | 0.95 |" in text
     assert _report().path_readout_table(tmp_path / "none") == ""
+
+
+@pytest.mark.parametrize("protocol", ["v2", "v3", "v4", "v5", "v6"])
+def test_every_row_a_protocol_trains_has_a_paired_table(protocol):
+    """A row benchmarks/run.py trains but no table of report.py lists would never reach BENCHMARKS.md."""
+    report = _report()
+    for table in {table for table, _, _ in report.TABLES.values()}:
+        listed = {row for name, rows, _ in report.TABLES.values() if name == table for row in rows}
+        assert report.defined_rows(table, protocol) <= listed, (table, protocol)
