@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from .necks import GATED_NECKS
 from .protocol import Protocol, get_protocol
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -234,7 +235,7 @@ def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str
         raise RuntimeError("training failed: " + "; ".join(failed))
 
 
-GATED = ("isg", "csg", "dsic")
+GATED = GATED_NECKS
 
 
 def demo_rows(necks, protocol: Protocol) -> dict[str, list[str]]:

@@ -34,6 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor
 
 from .models import gate_states
+from .necks import GATED_NECKS
 from .visualize import draw_detections, gate_figure, save
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -223,6 +224,10 @@ def predict_images(checkpoint, images, out, score_thresh: float = 0.5, config=No
         raise ValueError(f"score_thresh = {score_thresh} is not a score: detector scores lie in [0, 1]")
     model, cfg, dev = load_trained(checkpoint, config, overrides, device)
     precision_ctx = autocast(dev, precision)  # checked for the device before any image is read
+    neck = cfg["model"].get("neck")
+    if with_states and neck not in GATED_NECKS:
+        print(f"[dsic] warning: {checkpoint}: neck {neck!r} has no gates (only {', '.join(GATED_NECKS)} have them); "
+              "the figures show the detections alone", file=sys.stderr, flush=True)
     classes = model.classes
     names = [c["name"] for c in classes] if classes else None
     out = Path(out)

@@ -100,6 +100,16 @@ def test_a_score_threshold_outside_0_1_is_refused(command, capsys):
         predict_images("ck.pth", ["img.png"], "o", score_thresh=-0.1)
 
 
+def test_visualize_says_when_the_model_has_no_gates(checkpoint, image_folder, tmp_path, capsys):
+    """The fixture is an FPN detector: its figures can only show detections, and visualize says why."""
+    assert main(["visualize", str(checkpoint), str(image_folder), "--out", str(tmp_path / "v")]) == 0
+    err = capsys.readouterr().err
+    assert (f"[dsic] warning: {checkpoint}: neck 'fpn' has no gates (only isg, csg, dsic have them); "
+            "the figures show the detections alone\n") in err
+    drawn = [p.name for p in (tmp_path / "v").iterdir()]
+    assert drawn and all(name.endswith("_gates.png") for name in drawn)
+
+
 def test_an_output_folder_that_is_a_file_is_named_in_one_line(checkpoint, image_folder, tmp_path, capsys):
     taken = tmp_path / "taken"
     taken.write_text("a user's file")

@@ -23,6 +23,7 @@ NECKS = {
     "fpg": "dsic.necks.fpg:FPG",
     "fpt": "dsic.necks.fpt:FPT",
 }
+GATED_NECKS = ("isg", "csg", "dsic")  # the necks with gates (gate_states, the probe, the Fig. 3 figure)
 
 
 def neck_class(name: str) -> type[Neck]:
