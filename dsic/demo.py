@@ -235,9 +235,6 @@ def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str
         raise RuntimeError("training failed: " + "; ".join(failed))
 
 
-GATED = GATED_NECKS
-
-
 def demo_rows(necks, protocol: Protocol) -> dict[str, list[str]]:
     """``{row: overrides}`` training each neck as the library ships it under ``protocol``: v1 and v2
     predate ``train.gate_lr_mult`` (their rows are the necks); from v3 on, a gated neck whose shipped
@@ -247,7 +244,7 @@ def demo_rows(necks, protocol: Protocol) -> dict[str, list[str]]:
 
     factor = load_config()["train"]["gate_lr_mult"]
     shipped = protocol.name not in ("v1", "v2") and factor != 1.0
-    return dict(gate_lr_row(neck, factor) if shipped and neck in GATED else (neck, [f"model.neck={neck}"])
+    return dict(gate_lr_row(neck, factor) if shipped and neck in GATED_NECKS else (neck, [f"model.neck={neck}"])
                 for neck in necks)
 
 
@@ -268,7 +265,7 @@ def record_run(out: str | Path, protocol: Protocol, row: str, overrides: list[st
                         commit=stamp.get("commit") or git_commit(), threads=stamp.get("threads"),
                         wall_s=stamp.get("wall_s"), iterations=_iterations(run), neck=cfg["model"]["neck"],
                         ema=bool(cfg["train"].get("ema")))
-    if cfg["model"]["neck"] in GATED and protocol.probe:
+    if cfg["model"]["neck"] in GATED_NECKS and protocol.probe:
         model, _, _ = load_model(cfg_path, run / "final.pth", device="cpu")
         record["gate_probe"] = probe_model(model, protocol.data_dir(out), 4 if quick else protocol.probe)
     return record
