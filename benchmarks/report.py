@@ -141,9 +141,16 @@ def goal_summary(records: dict) -> str:
     return "Seeds meeting the goal: " + ("; ".join(parts) if parts else "no gated run recorded") + "."
 
 
-def incentive_table(folder: Path) -> str:
+TRAIN_GROUPS = ("The same, on training images instead of the probe set (`benchmarks/train_groups.py <data> --split "
+                "train --out <groups>`: 50 images whose objects are all < 48 px, 50 all > 96 px, 50 others; then "
+                "`benchmarks/routing_incentive.py <run> --probe <groups> --images 50 --out "
+                "benchmarks/results/<protocol>/incentive_train/<run>.json`). The probe's all-small images are rare in "
+                "training; this asks whether the images the network trains on pull W the same way.")
+
+
+def incentive_table(folder: Path, caption: str | None = None) -> str:
     """From ``<results>/incentive/*.json`` (benchmarks/routing_incentive.py): does the loss pull W
-    differently for small- and large-object images?"""
+    differently for small- and large-object images? ``caption`` replaces the default text above it."""
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not files:
         return ""
@@ -156,7 +163,7 @@ def incentive_table(folder: Path) -> str:
         into = " / ".join(f"{max(column):.2f}" for column in zip(*g["G_effect_sizes"]))  # per output level k
         lines.append(f"| {path.stem} | {g['G_max_diff']:.3f} ({g['G_max_diff_at'][0]},{g['G_max_diff_at'][1]}) | "
                      f"{g['G_effect_size']:.2f} | {into} | {opposite} | {min(g['images'].values())} |")
-    return "\n".join(["", ("Does the loss ask for routing by image? For each probe image, G[i, k] = sum_c dL/d "
+    return "\n".join(["", caption or ("Does the loss ask for routing by image? For each probe image, G[i, k] = sum_c dL/d "
                       "act(w_ik[c]), the slope of its training loss when path i -> k opens by the same amount in "
                       "every channel (`dsic.models.incentive`; `benchmarks/routing_incentive.py <run> --probe <data> "
                       "--images 50 --out benchmarks/results/<protocol>/incentive/<run>.json`). Where the small and "
@@ -236,6 +243,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             "S (the pixel selection maps' spatial means) is a diagnostic beside it, recorded since the v3 runs; "
             "the single-channel columns (act(w_ik[c]) before W's channel mean) since 2026-11-28."),
             "", probe_table(records), "", goal_summary(records), incentive_table(results / "incentive"),
+            incentive_table(results / "incentive_train", TRAIN_GROUPS),
             control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"), "", end]
     return "\n".join(out)
 

@@ -81,6 +81,8 @@ def test_incentive_table_from_its_files(tmp_path):
     text = _report().incentive_table(tmp_path / "incentive")
     assert "| dsic_gatelr01_seed0 | 4.000 (0,0) | 4.00 | 4.00 / 0.00 | (0,0) 4.00 | 2 |" in text
     assert _report().incentive_table(tmp_path / "none") == ""
+    captioned = _report().incentive_table(tmp_path / "incentive", "On training images.")
+    assert captioned.startswith("\nOn training images.\n\n| run |") and "For each probe image" not in captioned
 
 
 def test_control_inputs_table_from_its_files(tmp_path):

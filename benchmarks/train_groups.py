@@ -1,0 +1,86 @@
+"""Probe groups made of training images: does the loss the network trains on ask what the probe asks?
+
+    python benchmarks/train_groups.py runs/v4/data/synth_scenes --split train --out /tmp/train_groups
+    python benchmarks/routing_incentive.py runs/v5/<run> --probe /tmp/train_groups --images 50 \\
+        --out benchmarks/results/v5/incentive_train/<run>.json
+
+The probe set (``dsic data synth --probe``) draws images whose objects are *all* small (< 32 px)
+or *all* large (> 96 px). Such images are rare in training: of the `scenes` set's 800 training
+images 26 are all-small. This writes the probe layout (``probe_<group>/`` with links to the
+images, ``annotations/instances_probe_<group>.json``) from a COCO split, grouped by object size:
+
+* ``small``: every object's longer side < ``--small`` px (default 48);
+* ``large``: every object's longer side > ``--large`` px (default 96);
+* ``mixed``: every other image with at least one object.
+
+``--per-group`` images of each (default 50), drawn with ``random.Random(seed)``, so any analysis
+of the probe groups (``routing_incentive``, ``control_inputs``, ``path_readout``) can run on
+training images too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def size_groups(coco: dict, small: float = 48, large: float = 96) -> dict[str, list[dict]]:
+    """``{group: [image records]}`` by the longer sides of each image's boxes (module doc)."""
+    sides = defaultdict(list)
+    for ann in coco["annotations"]:
+        sides[ann["image_id"]].append(max(ann["bbox"][2], ann["bbox"][3]))
+    groups: dict[str, list[dict]] = {"small": [], "large": [], "mixed": []}
+    for image in coco["images"]:
+        found = sides.get(image["id"])
+        if found:
+            group = "small" if max(found) < small else "large" if min(found) > large else "mixed"
+            groups[group].append(image)
+    return groups
+
+
+def write_groups(root: Path, split: str, out: Path, per_group: int = 50, seed: int = 0,
+                 small: float = 48, large: float = 96) -> dict[str, int]:
+    """Write the probe layout into ``out``; returns how many images each group had to draw from."""
+    coco = json.loads((root / "annotations" / f"instances_{split}.json").read_text())
+    groups = size_groups(coco, small, large)
+    rng = random.Random(seed)
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    for group, images in groups.items():
+        if len(images) < per_group:
+            raise ValueError(f"{root}: only {len(images)} {group} images in {split}, {per_group} asked for")
+        chosen = sorted(rng.sample(images, per_group), key=lambda im: im["id"])
+        folder = out / f"probe_{group}"
+        folder.mkdir(exist_ok=True)
+        for image in chosen:
+            link = folder / image["file_name"]
+            if not link.exists():
+                os.symlink((root / split / image["file_name"]).resolve(), link)
+        ids = {image["id"] for image in chosen}
+        doc = {"images": chosen, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids],
+               "categories": coco["categories"]}
+        (out / "annotations" / f"instances_probe_{group}.json").write_text(json.dumps(doc))
+    return {group: len(images) for group, images in groups.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="a dataset folder: <split>/ and annotations/instances_<split>.json")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--per-group", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--small", type=float, default=48, help="small: every object's longer side below this (px)")
+    parser.add_argument("--large", type=float, default=96, help="large: every object's longer side above this (px)")
+    args = parser.parse_args(argv)
+    counts = write_groups(args.root, args.split, args.out, args.per_group, args.seed, args.small, args.large)
+    print(json.dumps({"available": counts, "per_group": args.per_group, "out": str(args.out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""benchmarks/train_groups.py: probe groups drawn from training images by object size."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("bench_train_groups", ROOT / "benchmarks" / "train_groups.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dataset(root: Path, sides: dict[int, list[float]]) -> None:
+    """A COCO split 'train' whose image i holds square boxes of the given sides (no boxes: no annotation)."""
+    (root / "train").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    images, anns = [], []
+    for image_id, boxes in sides.items():
+        name = f"{image_id:06d}.jpg"
+        (root / "train" / name).write_bytes(b"not decoded here")
+        images.append({"id": image_id, "file_name": name, "width": 256, "height": 256})
+        anns += [{"id": len(anns) + 1, "image_id": image_id, "category_id": 1, "bbox": [0, 0, s, s / 2],
+                  "area": s * s / 2, "iscrowd": 0} for s in boxes]
+    doc = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}]}
+    (root / "annotations" / "instances_train.json").write_text(json.dumps(doc))
+
+
+def test_images_are_grouped_by_the_longer_sides_of_all_their_boxes(tmp_path):
+    sides = {1: [10, 47], 2: [97, 200], 3: [10, 200], 4: [48], 5: [96], 6: [], 7: [20], 8: [120]}
+    _dataset(tmp_path / "d", sides)
+    counts = _module().write_groups(tmp_path / "d", "train", tmp_path / "g", per_group=2)
+    assert counts == {"small": 2, "large": 2, "mixed": 3}  # 4 (48) and 5 (96) are neither; 6 has no box
+    for group, ids in {"small": {1, 7}, "large": {2, 8}}.items():
+        doc = json.loads((tmp_path / "g" / "annotations" / f"instances_probe_{group}.json").read_text())
+        assert {im["id"] for im in doc["images"]} == ids
+        assert {a["image_id"] for a in doc["annotations"]} == ids
+        assert sorted(p.name for p in (tmp_path / "g" / f"probe_{group}").iterdir()) == [f"{i:06d}.jpg" for i in sorted(ids)]
+        assert (tmp_path / "g" / f"probe_{group}" / f"{min(ids):06d}.jpg").resolve().parent == (tmp_path / "d" / "train").resolve()
+    mixed = json.loads((tmp_path / "g" / "annotations" / "instances_probe_mixed.json").read_text())
+    assert {im["id"] for im in mixed["images"]} < {3, 4, 5} and len(mixed["images"]) == 2
+
+
+def test_too_few_images_in_a_group_is_one_clear_error(tmp_path):
+    _dataset(tmp_path / "d", {1: [10], 2: [200], 3: [10, 200]})
+    with pytest.raises(ValueError, match=r": only 1 small images in train, 2 asked for"):
+        _module().write_groups(tmp_path / "d", "train", tmp_path / "g", per_group=2)
