@@ -1,7 +1,7 @@
 """benchmarks/train_groups.py: probe groups drawn from training images by object size."""
 
-import importlib.util
 import json
+import runpy
 from pathlib import Path
 
 import pytest
@@ -9,11 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("bench_train_groups", ROOT / "benchmarks" / "train_groups.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _write_groups(*args, **kwargs):
+    return runpy.run_path(str(ROOT / "benchmarks" / "train_groups.py"))["write_groups"](*args, **kwargs)
 
 
 def _dataset(root: Path, sides: dict[int, list[float]]) -> None:
@@ -34,7 +31,7 @@ def _dataset(root: Path, sides: dict[int, list[float]]) -> None:
 def test_images_are_grouped_by_the_longer_sides_of_all_their_boxes(tmp_path):
     sides = {1: [10, 47], 2: [97, 200], 3: [10, 200], 4: [48], 5: [96], 6: [], 7: [20], 8: [120]}
     _dataset(tmp_path / "d", sides)
-    counts = _module().write_groups(tmp_path / "d", "train", tmp_path / "g", per_group=2)
+    counts = _write_groups(tmp_path / "d", "train", tmp_path / "g", per_group=2)
     assert counts == {"small": 2, "large": 2, "mixed": 3}  # 4 (48) and 5 (96) are neither; 6 has no box
     for group, ids in {"small": {1, 7}, "large": {2, 8}}.items():
         doc = json.loads((tmp_path / "g" / "annotations" / f"instances_probe_{group}.json").read_text())
@@ -49,4 +46,4 @@ def test_images_are_grouped_by_the_longer_sides_of_all_their_boxes(tmp_path):
 def test_too_few_images_in_a_group_is_one_clear_error(tmp_path):
     _dataset(tmp_path / "d", {1: [10], 2: [200], 3: [10, 200]})
     with pytest.raises(ValueError, match=r": only 1 small images in train, 2 asked for"):
-        _module().write_groups(tmp_path / "d", "train", tmp_path / "g", per_group=2)
+        _write_groups(tmp_path / "d", "train", tmp_path / "g", per_group=2)
