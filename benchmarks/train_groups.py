@@ -77,7 +77,11 @@ def main(argv=None) -> int:
     parser.add_argument("--small", type=float, default=48, help="small: every object's longer side below this (px)")
     parser.add_argument("--large", type=float, default=96, help="large: every object's longer side above this (px)")
     args = parser.parse_args(argv)
-    counts = write_groups(args.root, args.split, args.out, args.per_group, args.seed, args.small, args.large)
+    try:
+        counts = write_groups(args.root, args.split, args.out, args.per_group, args.seed, args.small, args.large)
+    except (OSError, ValueError, KeyError) as err:  # a missing file, too few images, a JSON without a field
+        print(f"train_groups: error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps({"available": counts, "per_group": args.per_group, "out": str(args.out)}))
     return 0
 

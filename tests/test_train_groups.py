@@ -47,3 +47,10 @@ def test_too_few_images_in_a_group_is_one_clear_error(tmp_path):
     _dataset(tmp_path / "d", {1: [10], 2: [200], 3: [10, 200]})
     with pytest.raises(ValueError, match=r": only 1 small images in train, 2 asked for"):
         _write_groups(tmp_path / "d", "train", tmp_path / "g", per_group=2)
+
+
+def test_a_missing_dataset_is_one_line_and_exit_code_2(tmp_path, capsys):
+    main = runpy.run_path(str(ROOT / "benchmarks" / "train_groups.py"))["main"]
+    assert main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train_groups: error: ") and "instances_train.json" in err and err.count("\n") == 1
