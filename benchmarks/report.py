@@ -141,11 +141,12 @@ def goal_summary(records: dict) -> str:
     return "Seeds meeting the goal: " + ("; ".join(parts) if parts else "no gated run recorded") + "."
 
 
-TRAIN_GROUPS = ("The same, on training images instead of the probe set (`benchmarks/train_groups.py <data> --split "
-                "train --out <groups>`: 50 images whose objects are all < 48 px, 50 all > 96 px, 50 others; then "
-                "`benchmarks/routing_incentive.py <run> --probe <groups> --images 50 --out "
-                "benchmarks/results/<protocol>/incentive_train/<run>.json`). The probe's all-small images are rare in "
-                "training; this asks whether the images the network trains on pull W the same way.")
+def groups_caption(split: str, what: str) -> str:
+    """The text above an incentive table measured on a dataset split's own images (benchmarks/train_groups.py)."""
+    return (f"The same, on {what} instead of the probe set (`benchmarks/train_groups.py <data> --split {split} "
+            "--out <groups>`: 50 images whose objects all have sqrt(area) < 32 px, 50 all > 96 px, as the probe's, "
+            "and 50 others; then `benchmarks/routing_incentive.py <run> --probe <groups> --images 50 --out "
+            f"benchmarks/results/<protocol>/incentive_{split}/<run>.json`).")
 
 
 def incentive_table(folder: Path, caption: str | None = None) -> str:
@@ -243,7 +244,8 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             "S (the pixel selection maps' spatial means) is a diagnostic beside it, recorded since the v3 runs; "
             "the single-channel columns (act(w_ik[c]) before W's channel mean) since 2026-11-28."),
             "", probe_table(records), "", goal_summary(records), incentive_table(results / "incentive"),
-            incentive_table(results / "incentive_train", TRAIN_GROUPS),
+            incentive_table(results / "incentive_train", groups_caption("train", "training images")),
+            incentive_table(results / "incentive_val", groups_caption("val", "validation images (never trained on)")),
             control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"), "", end]
     return "\n".join(out)
 

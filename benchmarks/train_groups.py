@@ -4,14 +4,17 @@
     python benchmarks/routing_incentive.py runs/v5/<run> --probe /tmp/train_groups --images 50 \\
         --out benchmarks/results/v5/incentive_train/<run>.json
 
-The probe set (``dsic data synth --probe``) draws images whose objects are *all* small (< 32 px)
-or *all* large (> 96 px). Such images are rare in training: of the `scenes` set's 800 training
-images 26 are all-small. This writes the probe layout (``probe_<group>/`` with links to the
-images, ``annotations/instances_probe_<group>.json``) from a COCO split, grouped by object size:
+The probe set (``dsic data synth --probe``) draws images whose objects are *all* small or *all*
+large, with the probe's rule: every object's sqrt(area) < 32 px, or > 96 px. This writes the same
+layout (``probe_<group>/`` with links to the images, ``annotations/instances_probe_<group>.json``)
+from a COCO split, grouped by that rule:
 
-* ``small``: every object's longer side < ``--small`` px (default 48);
-* ``large``: every object's longer side > ``--large`` px (default 96);
+* ``small``: every object's sqrt(area) < ``--small`` px (default 32);
+* ``large``: every object's sqrt(area) > ``--large`` px (default 96);
 * ``mixed``: every other image with at least one object.
+
+On the ``scenes`` set's training split that is 97, 155 and 548 of 800 images; on its validation
+split (images the model never trained on), 51 / 88 / 361 of 500.
 
 ``--per-group`` images of each (default 50), drawn with ``random.Random(seed)``, so any analysis
 of the probe groups (``routing_incentive``, ``control_inputs``, ``path_readout``) can run on
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -29,11 +33,11 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def size_groups(coco: dict, small: float = 48, large: float = 96) -> dict[str, list[dict]]:
-    """``{group: [image records]}`` by the longer sides of each image's boxes (module doc)."""
+def size_groups(coco: dict, small: float = 32, large: float = 96) -> dict[str, list[dict]]:
+    """``{group: [image records]}`` by the sqrt(area) of each image's objects (module doc)."""
     sides = defaultdict(list)
     for ann in coco["annotations"]:
-        sides[ann["image_id"]].append(max(ann["bbox"][2], ann["bbox"][3]))
+        sides[ann["image_id"]].append(math.sqrt(ann["area"]))
     groups: dict[str, list[dict]] = {"small": [], "large": [], "mixed": []}
     for image in coco["images"]:
         found = sides.get(image["id"])
@@ -44,7 +48,7 @@ def size_groups(coco: dict, small: float = 48, large: float = 96) -> dict[str, l
 
 
 def write_groups(root: Path, split: str, out: Path, per_group: int = 50, seed: int = 0,
-                 small: float = 48, large: float = 96) -> dict[str, int]:
+                 small: float = 32, large: float = 96) -> dict[str, int]:
     """Write the probe layout into ``out``; returns how many images each group had to draw from."""
     coco = json.loads((root / "annotations" / f"instances_{split}.json").read_text())
     groups = size_groups(coco, small, large)
@@ -74,8 +78,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--per-group", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--small", type=float, default=48, help="small: every object's longer side below this (px)")
-    parser.add_argument("--large", type=float, default=96, help="large: every object's longer side above this (px)")
+    parser.add_argument("--small", type=float, default=32, help="small: every object's sqrt(area) below this (px)")
+    parser.add_argument("--large", type=float, default=96, help="large: every object's sqrt(area) above this (px)")
     args = parser.parse_args(argv)
     try:
         counts = write_groups(args.root, args.split, args.out, args.per_group, args.seed, args.small, args.large)

@@ -14,7 +14,7 @@ def _write_groups(*args, **kwargs):
 
 
 def _dataset(root: Path, sides: dict[int, list[float]]) -> None:
-    """A COCO split 'train' whose image i holds square boxes of the given sides (no boxes: no annotation)."""
+    """A COCO split 'train' whose image i holds objects of the given sqrt(area) (none: no annotation)."""
     (root / "train").mkdir(parents=True)
     (root / "annotations").mkdir()
     images, anns = [], []
@@ -22,17 +22,17 @@ def _dataset(root: Path, sides: dict[int, list[float]]) -> None:
         name = f"{image_id:06d}.jpg"
         (root / "train" / name).write_bytes(b"not decoded here")
         images.append({"id": image_id, "file_name": name, "width": 256, "height": 256})
-        anns += [{"id": len(anns) + 1, "image_id": image_id, "category_id": 1, "bbox": [0, 0, s, s / 2],
-                  "area": s * s / 2, "iscrowd": 0} for s in boxes]
+        anns += [{"id": len(anns) + 1, "image_id": image_id, "category_id": 1, "bbox": [0, 0, 2 * s, 2 * s],
+                  "area": s * s, "iscrowd": 0} for s in boxes]  # the box is larger than the object: area decides
     doc = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}]}
     (root / "annotations" / "instances_train.json").write_text(json.dumps(doc))
 
 
-def test_images_are_grouped_by_the_longer_sides_of_all_their_boxes(tmp_path):
-    sides = {1: [10, 47], 2: [97, 200], 3: [10, 200], 4: [48], 5: [96], 6: [], 7: [20], 8: [120]}
+def test_images_are_grouped_by_the_probe_rule_on_all_their_objects(tmp_path):
+    sides = {1: [10, 31], 2: [97, 200], 3: [10, 200], 4: [32], 5: [96], 6: [], 7: [20], 8: [120]}
     _dataset(tmp_path / "d", sides)
     counts = _write_groups(tmp_path / "d", "train", tmp_path / "g", per_group=2)
-    assert counts == {"small": 2, "large": 2, "mixed": 3}  # 4 (48) and 5 (96) are neither; 6 has no box
+    assert counts == {"small": 2, "large": 2, "mixed": 3}  # 4 (32) and 5 (96) are neither; 6 has no object
     for group, ids in {"small": {1, 7}, "large": {2, 8}}.items():
         doc = json.loads((tmp_path / "g" / "annotations" / f"instances_probe_{group}.json").read_text())
         assert {im["id"] for im in doc["images"]} == ids
