@@ -32,15 +32,22 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def size_groups(coco: dict, small: float = 32, large: float = 96) -> dict[str, list[dict]]:
+from dsic.data.synth import GROUPS
+
+SMALL = GROUPS["small"][1][0][1]  # the probe's bounds on sqrt(area): 32 and 96 px
+LARGE = GROUPS["large"][1][0][0]
+
+
+def size_groups(coco: dict, small: float = SMALL, large: float = LARGE) -> dict[str, list[dict]]:
     """``{group: [image records]}`` by the sqrt(area) of each image's objects (module doc)."""
-    sides = defaultdict(list)
+    sizes = defaultdict(list)
     for ann in coco["annotations"]:
-        sides[ann["image_id"]].append(math.sqrt(ann["area"]))
+        sizes[ann["image_id"]].append(math.sqrt(ann["area"]))
     groups: dict[str, list[dict]] = {"small": [], "large": [], "mixed": []}
     for image in coco["images"]:
-        found = sides.get(image["id"])
+        found = sizes.get(image["id"])
         if found:
             group = "small" if max(found) < small else "large" if min(found) > large else "mixed"
             groups[group].append(image)
@@ -48,7 +55,7 @@ def size_groups(coco: dict, small: float = 32, large: float = 96) -> dict[str, l
 
 
 def write_groups(root: Path, split: str, out: Path, per_group: int = 50, seed: int = 0,
-                 small: float = 32, large: float = 96) -> dict[str, int]:
+                 small: float = SMALL, large: float = LARGE) -> dict[str, int]:
     """Write the probe layout into ``out``; returns how many images each group had to draw from."""
     coco = json.loads((root / "annotations" / f"instances_{split}.json").read_text())
     groups = size_groups(coco, small, large)
@@ -78,8 +85,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--per-group", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--small", type=float, default=32, help="small: every object's sqrt(area) below this (px)")
-    parser.add_argument("--large", type=float, default=96, help="large: every object's sqrt(area) above this (px)")
+    parser.add_argument("--small", type=float, default=SMALL, help="small: every object's sqrt(area) below this (px)")
+    parser.add_argument("--large", type=float, default=LARGE, help="large: every object's sqrt(area) above this (px)")
     args = parser.parse_args(argv)
     try:
         counts = write_groups(args.root, args.split, args.out, args.per_group, args.seed, args.small, args.large)
