@@ -7,6 +7,7 @@
     python benchmarks/run.py scenes --protocol v4 # routing by image on scenes of different scales
     python benchmarks/run.py scenes --protocol v5 --seeds 2  # the same, gated rows, 4x schedule
     python benchmarks/run.py scenes --protocol v6 --seeds 2  # the same, gated rows, 8x schedule
+    python benchmarks/run.py scenes --protocol v7 --seeds 2  # the same, v5's schedule over 8x the images
     python benchmarks/run.py profile              # Faster R-CNN R50 at 512x512: params, GFLOPs, latency
 
 Protocol v2 (default, :mod:`dsic.protocol`): trains every missing (row, seed) run in ``--out``
@@ -42,13 +43,13 @@ TITLES = {
     "table4": "Table 4 analog: ISG / CSG ablation (Faster R-CNN, resnet_tiny, embedded dataset)",
     "table5": "Table 5 analog: gate modes of DSIC, ISG and CSG alike (Faster R-CNN, embedded dataset)",
     "gates": "How CSG's gates learn (Faster R-CNN, embedded dataset)",
-    "scenes": "Routing by image: necks on small-object, large-object and mixed scenes (protocols v4, v5, v6)",
+    "scenes": "Routing by image: necks on small-object, large-object and mixed scenes (protocols v4 to v7)",
 }
 
 
 def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
     if (table == "scenes") != on_scenes(protocol):
-        return {}  # the scenes set is v4's, v5's and v6's data, and they have no other table
+        return {}  # the scenes set is the data of v4 to v7, and they have no other table
     if table == "table2":
         out = neck_variants(["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"])
         if protocol not in ("v1", "v2"):  # v3: DSIC as shipped (gate lr x0.1) beside the necks
@@ -106,7 +107,8 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             return {name: out[name] for name in ("dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01",
                                                  "dsic_path_pathlr03_gatelr01", "dsic_path_pathlr03_leaky_gatelr01",
                                                  "dsic_path_leaky_gatelr01")}
-        if protocol == "v6":  # the 8x schedule: the path logits (seeds 0-1 first), then DSIC as shipped for the pairing
+        if protocol in ("v6", "v7"):  # v6: the 8x schedule; v7: v5's over 8x the images. The path logits
+            # (seeds 0-1 first), then DSIC as shipped for the pairing
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01")}
         return out
     if table == "gates":

@@ -190,7 +190,7 @@ def test_embedded_configs_are_the_benchmark_rows():
 @pytest.mark.parametrize("protocol, tables, count", [("v2", ("table2", "table4", "table5", "gates"), 13),
                                                      ("v3", ("table2", "table4", "table5", "gates"), 24),
                                                      ("v4", ("scenes",), 9), ("v5", ("scenes",), 6),
-                                                     ("v6", ("scenes",), 2)])
+                                                     ("v6", ("scenes",), 2), ("v7", ("scenes",), 2)])
 def test_protocol_configs_are_the_benchmark_rows(protocol, tables, count):
     """configs/embedded_<protocol>/faster_rcnn_tiny_<row>.yaml trains the same model as the row."""
     import importlib.util
@@ -214,5 +214,27 @@ def test_protocol_configs_are_the_benchmark_rows(protocol, tables, count):
         assert shipped["train"] == bench_cfg["train"] and shipped["data"] == bench_cfg["data"], name
     cfg = load_config(base)
     assert cfg["train"]["ema"] is True and cfg["model"]["min_size"] == 256
-    assert cfg["train"]["epochs"] == {"v5": 8, "v6": 16}.get(protocol, 2)  # v5, v6: the 4x and 8x schedules
+    # v5, v6: the 4x and 8x schedules; v7: v5's 1600 iterations as one pass over 8x the images
+    assert cfg["train"]["epochs"] == {"v5": 8, "v6": 16, "v7": 1}.get(protocol, 2)
     assert (cfg["model"]["pretrained_backbone"] is None) == (protocol == "v2")
+
+
+def test_protocol_v7_is_v5s_iterations_over_eight_times_the_images():
+    """v7 changes one thing from v5: the same 1600 iterations (lr steps at the same iterations) over
+    6400 distinct training images instead of 8 passes over 800."""
+    from dsic.protocol import get_protocol
+
+    v5, v7 = get_protocol("v5"), get_protocol("v7")
+    assert v7.synth == dict(v5.synth, num_train=6400) and v7.probe == v5.probe and v7.seeds == 2
+    cfg5, cfg7 = load_config(v5.base_config), load_config(v7.base_config)
+
+    def iterations(proto, cfg, at):
+        return round(at * proto.synth["num_train"] / cfg["train"]["batch_size"])
+
+    assert [iterations(v5, cfg5, e) for e in [cfg5["train"]["epochs"], *cfg5["train"]["steps"]]] == [1600, 1200, 1440]
+    assert [iterations(v7, cfg7, e) for e in [cfg7["train"]["epochs"], *cfg7["train"]["steps"]]] == [1600, 1200, 1440]
+    for key in ("model",):
+        assert cfg5[key] == cfg7[key]
+    same = {k: v for k, v in cfg5["train"].items() if k not in ("epochs", "steps", "eval_every")}
+    assert same == {k: v for k, v in cfg7["train"].items() if k not in ("epochs", "steps", "eval_every")}
+    assert cfg7["data"]["train"]["images"] == "data/synth_scenes_6400/train"

@@ -64,6 +64,7 @@ def test_scenes_rows_are_protocol_v4s_v5s_and_v6s():
                                                      "dsic_path_leaky_gatelr01"}
     assert report.defined_rows("scenes", "v6") == {"dsic_gatelr01", "dsic_path_gatelr01"}
     assert report.defined_rows("table2", "v6") == set()
+    assert report.defined_rows("scenes", "v7") == {"dsic_gatelr01", "dsic_path_gatelr01"}
 
 
 def test_incentive_table_from_its_files(tmp_path):
@@ -112,10 +113,15 @@ def test_path_readout_table_from_its_files(tmp_path):
     assert _report().path_readout_table(tmp_path / "none") == ""
 
 
-@pytest.mark.parametrize("protocol", ["v2", "v3", "v4", "v5", "v6"])
+@pytest.mark.parametrize("protocol", ["v2", "v3", "v4", "v5", "v6", "v7"])
 def test_every_row_a_protocol_trains_has_a_paired_table(protocol):
     """A row benchmarks/run.py trains but no table of report.py lists would never reach BENCHMARKS.md."""
     report = _report()
     for table in {table for table, _, _ in report.TABLES.values()}:
         listed = {row for name, rows, _ in report.TABLES.values() if name == table for row in rows}
         assert report.defined_rows(table, protocol) <= listed, (table, protocol)
+
+
+def test_a_protocol_with_no_records_says_so(tmp_path):
+    text = _report().section(tmp_path / "none", "v7")
+    assert "No run of protocol v7 is recorded yet." in text and "| run |" not in text
