@@ -144,7 +144,7 @@ def goal_summary(records: dict) -> str:
 def groups_caption(split: str, what: str) -> str:
     """The text above an incentive table measured on a dataset split's own images (benchmarks/train_groups.py)."""
     return (f"The same, on {what} instead of the probe set (`benchmarks/train_groups.py <data> --split {split} "
-            "--out <groups>`: 50 images whose objects all have sqrt(area) < 32 px, 50 all > 96 px, as the probe's, "
+            "--out <groups>`: 50 images whose objects all have sqrt(area) < 32 px, 50 all >= 96 px, as the probe's, "
             "and 50 others; then `benchmarks/routing_incentive.py <run> --probe <groups> --images 50 --out "
             f"benchmarks/results/<protocol>/incentive_{split}/<run>.json`).")
 

@@ -5,12 +5,13 @@
         --out benchmarks/results/v5/incentive_train/<run>.json
 
 The probe set (``dsic data synth --probe``) draws images whose objects are *all* small or *all*
-large, with the probe's rule: every object's sqrt(area) < 32 px, or > 96 px. This writes the same
+large, with the probe's rule: every object's sqrt(area) < 32 px, or >= 96 px. This writes the same
 layout (``probe_<group>/`` with links to the images, ``annotations/instances_probe_<group>.json``)
 from a COCO split, grouped by that rule:
 
 * ``small``: every object's sqrt(area) < ``--small`` px (default 32);
-* ``large``: every object's sqrt(area) > ``--large`` px (default 96);
+* ``large``: every object's sqrt(area) >= ``--large`` px (default 96; the probe keeps an annotation
+  in ``lo <= sqrt(area) < hi``, ``dsic.data.synth.GROUPS``);
 * ``mixed``: every other image with at least one object.
 
 On the ``scenes`` set's training split that is 97, 155 and 548 of 800 images; on its validation
@@ -49,7 +50,7 @@ def size_groups(coco: dict, small: float = SMALL, large: float = LARGE) -> dict[
     for image in coco["images"]:
         found = sizes.get(image["id"])
         if found:
-            group = "small" if max(found) < small else "large" if min(found) > large else "mixed"
+            group = "small" if max(found) < small else "large" if min(found) >= large else "mixed"
             groups[group].append(image)
     return groups
 
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
     parser.add_argument("--per-group", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--small", type=float, default=SMALL, help="small: every object's sqrt(area) below this (px)")
-    parser.add_argument("--large", type=float, default=LARGE, help="large: every object's sqrt(area) above this (px)")
+    parser.add_argument("--large", type=float, default=LARGE, help="large: every object's sqrt(area) at least this (px)")
     args = parser.parse_args(argv)
     try:
         counts = write_groups(args.root, args.split, args.out, args.per_group, args.seed, args.small, args.large)

@@ -29,10 +29,10 @@ def _dataset(root: Path, sides: dict[int, list[float]]) -> None:
 
 
 def test_images_are_grouped_by_the_probe_rule_on_all_their_objects(tmp_path):
-    sides = {1: [10, 31], 2: [97, 200], 3: [10, 200], 4: [32], 5: [96], 6: [], 7: [20], 8: [120]}
+    sides = {1: [10, 31], 2: [97, 200], 3: [10, 200], 4: [32], 5: [95.9], 6: [], 7: [20], 8: [96, 120]}
     _dataset(tmp_path / "d", sides)
     counts = _script()["write_groups"](tmp_path / "d", "train", tmp_path / "g", per_group=2)
-    assert counts == {"small": 2, "large": 2, "mixed": 3}  # 4 (32) and 5 (96) are neither; 6 has no object
+    assert counts == {"small": 2, "large": 2, "mixed": 3}  # the probe's bounds: 32 is not small, 96 is large (8); 6 has no object
     for group, ids in {"small": {1, 7}, "large": {2, 8}}.items():
         doc = json.loads((tmp_path / "g" / "annotations" / f"instances_probe_{group}.json").read_text())
         assert {im["id"] for im in doc["images"]} == ids

@@ -31,7 +31,7 @@ nothing to gain from treating images differently; COCO's images do differ (a clo
 object, a crowd of small ones), and so do these. Scene proportions and weights are our choice.
 
 **Probe groups** (``groups``, :func:`generate_probe`): images whose objects are all small
-(sqrt(area) < 32 px), all large (> 96 px), or mixed (small and large, no medium), on the preset's
+(sqrt(area) < 32 px), all large (>= 96 px), or mixed (small and large, no medium), on the preset's
 backgrounds, for measuring whether a gated neck routes images of different scales differently
 (``benchmarks/gate_stats.py``). Objects whose visible area falls out of the group after
 occlusion are dropped from the group's annotations (the image keeps them drawn).
