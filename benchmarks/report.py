@@ -1,4 +1,4 @@
-"""Regenerate BENCHMARKS.md's protocol sections (v2 to v6) from the committed run records.
+"""Regenerate BENCHMARKS.md's protocol sections (v2 to v7) from the committed run records.
 
     .venv/bin/python benchmarks/report.py                   # rewrites every section between its markers
     .venv/bin/python benchmarks/report.py --protocol v3 --print   # prints one section instead
@@ -58,6 +58,40 @@ TABLES = {
     "How CSG's gates learn": ("gates", ["fpn", "dsic", *GATE_ROWS], "fpn"),
     "Gate designs against DSIC with one lr for everything (dsic)": ("gates", ["dsic", *GATE_ROWS], "dsic"),
 }
+
+
+# comparisons given seeds beyond the protocol's fixed ones, after its tables were made (docs/design.md
+# "v3's headline comparisons at 8 seeds"); the protocol's own tables keep its fixed seeds
+EXTRA_SEEDS = {
+    "v3": {"title": "v3's headline comparisons at seeds 0-7", "seeds": 8, "tables": [
+        ("fpn", ["fpn", "fcfpn", "dsic_gatelr01"]), ("fcfpn", ["fcfpn", "dsic_gatelr01"]),
+        ("dsic_gatelr01", ["dsic_gatelr01", "dsic_path_gatelr01"])]},
+}
+
+
+def fixed_seeds(records: dict, seeds: int) -> dict:
+    """``records`` without the runs of seeds >= ``seeds`` (rows left with no run dropped)."""
+    kept = {row: {s: r for s, r in runs.items() if s < seeds} for row, runs in records.items()}
+    return {row: runs for row, runs in kept.items() if runs}
+
+
+def extra_seeds(records: dict, protocol: str) -> list[str]:
+    """The EXTRA_SEEDS tables of ``protocol`` (empty until some run beyond its fixed seeds is recorded)."""
+    extra = EXTRA_SEEDS.get(protocol)
+    fixed = get_protocol(protocol).seeds
+    if not extra or not any(s >= fixed for runs in records.values() for s in runs):
+        return []
+    records = fixed_seeds(records, extra["seeds"])
+    out = ["", f"### {extra['title']}", "",
+           (f"Seeds {fixed}-{extra['seeds'] - 1} were added after the tables above (fixed at seeds 0-{fixed - 1}), "
+            f"n fixed at {extra['seeds']} before their runs (docs/design.md). Each row's difference to the first, "
+            f"paired by seed, with the 95 % t-interval; seeds {fixed}-{extra['seeds'] - 1} were run on a later "
+            "machine (one thread, two runs at a time).")]
+    for reference, rows in extra["tables"]:
+        present = [r for r in rows if r in records]
+        if reference in present and len(present) > 1:
+            out += ["", paired_table(records, present, reference=reference)]
+    return out
 
 
 @functools.cache
@@ -220,7 +254,8 @@ def path_readout_table(folder: Path) -> str:
 
 
 def section(results: Path, protocol: str = "v2", earlier: Path | None = None) -> str:
-    records = load_records(results)
+    everything = load_records(results)
+    records = fixed_seeds(everything, get_protocol(protocol).seeds)
     start, end = markers(protocol)
     before = load_records(earlier) if earlier is not None and earlier.is_dir() else None
     decides = " (decides the protocol)" if protocol in ("v2", "v3") else ""
@@ -239,13 +274,14 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
                 f"`benchmarks/run.py {table} --protocol {protocol} --seeds {get_protocol(protocol).seeds}`; difference to **{ref}**, paired by seed, with the "
                 "95 % t-interval." + (f" Not measured yet: {', '.join(missing)}." if missing else ""), "",
                 paired_table(records, present, reference=ref)]
+    out += extra_seeds(everything, protocol)
     out += ["", "### Do the gates route images differently? (gate probe)", "",
             ("Each gated run's `gate_probe` (50 images per probe group; `dsic.models.probe`). "
             f"Goal: a W entry differing by >= {GOAL_W_DIFF:.2f} between all-small and all-large images with effect "
             f"size >= {GOAL_EFFECT}. "
             "S (the pixel selection maps' spatial means) is a diagnostic beside it, recorded since the v3 runs; "
             "the single-channel columns (act(w_ik[c]) before W's channel mean) since 2026-11-28."),
-            "", probe_table(records), "", goal_summary(records), incentive_table(results / "incentive"),
+            "", probe_table(everything), "", goal_summary(everything), incentive_table(results / "incentive"),
             incentive_table(results / "incentive_train", groups_caption("train", "training images")),
             incentive_table(results / "incentive_val", groups_caption("val", "validation images (never trained on)")),
             control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"), "", end]

@@ -125,3 +125,19 @@ def test_every_row_a_protocol_trains_has_a_paired_table(protocol):
 def test_a_protocol_with_no_records_says_so(tmp_path):
     text = _report().section(tmp_path / "none", "v7")
     assert "No run of protocol v7 is recorded yet." in text and "| run |" not in text
+
+
+def test_v3_tables_keep_their_fixed_seeds_and_the_extra_seeds_get_their_own_table(tmp_path):
+    for seed in range(8):
+        _record(tmp_path, "fpn", seed, 50)
+        _record(tmp_path, "fcfpn", seed, 51 + (seed >= 4))  # +1 at seeds 0-3, +2 at 4-7
+        _record(tmp_path, "dsic_gatelr01", seed, 53)
+    text = _report().section(tmp_path, "v3")
+    fixed, extra = text.split("### v3's headline comparisons at seeds 0-7")
+    assert "seed 3: 50.00; mean" in fixed and "seed 4" not in fixed  # FPN's variance: the deciding seeds
+    assert "| fcfpn | 0,1,2,3 |" in fixed and "+1.00" in fixed and "0,1,2,3,4" not in fixed
+    assert "| fcfpn | 0,1,2,3,4,5,6,7 | 51.5 |" in extra and "+1.50 [" in extra  # against fpn over 8 seeds
+    assert "| dsic_gatelr01 | 0,1,2,3,4,5,6,7 | 53.0 |" in extra and "+1.50 [" in extra.split("fcfpn | 0,1")[-1]
+    assert "Seeds 4-7 were added after the tables above" in extra
+    _record(tmp_path / "fixed", "fpn", 0, 50)
+    assert "headline comparisons" not in _report().section(tmp_path / "fixed", "v3")
