@@ -117,6 +117,12 @@ def test_load_checkpoint_errors_and_model_state(tmp_path):
     (tmp_path / "cut.pth").write_bytes(good.read_bytes()[:40])
     with pytest.raises(ValueError, match="cannot read checkpoint .*cut.pth"):
         load_checkpoint(tmp_path / "cut.pth")
+    (tmp_path / "notes.txt").write_text("root:x:0:0:root:/root:/bin/bash\n")  # a file passed by mistake
+    with pytest.raises(ValueError, match=r"cannot read checkpoint .*notes.txt: not a PyTorch file \(torch.save writes"):
+        load_checkpoint(tmp_path / "notes.txt")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match="cannot read checkpoint .*empty.pth: not a PyTorch file"):
+        load_checkpoint(tmp_path / "empty.pth")
     assert model_state({"model": {"module.w": 1, "module.b": 2}}) == {"w": 1, "b": 2}
     assert model_state({"w": 1}) == {"w": 1}
 

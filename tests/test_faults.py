@@ -48,6 +48,20 @@ def test_the_safe_loader_refuses_code_and_names_the_file(evil):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("protocol", [0, 2])
+def test_a_bare_pickle_that_runs_code_is_refused(tmp_path, protocol):
+    """Not made by torch.save: a protocol-0 pickle (text) is not a PyTorch file; a binary one is read
+    by the weights-only unpickler, which refuses it. Neither runs."""
+    import pickle
+
+    marker, path = tmp_path / "code_ran", tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps(RunsCode(marker), protocol=protocol))
+    reason = "not a PyTorch file" if protocol == 0 else REFUSED
+    with pytest.raises(CheckpointError, match=reason):
+        load_weights_file(path)
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("command", ["eval", "predict", "visualize"])
 def test_no_cli_entry_point_runs_code_from_a_checkpoint(evil, tiny_synth, tmp_path, command, capsys):
     path, marker = evil

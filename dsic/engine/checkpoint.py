@@ -53,6 +53,11 @@ def load_weights_file(path: str | Path, what: str = "checkpoint"):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    with path.open("rb") as f:
+        head = f.read(2)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (older: a pickle)
+        raise CheckpointError(f"cannot read {what} {path}: not a PyTorch file (torch.save writes a zip archive, "
+                              "older versions a pickle; this file starts like neither)")
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
