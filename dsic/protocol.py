@@ -42,7 +42,8 @@
   are v4's. Fixed before its runs (2026-11-29, session 10): row ``dsic_path_gatelr01`` seeds 0 and 1
   first, then ``dsic_gatelr01`` seeds 0 and 1 for the paired AP and for routing as shipped; the rule
   is in docs/design.md ("Many more distinct training images"). No FPN row: v7 makes no claim against
-  FPN (as v5 and v6). About 50 min per run on one core.
+  FPN (as v5 and v6). 21-24 min per run on one core of the 2026-11-29 machine (v5 took ~49 min
+  per run on the machine of its day).
 """
 
 from __future__ import annotations
