@@ -258,11 +258,11 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
     records = fixed_seeds(everything, get_protocol(protocol).seeds)
     start, end = markers(protocol)
     before = load_records(earlier) if earlier is not None and earlier.is_dir() else None
-    decides = " (decides the protocol)" if protocol in ("v2", "v3") else ""
+    decides = " (decides the protocol)" if protocol in ("v2", "v3", "v7") else ""
     out = [start]
     if not records:
         return "\n".join([start, "", f"No run of protocol {protocol} is recorded yet.", "", end])
-    if any("fpn" in defined_rows(table, protocol) for table, _, _ in TABLES.values()):  # v5, v6 and v7 have no FPN row
+    if any("fpn" in defined_rows(table, protocol) for table, _, _ in TABLES.values()):  # v5 and v6 have no FPN row
         out += ["", f"### FPN's run-to-run variance{decides}", "", fpn_variance(records, before)]
     for title, (table, rows, ref) in TABLES.items():
         rows = [r for r in rows if r in defined_rows(table, protocol)]

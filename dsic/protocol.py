@@ -41,8 +41,9 @@
   loss is not yet fit? The first 800 training images, the validation images and the probe groups
   are v4's. Fixed before its runs (2026-11-29, session 10): row ``dsic_path_gatelr01`` seeds 0 and 1
   first, then ``dsic_gatelr01`` seeds 0 and 1 for the paired AP and for routing as shipped; the rule
-  is in docs/design.md ("Many more distinct training images"). No FPN row: v7 makes no claim against
-  FPN (as v5 and v6). 21-24 min per run on one core of the 2026-11-29 machine (v5 took ~49 min
+  is in docs/design.md ("Many more distinct training images"). Then (added after those) row ``fpn``,
+  seeds 0-3: FPN's variance decides whether v7 becomes a comparison protocol (docs/design.md,
+  "FPN's variance on v7"). 21-24 min per run on one core of the 2026-11-29 machine (v5 took ~49 min
   per run on the machine of its day).
 """
 
