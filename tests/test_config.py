@@ -225,7 +225,7 @@ def test_protocol_v7_is_v5s_iterations_over_eight_times_the_images():
     from dsic.protocol import get_protocol
 
     v5, v7 = get_protocol("v5"), get_protocol("v7")
-    assert v7.synth == dict(v5.synth, num_train=6400) and v7.probe == v5.probe and v7.seeds == 2
+    assert v7.synth == dict(v5.synth, num_train=6400) and v7.probe == v5.probe and v7.seeds == 4
     cfg5, cfg7 = load_config(v5.base_config), load_config(v7.base_config)
 
     def iterations(proto, cfg, at):
