@@ -110,8 +110,9 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
         if protocol in ("v6", "v7"):  # v6: the 8x schedule; v7: v5's over 8x the images. The path logits
             # (seeds 0-1 first), then DSIC as shipped for the pairing
             rows = ("dsic_path_gatelr01", "dsic_gatelr01")
-            # (v7, added after those: FPN's variance, the first step to a comparison protocol)
-            return {name: out[name] for name in rows + (("fpn",) if protocol == "v7" else ())}
+            # (v7, added after those: FPN's variance, the first step to a comparison protocol, then, v7
+            # being one, FC-FPN)
+            return {name: out[name] for name in rows + (("fpn", "fcfpn") if protocol == "v7" else ())}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)
