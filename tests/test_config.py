@@ -233,8 +233,7 @@ def test_protocol_v7_is_v5s_iterations_over_eight_times_the_images():
 
     assert [iterations(v5, cfg5, e) for e in [cfg5["train"]["epochs"], *cfg5["train"]["steps"]]] == [1600, 1200, 1440]
     assert [iterations(v7, cfg7, e) for e in [cfg7["train"]["epochs"], *cfg7["train"]["steps"]]] == [1600, 1200, 1440]
-    for key in ("model",):
-        assert cfg5[key] == cfg7[key]
+    assert cfg5["model"] == cfg7["model"]
     same = {k: v for k, v in cfg5["train"].items() if k not in ("epochs", "steps", "eval_every")}
     assert same == {k: v for k, v in cfg7["train"].items() if k not in ("epochs", "steps", "eval_every")}
     assert cfg7["data"]["train"]["images"] == "data/synth_scenes_6400/train"
