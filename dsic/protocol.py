@@ -43,8 +43,9 @@
   first, then ``dsic_gatelr01`` seeds 0 and 1 for the paired AP and for routing as shipped; the rule
   is in docs/design.md ("Many more distinct training images"). Then (added after those) row ``fpn``,
   seeds 0-3: FPN's variance decides whether v7 becomes a comparison protocol (docs/design.md,
-  "FPN's variance on v7"). 21-24 min per run on one core of the 2026-11-29 machine (v5 took ~49 min
-  per run on the machine of its day).
+  "FPN's variance on v7"); its sd, 0.61 AP, made v7 a comparison protocol, with ``fcfpn`` as a row.
+  21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine
+  of its day).
 """
 
 from __future__ import annotations
