@@ -63,9 +63,10 @@ TABLES = {
 # comparisons given seeds beyond the protocol's fixed ones, after its tables were made (docs/design.md
 # "v3's headline comparisons at 8 seeds"); the protocol's own tables keep its fixed seeds
 EXTRA_SEEDS = {
-    "v3": {"title": "v3's headline comparisons at seeds 0-7", "seeds": 8, "tables": [
-        ("fpn", ["fpn", "fcfpn", "dsic_gatelr01"]), ("fcfpn", ["fcfpn", "dsic_gatelr01"]),
-        ("dsic_gatelr01", ["dsic_gatelr01", "dsic_path_gatelr01"])]},
+    "v3": {"title": "v3's headline comparisons at seeds 0-7", "seeds": 8,
+           "where": "on a later machine (one thread, two runs at a time)", "tables": [
+               ("fpn", ["fpn", "fcfpn", "dsic_gatelr01"]), ("fcfpn", ["fcfpn", "dsic_gatelr01"]),
+               ("dsic_gatelr01", ["dsic_gatelr01", "dsic_path_gatelr01"])]},
 }
 
 
@@ -82,11 +83,11 @@ def extra_seeds(records: dict, protocol: str) -> list[str]:
     if not extra or not any(s >= fixed for runs in records.values() for s in runs):
         return []
     records = fixed_seeds(records, extra["seeds"])
+    added = f"{fixed}-{extra['seeds'] - 1}"
     out = ["", f"### {extra['title']}", "",
-           (f"Seeds {fixed}-{extra['seeds'] - 1} were added after the tables above (fixed at seeds 0-{fixed - 1}), "
+           (f"Seeds {added} were added after the tables above (fixed at seeds 0-{fixed - 1}), "
             f"n fixed at {extra['seeds']} before their runs (docs/design.md). Each row's difference to the first, "
-            f"paired by seed, with the 95 % t-interval; seeds {fixed}-{extra['seeds'] - 1} were run on a later "
-            "machine (one thread, two runs at a time).")]
+            f"paired by seed, with the 95 % t-interval; seeds {added} were run {extra['where']}.")]
     for reference, rows in extra["tables"]:
         present = [r for r in rows if r in records]
         if reference in present and len(present) > 1:
@@ -255,7 +256,8 @@ def path_readout_table(folder: Path) -> str:
 
 def section(results: Path, protocol: str = "v2", earlier: Path | None = None) -> str:
     everything = load_records(results)
-    records = fixed_seeds(everything, get_protocol(protocol).seeds)
+    seeds = get_protocol(protocol).seeds
+    records = fixed_seeds(everything, seeds)
     start, end = markers(protocol)
     before = load_records(earlier) if earlier is not None and earlier.is_dir() else None
     decides = " (decides the protocol)" if protocol in ("v2", "v3", "v7") else ""
@@ -271,7 +273,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             continue
         missing = [r for r in rows if r not in records]
         out += ["", f"### {title}", "",
-                f"`benchmarks/run.py {table} --protocol {protocol} --seeds {get_protocol(protocol).seeds}`; difference to **{ref}**, paired by seed, with the "
+                f"`benchmarks/run.py {table} --protocol {protocol} --seeds {seeds}`; difference to **{ref}**, paired by seed, with the "
                 "95 % t-interval." + (f" Not measured yet: {', '.join(missing)}." if missing else ""), "",
                 paired_table(records, present, reference=ref)]
     out += extra_seeds(everything, protocol)

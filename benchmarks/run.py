@@ -7,7 +7,7 @@
     python benchmarks/run.py scenes --protocol v4 # routing by image on scenes of different scales
     python benchmarks/run.py scenes --protocol v5 --seeds 2  # the same, gated rows, 4x schedule
     python benchmarks/run.py scenes --protocol v6 --seeds 2  # the same, gated rows, 8x schedule
-    python benchmarks/run.py scenes --protocol v7 --seeds 2  # the same, v5's schedule over 8x the images
+    python benchmarks/run.py scenes --protocol v7 --seeds 4  # the same, v5's schedule over 8x the images
     python benchmarks/run.py profile              # Faster R-CNN R50 at 512x512: params, GFLOPs, latency
 
 Protocol v2 (default, :mod:`dsic.protocol`): trains every missing (row, seed) run in ``--out``
@@ -107,12 +107,11 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             return {name: out[name] for name in ("dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01",
                                                  "dsic_path_pathlr03_gatelr01", "dsic_path_pathlr03_leaky_gatelr01",
                                                  "dsic_path_leaky_gatelr01")}
-        if protocol in ("v6", "v7"):  # v6: the 8x schedule; v7: v5's over 8x the images. The path logits
-            # (seeds 0-1 first), then DSIC as shipped for the pairing
-            rows = ("dsic_path_gatelr01", "dsic_gatelr01")
-            # (v7, added after those: FPN's variance, the first step to a comparison protocol, then, v7
-            # being one, FC-FPN)
-            return {name: out[name] for name in rows + (("fpn", "fcfpn") if protocol == "v7" else ())}
+        if protocol == "v6":  # the 8x schedule: the path logits (seeds 0-1 first), then DSIC as shipped for the pairing
+            return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01")}
+        if protocol == "v7":  # v5's schedule over 8x the images: the same two rows first; then (added after
+            # them) FPN, whose variance made v7 a comparison protocol, and FC-FPN
+            return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)
