@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from dsic.config import load_config
 from dsic.demo import ensure_data, train_command
-from dsic.engine.train import train
 from dsic.engine.builders import build_model
+from dsic.engine.train import train
 from dsic.models.unit_dynamics import UnitDynamics, per_iteration
 from dsic.protocol import get_protocol
 from dsic.results import git_commit
