@@ -254,6 +254,40 @@ def path_readout_table(folder: Path) -> str:
                       "benchmarks/results/<protocol>/path_readout/<run>.json`)."), "", *lines])
 
 
+def _mean(values: list) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def unit_dynamics_table(folder: Path, early: int = 200, window: int = 50) -> str:
+    """From ``<results>/unit_dynamics/*.json`` (benchmarks/unit_dynamics.py): how each control unit's
+    hidden units live through training, and how much gradient reaches them through the path logits."""
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        return ""
+
+    def levels(values: list, fmt: str) -> str:
+        return " / ".join(format(v, fmt) for v in values)
+
+    lines = [(f"| run | iterations | alive, first {window} (P2 / P3 / P4 / P5) | alive, last {window} | "
+              f"lowest {window}-iteration mean | path / channel gradient, iterations 1-{early} | the same, whole run |"),
+             "|---|---|---|---|---|---|---|"]
+    for path in files:
+        d = json.loads(path.read_text())
+        units = d["per_iteration"]
+        alive = [u["alive"] for u in units]
+        lowest = [min(_mean(a[s:s + window]) for s in range(0, len(a), window)) for a in alive]
+        ratios = [[p / c if c > 0 else 0.0 for p, c in zip(u["grad_path"], u["grad_channel"])] for u in units]
+        lines.append(f"| {path.stem} | {d['iterations']} | {levels([_mean(a[:window]) for a in alive], '.2f')} | "
+                     f"{levels([_mean(a[-window:]) for a in alive], '.2f')} | {levels(lowest, '.2f')} | "
+                     f"{levels([_mean(r[:early]) for r in ratios], '.2f')} | {levels([_mean(r) for r in ratios], '.2f')} |")
+    return "\n".join(["", ("When do the control units' hidden units die, and through which branch does their gradient come? "
+                      "Per output level, the fraction of the channel unit's hidden units > 0 on some image of the training "
+                      "batch, and the norm of the loss's gradient reaching the hidden layer through the path-logit layer "
+                      "over that through the channel layer (0 without path logits), at every training iteration "
+                      "(`dsic.models.unit_dynamics`; `benchmarks/unit_dynamics.py --protocol <protocol> --row <row> "
+                      "--seed <seed>`, which trains the row as benchmarks/run.py does)."), "", *lines])
+
+
 def section(results: Path, protocol: str = "v2", earlier: Path | None = None) -> str:
     everything = load_records(results)
     seeds = get_protocol(protocol).seeds
@@ -286,7 +320,8 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             "", probe_table(everything), "", goal_summary(everything), incentive_table(results / "incentive"),
             incentive_table(results / "incentive_train", groups_caption("train", "training images")),
             incentive_table(results / "incentive_val", groups_caption("val", "validation images (never trained on)")),
-            control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"), "", end]
+            control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"),
+            unit_dynamics_table(results / "unit_dynamics"), "", end]
     return "\n".join(out)
 
 
