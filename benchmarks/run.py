@@ -110,11 +110,8 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
         if protocol == "v6":  # the 8x schedule: the path logits (seeds 0-1 first), then DSIC as shipped for the pairing
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01")}
         if protocol == "v7":  # v5's schedule over 8x the images: the same two rows first; then (added after
-            # them) FPN, whose variance made v7 a comparison protocol, and FC-FPN; then (session 11)
-            # path logits that read the hidden layer without passing gradient into it
-            out["dsic_pathdet_gatelr01"] = out["dsic_gatelr01"] + ["model.neck_cfg.csg_path_gate=detached"]
-            return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
-                                                 "dsic_pathdet_gatelr01")}
+            # them) FPN, whose variance made v7 a comparison protocol, and FC-FPN
+            return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)

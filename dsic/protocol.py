@@ -44,9 +44,8 @@
   is in docs/design.md ("Many more distinct training images"). Then (added after those) row ``fpn``,
   seeds 0-3: FPN's variance decides whether v7 becomes a comparison protocol (docs/design.md,
   "FPN's variance on v7"); its sd, 0.61 AP, made v7 a comparison protocol, with ``fcfpn`` as a row.
-  Then (session 11) row ``dsic_pathdet_gatelr01`` (path logits that read the control unit's hidden
-  layer without training it), seeds 0-1, if the measurement of docs/design.md's "Why P2's unit dies
-  with path logits" bears out its mechanism.
+  (Session 11 also trained its two gated rows again, instrumented, by benchmarks/unit_dynamics.py:
+  docs/design.md, "Why P2's unit dies with path logits".)
   21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine
   of its day).
 """

@@ -57,11 +57,7 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   (:class:`RunningStandardize`, whatever ``control_norm`` is). Both descriptor forms were
   measured on protocol v4 (2 seeds each, last layers at 10x the gate lr): the path logits
   saturate (W = +-1), AP drops by 3-11 points and W still does not follow the image's scale
-  (docs/design.md, "Two last levers"). ``"detached"`` reads them from the hidden layer as ``true``
-  does but passes no gradient back into it: a path logit sums the gradients of its C channels, so
-  through it the hidden layer can get up to sqrt(C) times the gradient the channel signals give
-  it, and such steps may kill its ReLU units (docs/design.md, "Why P2's unit dies with path
-  logits"); detached, the path layer learns on the hidden layer as the channel signals shape it.
+  (docs/design.md, "Two last levers").
 * ``control_act`` (``relu`` | ``leaky_relu``): the channel unit's hidden activation. The paper
   says "convs + activations". With ``relu`` (default) the finer levels' hidden units die whenever
   their updates grow: at gate lr 1, with the path-logit layer at 3x the gate lr, or with the last
@@ -91,7 +87,7 @@ from .base import Neck, conv, fit, init_conv
 from .isg import COARSE_MODES
 
 CONTROL_NORMS = ("none", "layer", "running")
-PATH_GATES = (False, True, "hidden", "detached", "descriptor", "standardized")  # true = hidden
+PATH_GATES = (False, True, "hidden", "descriptor", "standardized")  # true = hidden
 GAINS = ("weights", "input")  # where the 1 / (act(w) act(s)) compensation lives
 CONTROL_ACTS = ("relu", "leaky_relu")  # the channel unit's hidden activation
 LEAKY_SLOPE = 0.1  # leaky_relu's negative slope (YOLOv3's): a unit below zero still learns at 1/10 the rate
@@ -163,13 +159,12 @@ class ControlUnit(nn.Module):
         )
         # path-level logits p_ik, shared by the channels of a path: w_ik[c] = act(z_ik[c] + p_ik),
         # read from the hidden layer (true / "hidden") or linearly from the descriptor ("descriptor")
-        # or from the descriptor standardised per entry over training images ("standardized");
-        # "detached" reads the hidden layer without passing gradient back into it
+        # or from the descriptor standardised per entry over training images ("standardized")
         if not (isinstance(path_gate, bool) or (isinstance(path_gate, str) and path_gate in PATH_GATES)):
-            raise ValueError(f"CSG path_gate must be one of false, true, hidden, detached, descriptor, standardized; "
+            raise ValueError(f"CSG path_gate must be one of false, true, hidden, descriptor, standardized; "
                              f"got {path_gate!r}")
         self.path_input = "hidden" if path_gate is True else path_gate or None
-        width = hidden if self.path_input in ("hidden", "detached") else num_inputs * channels
+        width = hidden if self.path_input == "hidden" else num_inputs * channels
         self.path = nn.Conv2d(width, num_inputs, 1) if self.path_input else None
         self.path_norm = RunningStandardize(num_inputs * channels) if self.path_input == "standardized" else None
         init_conv(self)
@@ -194,8 +189,6 @@ class ControlUnit(nn.Module):
         if self.path is not None:  # [B, n, 1, 1, 1]: one logit per path
             if self.path_input == "hidden":
                 source = hidden
-            elif self.path_input == "detached":
-                source = hidden.detach()
             else:
                 source = descriptor if self.path_norm is None else self.path_norm(descriptor)
             w = w + self.path(source).unsqueeze(2)
