@@ -269,8 +269,9 @@ def unit_dynamics_table(folder: Path, early: int = 200, window: int = 50) -> str
         return " / ".join(format(v, fmt) for v in values)
 
     lines = [(f"| run | iterations | alive, first {window} (P2 / P3 / P4 / P5) | alive, last {window} | "
-              f"lowest {window}-iteration mean | path / channel gradient, iterations 1-{early} | the same, whole run |"),
-             "|---|---|---|---|---|---|---|"]
+              f"lowest {window}-iteration mean | mean pre-activation, first {window} | the same, last {window} | "
+              f"path / channel gradient, iterations 1-{early} | the same, whole run |"),
+             "|---|---|---|---|---|---|---|---|---|"]
     for path in files:
         d = json.loads(path.read_text())
         units = d["per_iteration"]
@@ -279,10 +280,12 @@ def unit_dynamics_table(folder: Path, early: int = 200, window: int = 50) -> str
         ratios = [[p / c if c > 0 else 0.0 for p, c in zip(u["grad_path"], u["grad_channel"])] for u in units]
         lines.append(f"| {path.stem} | {d['iterations']} | {levels([_mean(a[:window]) for a in alive], '.2f')} | "
                      f"{levels([_mean(a[-window:]) for a in alive], '.2f')} | {levels(lowest, '.2f')} | "
+                     f"{levels([_mean(u['preact'][:window]) for u in units], '.2f')} | "
+                     f"{levels([_mean(u['preact'][-window:]) for u in units], '.2f')} | "
                      f"{levels([_mean(r[:early]) for r in ratios], '.2f')} | {levels([_mean(r) for r in ratios], '.2f')} |")
     return "\n".join(["", ("When do the control units' hidden units die, and through which branch does their gradient come? "
                       "Per output level, the fraction of the channel unit's hidden units > 0 on some image of the training "
-                      "batch, and the norm of the loss's gradient reaching the hidden layer through the path-logit layer "
+                      "batch, their mean pre-activation, and the norm of the loss's gradient reaching the hidden layer through the path-logit layer "
                       "over that through the channel layer (0 without path logits), at every training iteration "
                       "(`dsic.models.unit_dynamics`; `benchmarks/unit_dynamics.py --protocol <protocol> --row <row> "
                       "--seed <seed>`, which trains the row as benchmarks/run.py does)."), "", *lines])

@@ -147,11 +147,13 @@ def test_unit_dynamics_table_from_its_files(tmp_path):
     folder = tmp_path / "unit_dynamics"
     folder.mkdir()
     # two units, 4 iterations, windows of 2 and the first 2 iterations as "early"
-    units = [{"alive": [1.0, 0.8, 0.4, 0.2], "preact": [0.0] * 4, "grad_channel": [1.0, 1.0, 2.0, 2.0],
+    units = [{"alive": [1.0, 0.8, 0.4, 0.2], "preact": [0.5, 0.1, -1.0, -2.0], "grad_channel": [1.0, 1.0, 2.0, 2.0],
               "grad_path": [4.0, 2.0, 2.0, 0.0]},
              {"alive": [1.0] * 4, "preact": [0.0] * 4, "grad_channel": [1.0] * 4, "grad_path": [0.0] * 4}]
     (folder / "dsic_path_gatelr01_seed0.json").write_text(json.dumps({"iterations": 4, "per_iteration": units}))
     text = _report().unit_dynamics_table(folder, early=2, window=2)
-    # alive: first window 0.90 / 1.00, last 0.30 / 1.00, lowest window 0.30 / 1.00; ratio early (4+2)/2, whole (4+2+1+0)/4
-    assert "| dsic_path_gatelr01_seed0 | 4 | 0.90 / 1.00 | 0.30 / 1.00 | 0.30 / 1.00 | 3.00 / 0.00 | 1.75 / 0.00 |" in text
+    # alive: first window 0.90 / 1.00, last 0.30 / 1.00, lowest window 0.30 / 1.00; pre-activation first
+    # window 0.30 / 0.00, last -1.50 / 0.00; ratio early (4+2)/2, whole (4+2+1+0)/4
+    assert ("| dsic_path_gatelr01_seed0 | 4 | 0.90 / 1.00 | 0.30 / 1.00 | 0.30 / 1.00 | 0.30 / 0.00 | -1.50 / 0.00 | "
+            "3.00 / 0.00 | 1.75 / 0.00 |") in text
     assert _report().unit_dynamics_table(tmp_path / "none") == ""
