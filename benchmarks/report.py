@@ -291,6 +291,33 @@ def unit_dynamics_table(folder: Path, early: int = 200, window: int = 50) -> str
                       "--seed <seed>`, which trains the row as benchmarks/run.py does)."), "", *lines])
 
 
+def unit_drift_table(folder: Path) -> str:
+    """From ``<results>/unit_drift/*.json`` (benchmarks/unit_drift.py): did the hidden units die by
+    their own weights or by their inputs?"""
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        return ""
+
+    def levels(values: list, fmt: str) -> str:
+        return " / ".join(format(v, fmt) for v in values)
+
+    lines = [("| run | descriptor norm, initial → trained (P2 / P3 / P4 / P5) | alive: initial weights, initial inputs | "
+              "initial weights, trained inputs | trained weights, trained inputs | weight change | descriptor spread over images |"),
+             "|---|---|---|---|---|---|---|"]
+    for path in files:
+        d = json.loads(path.read_text())
+        norms = " / ".join(f"{a:.0f} → {b:.0f}" for a, b in zip(d["descriptor_norm_init"], d["descriptor_norm_final"]))
+        lines.append(f"| {path.stem} | {norms} | {levels(d['alive_init_init'], '.2f')} | "
+                     f"{levels(d['alive_init_final'], '.2f')} | {levels(d['alive_final_final'], '.2f')} | "
+                     f"{levels([100 * v for v in d['weight_change']], '.1f')} % | {levels(d['descriptor_spread'], '.2f')} |")
+    return "\n".join(["", ("Did the hidden units die by their own weights or by their inputs? The fraction of each channel "
+                      "unit's hidden units > 0 on some probe image (20 per group), with the initial or trained weights of its "
+                      "first layer on the initial or trained model's descriptors, that layer's relative weight change, and how much the "
+                      "images' trained descriptors differ (|std over images| / |mean|) "
+                      "(`dsic.models.unit_drift`; `benchmarks/unit_drift.py <run> --probe <data> --images 20 --out "
+                      "benchmarks/results/<protocol>/unit_drift/<run>.json`)."), "", *lines])
+
+
 def section(results: Path, protocol: str = "v2", earlier: Path | None = None) -> str:
     everything = load_records(results)
     seeds = get_protocol(protocol).seeds
@@ -324,7 +351,8 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             incentive_table(results / "incentive_train", groups_caption("train", "training images")),
             incentive_table(results / "incentive_val", groups_caption("val", "validation images (never trained on)")),
             control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"),
-            unit_dynamics_table(results / "unit_dynamics"), "", end]
+            unit_dynamics_table(results / "unit_dynamics"),
+            unit_drift_table(results / "unit_drift"), "", end]
     return "\n".join(out)
 
 

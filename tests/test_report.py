@@ -157,3 +157,15 @@ def test_unit_dynamics_table_from_its_files(tmp_path):
     assert ("| dsic_path_gatelr01_seed0 | 4 | 0.90 / 1.00 | 0.30 / 1.00 | 0.30 / 1.00 | 0.30 / 0.00 | -1.50 / 0.00 | "
             "3.00 / 0.00 | 1.75 / 0.00 |") in text
     assert _report().unit_dynamics_table(tmp_path / "none") == ""
+
+
+def test_unit_drift_table_from_its_files(tmp_path):
+    folder = tmp_path / "unit_drift"
+    folder.mkdir()
+    record = {"descriptor_norm_init": [108.7, 50.2], "descriptor_norm_final": [73.6, 34.8],
+              "alive_init_init": [0.62, 0.66], "alive_init_final": [0.59, 0.59], "alive_final_final": [0.25, 0.56],
+              "weight_change": [0.029, 0.003], "descriptor_spread": [0.196, 0.217]}
+    (folder / "dsic_gatelr01_seed0.json").write_text(json.dumps(record))
+    text = _report().unit_drift_table(folder)
+    assert "| dsic_gatelr01_seed0 | 109 → 74 / 50 → 35 | 0.62 / 0.66 | 0.59 / 0.59 | 0.25 / 0.56 | 2.9 / 0.3 % | 0.20 / 0.22 |" in text
+    assert _report().unit_drift_table(tmp_path / "none") == ""

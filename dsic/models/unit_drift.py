@@ -10,8 +10,9 @@ on probe images three ways, per unit:
 * ``final_final``: the trained weights on the trained model's descriptors (the end).
 
 For each: ``alive_*`` (the fraction of hidden units > 0 on some image) and ``pre_*`` (the mean
-pre-activation). Also ``descriptor_norm_init`` / ``descriptor_norm_final`` (mean |d| per image)
-and ``weight_change`` (|W_final - W_init| / |W_init|). A unit alive in ``init_final`` and dead in
+pre-activation). Also ``descriptor_norm_init`` / ``descriptor_norm_final`` (mean |d| per image),
+``descriptor_spread`` (|std of d over images| / |mean of d|, trained model: how much the images'
+descriptors differ, relative to what they share) and ``weight_change`` (|W_final - W_init| / |W_init|). A unit alive in ``init_final`` and dead in
 ``final_final`` died by its own updates; since the pre-activation moves by (dW) d, a small
 relative weight change on a large descriptor is enough.
 
@@ -55,7 +56,8 @@ def unit_drift(final: nn.Module, initial: nn.Module, images: list[torch.Tensor])
     d_final, d_init = _descriptors(final, images), _descriptors(initial, images)
     out: dict[str, list[float]] = {k: [] for k in (
         "alive_init_init", "alive_init_final", "alive_final_final", "pre_init_init", "pre_init_final",
-        "pre_final_final", "descriptor_norm_init", "descriptor_norm_final", "weight_change")}
+        "pre_final_final", "descriptor_norm_init", "descriptor_norm_final", "descriptor_spread",
+        "weight_change")}
     for u_f, u_i, df, di in zip(units_final, units_init, d_final, d_init):
         w_i, b_i = u_i.channel[0].weight.flatten(1).float(), u_i.channel[0].bias.float()
         w_f, b_f = u_f.channel[0].weight.flatten(1).float(), u_f.channel[0].bias.float()
@@ -65,5 +67,6 @@ def unit_drift(final: nn.Module, initial: nn.Module, images: list[torch.Tensor])
             out[f"pre_{name}"].append(float(pre.mean()))
         out["descriptor_norm_init"].append(float(di.norm(dim=1).mean()))
         out["descriptor_norm_final"].append(float(df.norm(dim=1).mean()))
+        out["descriptor_spread"].append(float(df.std(0).norm() / df.mean(0).norm()))
         out["weight_change"].append(float((w_f - w_i).norm() / w_i.norm()))
     return {k: _round(v) for k, v in out.items()}
