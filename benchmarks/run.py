@@ -110,8 +110,11 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
         if protocol == "v6":  # the 8x schedule: the path logits (seeds 0-1 first), then DSIC as shipped for the pairing
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01")}
         if protocol == "v7":  # v5's schedule over 8x the images: the same two rows first; then (added after
-            # them) FPN, whose variance made v7 a comparison protocol, and FC-FPN
-            return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn")}
+            # them) FPN, whose variance made v7 a comparison protocol, and FC-FPN; then (session 11, after
+            # benchmarks/unit_drift.py located the units' death) path logits on standardised descriptors
+            out["dsic_path_running_gatelr01"] = out["dsic_path_gatelr01"] + ["model.neck_cfg.csg_control_norm=running"]
+            return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
+                                                 "dsic_path_running_gatelr01")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)

@@ -45,7 +45,8 @@
   seeds 0-3: FPN's variance decides whether v7 becomes a comparison protocol (docs/design.md,
   "FPN's variance on v7"); its sd, 0.61 AP, made v7 a comparison protocol, with ``fcfpn`` as a row.
   (Session 11 also trained its two gated rows again, instrumented, by benchmarks/unit_dynamics.py:
-  docs/design.md, "Why P2's unit dies with path logits".)
+  docs/design.md, "Why P2's unit dies with path logits"), then row ``dsic_path_running_gatelr01``,
+  seeds 0-1 (docs/design.md, "Descriptors standardised on v7").
   21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine
   of its day).
 """
