@@ -65,12 +65,13 @@ def main(argv=None) -> int:
         holder["dyn"] = UnitDynamics(model)
         return model
 
+    commit = git_commit(ROOT)  # the code that trains, not the HEAD when it ends
     start = time.time()
     result = train(cfg, model_factory=factory)
     dyn = holder["dyn"]
     stats = {"protocol": proto.name, "row": args.row, "seed": args.seed, "iterations": result["iteration"],
              "window": args.window, "summary": dyn.summary(args.window), "per_iteration": per_iteration(dyn),
-             "commit": git_commit(ROOT), "threads": torch.get_num_threads(), "wall_s": round(time.time() - start, 1)}
+             "commit": commit, "threads": torch.get_num_threads(), "wall_s": round(time.time() - start, 1)}
     path = args.results or proto.results_dir / "unit_dynamics" / f"{args.row}_seed{args.seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stats) + "\n")
