@@ -1,10 +1,11 @@
-"""Did the control units' hidden units die by their own weights or by their inputs? Initial and trained weights on initial and trained descriptors.
+"""Did the control units' hidden units die by their own weights or by their inputs?
 
     python benchmarks/unit_drift.py runs/v7/dsic_gatelr01_seed0 --probe runs/v7/data/synth_scenes_6400 \
         --out benchmarks/results/v7/unit_drift/dsic_gatelr01_seed0.json
 
 Loads ``<run>/config.yaml`` and ``<run>/final.pth``, rebuilds the run's initial model (its seed, then
-the builder, as training does) and prints (and with ``--out`` writes) the JSON of
+the builder, as training does) and puts initial and trained weights on initial and trained
+descriptors. It prints (and with ``--out`` writes) the JSON of
 :func:`dsic.models.unit_drift.unit_drift` over the small-, large- and mixed-object probe images.
 """
 
