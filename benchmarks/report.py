@@ -185,20 +185,24 @@ def groups_caption(split: str, what: str) -> str:
             f"benchmarks/results/<protocol>/incentive_{split}/<run>.json`).")
 
 
+def _analysis_records(folder: Path) -> list[tuple[str, dict]]:
+    """(run, JSON) of each ``<folder>/<run>.json`` of a per-run analysis, by run name; [] without the folder."""
+    return [(path.stem, json.loads(path.read_text())) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
 def incentive_table(folder: Path, caption: str | None = None) -> str:
     """From ``<results>/incentive/*.json`` (benchmarks/routing_incentive.py): does the loss pull W
     differently for small- and large-object images? ``caption`` replaces the default text above it."""
-    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    if not files:
+    records = _analysis_records(folder)
+    if not records:
         return ""
     lines = [("| run | dL/dW max abs(small − large) (entry i,k) | effect size | largest effect size into "
               "P2 / P3 / P4 / P5 | entries pulled opposite ways (effect size) | images per group |"),
              "|---|---|---|---|---|---|"]
-    for path in files:
-        g = json.loads(path.read_text())
+    for stem, g in records:
         opposite = ", ".join(f"({i},{k}) {g['G_effect_sizes'][i][k]:.2f}" for i, k in g["G_opposite"]) or "none"
         into = " / ".join(f"{max(column):.2f}" for column in zip(*g["G_effect_sizes"]))  # per output level k
-        lines.append(f"| {path.stem} | {g['G_max_diff']:.3f} ({g['G_max_diff_at'][0]},{g['G_max_diff_at'][1]}) | "
+        lines.append(f"| {stem} | {g['G_max_diff']:.3f} ({g['G_max_diff_at'][0]},{g['G_max_diff_at'][1]}) | "
                      f"{g['G_effect_size']:.2f} | {into} | {opposite} | {min(g['images'].values())} |")
     return "\n".join(["", caption or ("Does the loss ask for routing by image? For each probe image, G[i, k] = sum_c dL/d "
                       "act(w_ik[c]), the slope of its training loss when path i -> k opens by the same amount in "
@@ -208,22 +212,27 @@ def incentive_table(folder: Path, caption: str | None = None) -> str:
                       *lines])
 
 
+def _levels(values: list, fmt: str) -> str:
+    """One value per output level, P2 / P3 / ..."""
+    return " / ".join(format(v, fmt) for v in values)
+
+
+def _mean(values: list) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
 def control_inputs_table(folder: Path) -> str:
     """From ``<results>/control_inputs/*.json`` (benchmarks/control_inputs.py): do the control units'
     descriptor and hidden layer tell small- from large-object images?"""
-    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    if not files:
+    records = _analysis_records(folder)
+    if not records:
         return ""
-
-    def levels(values: list, fmt: str) -> str:
-        return " / ".join(format(v, fmt) for v in values)
 
     lines = [("| run | descriptor accuracy (P2 / P3 / P4 / P5) | hidden-layer accuracy | hidden units alive | "
              "best hidden unit's effect size |"), "|---|---|---|---|---|"]
-    for path in files:
-        c = json.loads(path.read_text())
-        lines.append(f"| {path.stem} | {levels(c['descriptor_accuracy'], '.2f')} | {levels(c['hidden_accuracy'], '.2f')} | "
-                     f"{levels(c['hidden_alive'], '.2f')} | {levels(c['hidden_separation'], '.2f')} |")
+    for stem, c in records:
+        lines.append(f"| {stem} | {_levels(c['descriptor_accuracy'], '.2f')} | {_levels(c['hidden_accuracy'], '.2f')} | "
+                     f"{_levels(c['hidden_alive'], '.2f')} | {_levels(c['hidden_separation'], '.2f')} |")
     return "\n".join(["", ("Do the control units see the image's scale? Per output level, how well the channel "
                       "control unit's descriptor (GAP + GMP of its paths) and its hidden layer tell the small- from the "
                       "large-object probe images (5-fold nearest-centroid accuracy, chance 0.50), and the largest "
@@ -235,16 +244,15 @@ def control_inputs_table(folder: Path) -> str:
 def path_readout_table(folder: Path) -> str:
     """From ``<results>/path_readout/*.json`` (benchmarks/path_readout.py): at W's entry that differs
     most between the small and large groups, how much the path logits and the channel logits route."""
-    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    if not files:
+    records = _analysis_records(folder)
+    if not records:
         return ""
     lines = [("| run | W entry (i,k) | W small − large | path logits alone | channel logits alone | "
               "path logit small − large (effect size) | dW/dp |"), "|---|---|---|---|---|---|---|"]
-    for path in files:
-        r = json.loads(path.read_text())
+    for stem, r in records:
         diff = r["W_diff"]
         i, k = max(((i, k) for i in range(len(diff)) for k in range(len(diff[i]))), key=lambda e: abs(diff[e[0]][e[1]]))
-        lines.append(f"| {path.stem} | ({i},{k}) | {diff[i][k]:+.3f} | {r['W_diff_path_only'][i][k]:+.3f} | "
+        lines.append(f"| {stem} | ({i},{k}) | {diff[i][k]:+.3f} | {r['W_diff_path_only'][i][k]:+.3f} | "
                      f"{r['W_diff_channels_only'][i][k]:+.3f} | {r['p_diff'][i][k]:+.3f} ({r['p_effect'][i][k]:.2f}) | "
                      f"{r['W_slope'][i][k]:.2f} |")
     return "\n".join(["", ("Where does W's routing come from? At the W entry that differs most between the small and "
@@ -255,39 +263,31 @@ def path_readout_table(folder: Path) -> str:
                       "benchmarks/results/<protocol>/path_readout/<run>.json`)."), "", *lines])
 
 
-def _mean(values: list) -> float:
-    return sum(values) / len(values) if values else float("nan")
-
-
 def unit_dynamics_table(folder: Path, early: int = 200, window: int = 50) -> str:
     """From ``<results>/unit_dynamics/*.json`` (benchmarks/unit_dynamics.py): how each control unit's
     hidden units live through training, and how much gradient reaches them through the path logits."""
-    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    if not files:
+    records = _analysis_records(folder)
+    if not records:
         return ""
-
-    def levels(values: list, fmt: str) -> str:
-        return " / ".join(format(v, fmt) for v in values)
-
     lines = [(f"| run | iterations | alive, first {window} (P2 / P3 / P4 / P5) | alive, last {window} | "
               f"lowest {window}-iteration mean | mean pre-activation, first {window} | the same, last {window} | "
               f"path / channel gradient, iterations 1-{early} | the same, whole run |"),
              "|---|---|---|---|---|---|---|---|---|"]
-    for path in files:
-        d = json.loads(path.read_text())
+    for stem, d in records:
         units = d["per_iteration"]
         alive = [u["alive"] for u in units]
         lowest = [min(_mean(a[s:s + window]) for s in range(0, len(a), window)) for a in alive]
         ratios = [[p / c if c > 0 else 0.0 for p, c in zip(u["grad_path"], u["grad_channel"])] for u in units]
-        lines.append(f"| {path.stem} | {d['iterations']} | {levels([_mean(a[:window]) for a in alive], '.2f')} | "
-                     f"{levels([_mean(a[-window:]) for a in alive], '.2f')} | {levels(lowest, '.2f')} | "
-                     f"{levels([_mean(u['preact'][:window]) for u in units], '.2f')} | "
-                     f"{levels([_mean(u['preact'][-window:]) for u in units], '.2f')} | "
-                     f"{levels([_mean(r[:early]) for r in ratios], '.2f')} | {levels([_mean(r) for r in ratios], '.2f')} |")
+        lines.append(f"| {stem} | {d['iterations']} | {_levels([_mean(a[:window]) for a in alive], '.2f')} | "
+                     f"{_levels([_mean(a[-window:]) for a in alive], '.2f')} | {_levels(lowest, '.2f')} | "
+                     f"{_levels([_mean(u['preact'][:window]) for u in units], '.2f')} | "
+                     f"{_levels([_mean(u['preact'][-window:]) for u in units], '.2f')} | "
+                     f"{_levels([_mean(r[:early]) for r in ratios], '.2f')} | {_levels([_mean(r) for r in ratios], '.2f')} |")
     return "\n".join(["", ("When do the control units' hidden units die, and through which branch does their gradient come? "
                       "Per output level, the fraction of the channel unit's hidden units > 0 on some image of the training "
-                      "batch, their mean pre-activation, and the norm of the loss's gradient reaching the hidden layer through the path-logit layer "
-                      "over that through the channel layer (0 without path logits), at every training iteration "
+                      "batch, their mean pre-activation, and the norm of the loss's gradient reaching the hidden layer "
+                      "through the path-logit layer over that through the channel layer (0 without path logits), at every "
+                      "training iteration "
                       "(`dsic.models.unit_dynamics`; `benchmarks/unit_dynamics.py --protocol <protocol> --row <row> "
                       "--seed <seed>`, which trains the row as benchmarks/run.py does)."), "", *lines])
 
@@ -295,22 +295,17 @@ def unit_dynamics_table(folder: Path, early: int = 200, window: int = 50) -> str
 def unit_drift_table(folder: Path) -> str:
     """From ``<results>/unit_drift/*.json`` (benchmarks/unit_drift.py): did the hidden units die by
     their own weights or by their inputs?"""
-    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    if not files:
+    records = _analysis_records(folder)
+    if not records:
         return ""
-
-    def levels(values: list, fmt: str) -> str:
-        return " / ".join(format(v, fmt) for v in values)
-
     lines = [("| run | descriptor norm, initial → trained (P2 / P3 / P4 / P5) | alive: initial weights, initial inputs | "
               "initial weights, trained inputs | trained weights, trained inputs | weight change | descriptor spread over images |"),
              "|---|---|---|---|---|---|---|"]
-    for path in files:
-        d = json.loads(path.read_text())
+    for stem, d in records:
         norms = " / ".join(f"{a:.0f} → {b:.0f}" for a, b in zip(d["descriptor_norm_init"], d["descriptor_norm_final"]))
-        lines.append(f"| {path.stem} | {norms} | {levels(d['alive_init_init'], '.2f')} | "
-                     f"{levels(d['alive_init_final'], '.2f')} | {levels(d['alive_final_final'], '.2f')} | "
-                     f"{levels([100 * v for v in d['weight_change']], '.1f')} % | {levels(d['descriptor_spread'], '.2f')} |")
+        lines.append(f"| {stem} | {norms} | {_levels(d['alive_init_init'], '.2f')} | "
+                     f"{_levels(d['alive_init_final'], '.2f')} | {_levels(d['alive_final_final'], '.2f')} | "
+                     f"{_levels([100 * v for v in d['weight_change']], '.1f')} % | {_levels(d['descriptor_spread'], '.2f')} |")
     return "\n".join(["", ("Did the hidden units die by their own weights or by their inputs? The fraction of each channel "
                       "unit's hidden units > 0 on some probe image (20 per group), with the initial or trained weights of its "
                       "first layer on the initial or trained model's descriptors, that layer's relative weight change, and how much the "
