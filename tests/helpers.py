@@ -1,4 +1,4 @@
-"""Small COCO files written by the tests themselves."""
+"""Small COCO files written by the tests themselves, and a tiny detector to analyse."""
 
 from __future__ import annotations
 
@@ -24,3 +24,14 @@ def write_coco(root: Path, images: list[dict], annotations: list[dict], categori
     ann = root / "ann.json"
     ann.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     return img_dir, ann
+
+
+def tiny_detector(neck: str = "dsic", neck_cfg: dict | None = None, seed: int = 0):
+    """A resnet_tiny Faster R-CNN with ``neck`` at 64 px and 16 channels, its weights drawn from ``seed``."""
+    import torch
+
+    from dsic.models.builder import build_detector
+
+    torch.manual_seed(seed)
+    return build_detector("faster_rcnn", "resnet_tiny", neck, num_classes=3, min_size=64, max_size=64,
+                          out_channels=16, neck_cfg=neck_cfg)

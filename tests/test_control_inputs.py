@@ -4,15 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from dsic.models.builder import build_detector
 from dsic.models.control_inputs import control_inputs, unit_inputs
 from dsic.models.probe import _control_units, effect_sizes
 
+from .helpers import tiny_detector
+
 
 def _model():
-    torch.manual_seed(0)
-    return build_detector("faster_rcnn", "resnet_tiny", "dsic", num_classes=3, min_size=64, max_size=64,
-                          out_channels=16).eval()
+    return tiny_detector().eval()
 
 
 def test_unit_inputs_are_each_units_descriptor_and_hidden_layer():
@@ -52,7 +51,6 @@ def test_control_inputs_over_probe_groups(tmp_path):
 
 
 def test_a_neck_without_control_units_is_named():
-    torch.manual_seed(0)
-    fpn = build_detector("faster_rcnn", "resnet_tiny", "fpn", num_classes=3, min_size=64, max_size=64, out_channels=16)
+    fpn = tiny_detector("fpn")
     with pytest.raises(ValueError, match="^control_inputs: the model has no CSG control units$"):
         control_inputs(fpn, "unused")

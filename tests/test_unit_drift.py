@@ -5,15 +5,14 @@ import copy
 import pytest
 import torch
 
-from dsic.models.builder import build_detector
 from dsic.models.probe import _control_units
 from dsic.models.unit_drift import _descriptors, unit_drift
 
+from .helpers import tiny_detector
+
 
 def _model():
-    torch.manual_seed(0)
-    return build_detector("faster_rcnn", "resnet_tiny", "dsic", num_classes=3, min_size=64, max_size=64,
-                          out_channels=16).eval()
+    return tiny_detector().eval()
 
 
 def test_a_model_against_itself_changes_nothing():
@@ -60,7 +59,6 @@ def test_inputs_that_change_leave_the_weights_unchanged():
 
 
 def test_models_without_control_units_are_named():
-    torch.manual_seed(0)
-    fpn = build_detector("faster_rcnn", "resnet_tiny", "fpn", num_classes=3, min_size=64, max_size=64, out_channels=16)
+    fpn = tiny_detector("fpn")
     with pytest.raises(ValueError, match="^unit_drift: both models need the same CSG control units$"):
         unit_drift(fpn, fpn, [torch.rand(3, 64, 64)])

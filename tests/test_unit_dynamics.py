@@ -5,16 +5,15 @@ import math
 import pytest
 import torch
 
-from dsic.models.builder import build_detector
 from dsic.models.probe import _control_units
 from dsic.models.unit_dynamics import FIELDS, UnitDynamics, per_iteration
 from dsic.ops.gate import gate_activation
 
+from .helpers import tiny_detector
+
 
 def _model(path_gate):
-    torch.manual_seed(0)
-    return build_detector("faster_rcnn", "resnet_tiny", "dsic", num_classes=3, min_size=64, max_size=64,
-                          out_channels=16, neck_cfg={"csg_path_gate": path_gate})
+    return tiny_detector(neck_cfg={"csg_path_gate": path_gate})
 
 
 def _step(model):
@@ -85,7 +84,6 @@ def test_branch_gradients_match_autograd_on_two_copies_of_the_hidden_layer():
 
 
 def test_a_model_without_control_units_is_named():
-    torch.manual_seed(0)
-    fpn = build_detector("faster_rcnn", "resnet_tiny", "fpn", num_classes=3, min_size=64, max_size=64, out_channels=16)
+    fpn = tiny_detector("fpn")
     with pytest.raises(ValueError, match="^unit_dynamics: the model has no CSG control units$"):
         UnitDynamics(fpn)
