@@ -11,7 +11,6 @@ and the per-iteration records to
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -22,6 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from run import variants  # benchmarks/run.py: the rows and their overrides
+
 from dsic.config import load_config
 from dsic.demo import ensure_data, train_command
 from dsic.engine.builders import build_model
@@ -29,13 +30,6 @@ from dsic.engine.train import train
 from dsic.models.unit_dynamics import UnitDynamics, per_iteration
 from dsic.protocol import get_protocol
 from dsic.results import git_commit
-
-
-def scenes_rows(protocol: str) -> dict[str, list[str]]:
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench.variants("scenes", protocol)
 
 
 def main(argv=None) -> int:
@@ -50,7 +44,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     args = parser.parse_args(argv)
     proto = get_protocol(args.protocol)
-    rows = scenes_rows(proto.name)
+    rows = variants("scenes", proto.name)
     if args.row not in rows:
         raise SystemExit(f"--row: {args.row!r} is not a scenes row of protocol {proto.name} ({', '.join(rows)})")
     data = ensure_data(args.out, proto, args.quick)

@@ -5,8 +5,9 @@ import copy
 import pytest
 import torch
 
+from dsic.models.control_inputs import unit_inputs
 from dsic.models.probe import _control_units
-from dsic.models.unit_drift import _descriptors, unit_drift
+from dsic.models.unit_drift import unit_drift
 
 from .helpers import tiny_detector
 
@@ -24,7 +25,7 @@ def test_a_model_against_itself_changes_nothing():
     assert got["alive_init_init"] == got["alive_init_final"] == got["alive_final_final"]
     assert got["descriptor_norm_init"] == got["descriptor_norm_final"]
     assert all(0 < a <= 1 for a in got["alive_final_final"])
-    d = _descriptors(model, images)[0]  # [images, n*C]: its spread over images relative to its mean
+    d = torch.from_numpy(unit_inputs(model, images)[0]["descriptor"])  # [images, n*C]: spread over images / mean
     assert got["descriptor_spread"][0] == pytest.approx(float(d.std(0).norm() / d.mean(0).norm()), abs=1e-4)
 
 

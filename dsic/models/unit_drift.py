@@ -25,22 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .probe import _control_units, forward_each
-
-
-@torch.no_grad()
-def _descriptors(model: nn.Module, images: list[torch.Tensor]) -> list[torch.Tensor]:
-    model.eval()
-    units = _control_units(model)
-    seen: list[list[torch.Tensor]] = [[] for _ in units]
-
-    def record(index):
-        def hook(_module, inputs, _output):
-            seen[index].append(inputs[0].flatten(1).float().clone())
-        return hook
-
-    forward_each(model, images, [(u.channel[0], record(i)) for i, u in enumerate(units)])
-    return [torch.cat(s) for s in seen]
+from .control_inputs import unit_inputs
+from .probe import _control_units
 
 
 def _round(values: list[float]) -> list[float]:
@@ -53,7 +39,7 @@ def unit_drift(final: nn.Module, initial: nn.Module, images: list[torch.Tensor])
     units_final, units_init = _control_units(final), _control_units(initial)
     if not units_final or len(units_final) != len(units_init):
         raise ValueError("unit_drift: both models need the same CSG control units")
-    d_final, d_init = _descriptors(final, images), _descriptors(initial, images)
+    d_final, d_init = ([torch.from_numpy(u["descriptor"]) for u in unit_inputs(m, images)] for m in (final, initial))
     out: dict[str, list[float]] = {k: [] for k in (
         "alive_init_init", "alive_init_final", "alive_final_final", "pre_init_init", "pre_init_final",
         "pre_final_final", "descriptor_norm_init", "descriptor_norm_final", "descriptor_spread",

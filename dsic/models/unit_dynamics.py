@@ -42,11 +42,13 @@ class UnitDynamics:
         if not self.units:
             raise ValueError("unit_dynamics: the model has no CSG control units")
         self.records = [{f: [] for f in FIELDS} for _ in self.units]
+        # units whose path logits read the hidden layer; the others' grad_path is 0 at every iteration
+        self.path_read = [unit.path is not None and unit.path_input == "hidden" for unit in self.units]
         self.handles = []
         for index, unit in enumerate(self.units):
             self.handles.append(unit.channel[0].register_forward_hook(self._forward(index)))
             self.handles.append(unit.channel[2].register_full_backward_hook(self._backward(index, "grad_channel")))
-            if unit.path is not None and unit.path_input == "hidden":
+            if self.path_read[index]:
                 self.handles.append(unit.path.register_full_backward_hook(self._backward(index, "grad_path")))
 
     def _forward(self, index: int):
@@ -57,7 +59,7 @@ class UnitDynamics:
             rec = self.records[index]
             rec["alive"].append(float((pre > 0).any(0).float().mean()))
             rec["preact"].append(float(pre.mean()))
-            if self.units[index].path is None or self.units[index].path_input != "hidden":
+            if not self.path_read[index]:
                 rec["grad_path"].append(0.0)
         return hook
 
