@@ -113,8 +113,10 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             # them) FPN, whose variance made v7 a comparison protocol, and FC-FPN; then (session 11, after
             # benchmarks/unit_drift.py located the units' death) path logits on standardised descriptors
             out["dsic_path_running_gatelr01"] = out["dsic_path_gatelr01"] + ["model.neck_cfg.csg_control_norm=running"]
+            # (session 12) path logits read from the paths' scale statistics, the channel units as shipped
+            out["dsic_pathstats_gatelr01"] = out["dsic_gatelr01"] + ["model.neck_cfg.csg_path_gate=statistics"]
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
-                                                 "dsic_path_running_gatelr01")}
+                                                 "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)

@@ -318,7 +318,7 @@ def test_csg_path_gate_descriptor_reads_the_logits_linearly_from_the_descriptor(
     torch.testing.assert_close(w[:, 1:], w_plain[:, 1:])
     z = torch.atanh(w_plain[:, 0].clamp(-0.999, 0.999))
     torch.testing.assert_close(w[:, 0], torch.tanh(z + pooled[0][:, :1]), atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="^CSG path_gate must be one of false, true, hidden, descriptor, standardized; got 'both'$"):
+    with pytest.raises(ValueError, match="^CSG path_gate must be one of false, true, hidden, descriptor, standardized, statistics; got 'both'$"):
         ControlUnit(3, 8, "tanh", "sigmoid", path_gate="both")
 
 
@@ -336,6 +336,57 @@ def test_csg_path_gate_standardized_reads_the_standardised_descriptor():
     assert z.mean(0).abs().max() < 1e-5 and (z.std(0, unbiased=False) - 1).abs().max() < 1e-2
     sum(w.sum() for w in unit(pooled, mags)).backward()
     assert unit.path.weight.grad.abs().sum() > 0
+
+
+def test_scale_statistics_by_hand_scale_free_and_detached():
+    from dsic.necks.csg import scale_statistics
+
+    torch.manual_seed(0)
+    mags = [torch.rand(2, 1, 4, 5, requires_grad=True) for _ in range(3)]
+    stats = scale_statistics(mags)
+    assert stats.shape == (2, 9, 1, 1) and not stats.requires_grad
+    m = torch.cat(mags, 1).detach().flatten(2)
+    mean = m.mean(2)
+    share = mean.log() - mean.log().mean(1, keepdim=True)
+    peak = (m.max(2).values / mean).log()
+    spread = (m.std(2, unbiased=False) / mean).log()
+    torch.testing.assert_close(stats.flatten(1), torch.cat([share, peak, spread], 1))
+    torch.testing.assert_close(scale_statistics([x * 37.0 for x in mags]), stats)  # features' scale drops out
+    assert share.sum(1).abs().max() < 1e-5
+
+
+def test_csg_path_gate_statistics_reads_the_logits_from_standardised_statistics():
+    """csg_path_gate: statistics: path logits read linearly from the 3n standardised scale
+    statistics of the magnitude maps; the statistics are detached, so w trains the path layer
+    through them and not the features they are read from."""
+    from dsic.necks.csg import ControlUnit, scale_statistics
+
+    torch.manual_seed(0)
+    unit = ControlUnit(3, 8, "tanh", "sigmoid", path_gate="statistics")
+    assert unit.path.in_channels == 9 and unit.path_norm is not None and unit.norm is None
+    pooled = [torch.randn(4, 8, 1, 1) for _ in range(3)]
+    mags = [torch.rand(4, 1, 4, 4) * (i + 1) for i in range(3)]
+    unit.train()
+    unit(pooled, mags)  # the first training batch sets the running statistics
+    z = unit.path_norm(scale_statistics(mags)).flatten(1)
+    assert z.mean(0).abs().max() < 1e-5 and (z.std(0, unbiased=False) - 1).abs().max() < 0.05
+    plain = ControlUnit(3, 8, "tanh", "sigmoid")
+    plain.load_state_dict({k: v for k, v in unit.state_dict().items()
+                           if not k.startswith(("path.", "path_norm."))})
+    unit.eval()
+    with torch.no_grad():  # path 1's logit = its energy share, standardised
+        unit.path.weight.zero_()
+        unit.path.bias.zero_()
+        unit.path.weight[1, 1] = 1.0
+    w, _ = unit(pooled, mags)
+    w_plain, _ = plain.eval()(pooled, mags)
+    torch.testing.assert_close(w[:, [0, 2]], w_plain[:, [0, 2]])
+    logit = torch.atanh(w_plain[:, 1].clamp(-0.999, 0.999)) + z[:, 1].view(-1, 1, 1, 1)
+    torch.testing.assert_close(w[:, 1], torch.tanh(logit), atol=1e-4, rtol=1e-4)
+    mags = [m.requires_grad_() for m in mags]
+    w, _ = unit(pooled, mags)
+    w.sum().backward()  # w reads the magnitude maps only through the detached statistics
+    assert unit.path.weight.grad.abs().sum() > 0 and all(m.grad is None for m in mags)
 
 
 def test_csg_control_act_leaky_keeps_a_unit_below_zero_learning():
