@@ -230,14 +230,19 @@ def control_inputs_table(folder: Path) -> str:
         return ""
 
     lines = [("| run | descriptor accuracy (P2 / P3 / P4 / P5) | hidden-layer accuracy | hidden units alive | "
-             "best hidden unit's effect size |"), "|---|---|---|---|---|"]
+             "best hidden unit's effect size | scale statistics' accuracy | best statistic's effect size |"),
+             "|---|---|---|---|---|---|---|"]
     for stem, c in records:
+        stats = [_levels(c[key], ".2f") if key in c else "-" for key in ("statistics_accuracy", "statistics_separation")]
         lines.append(f"| {stem} | {_levels(c['descriptor_accuracy'], '.2f')} | {_levels(c['hidden_accuracy'], '.2f')} | "
-                     f"{_levels(c['hidden_alive'], '.2f')} | {_levels(c['hidden_separation'], '.2f')} |")
+                     f"{_levels(c['hidden_alive'], '.2f')} | {_levels(c['hidden_separation'], '.2f')} | "
+                     f"{stats[0]} | {stats[1]} |")
     return "\n".join(["", ("Do the control units see the image's scale? Per output level, how well the channel "
-                      "control unit's descriptor (GAP + GMP of its paths) and its hidden layer tell the small- from the "
+                      "control unit's descriptor (GAP + GMP of its paths), its hidden layer and the 3n scale statistics "
+                      "of its magnitude maps (`scale_statistics`, what `csg_path_gate: statistics` reads; '-': not "
+                      "recorded) tell the small- from the "
                       "large-object probe images (5-fold nearest-centroid accuracy, chance 0.50), and the largest "
-                      "effect size of a single hidden unit (`dsic.models.control_inputs`; `benchmarks/control_inputs.py "
+                      "effect size of a single hidden unit or statistic (`dsic.models.control_inputs`; `benchmarks/control_inputs.py "
                       "<run> --probe <data> --images 50 --out benchmarks/results/<protocol>/control_inputs/<run>.json`)."),
                       "", *lines])
 

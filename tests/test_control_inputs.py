@@ -30,6 +30,7 @@ def test_unit_inputs_are_each_units_descriptor_and_hidden_layer():
         np.testing.assert_allclose(got["hidden"], expect, rtol=1e-5, atol=1e-6)
         # GAP + GMP of the paths: the output level's own lateral path is among them
         assert got["descriptor"].std(0).max() > 0
+        assert got["statistics"].shape == (3, 3 * n) and np.isfinite(got["statistics"]).all()
 
 
 def test_effect_sizes_are_each_entrys_difference_over_the_pooled_std():
@@ -44,10 +45,12 @@ def test_control_inputs_over_probe_groups(tmp_path):
     generate_probe(tmp_path, count=5, image_size=64, seed=0)
     stats = control_inputs(_model(), tmp_path, limit=5)
     assert stats["images"] == {"small": 5, "large": 5}
-    for key in ("descriptor_accuracy", "hidden_accuracy", "hidden_alive", "hidden_separation"):
+    for key in ("descriptor_accuracy", "hidden_accuracy", "statistics_accuracy", "hidden_alive", "hidden_separation",
+                "statistics_separation"):
         assert len(stats[key]) == 4, key
-    assert all(0 <= v <= 1 for key in ("descriptor_accuracy", "hidden_accuracy", "hidden_alive") for v in stats[key])
-    assert all(v >= 0 for v in stats["hidden_separation"])
+    assert all(0 <= v <= 1 for key in ("descriptor_accuracy", "hidden_accuracy", "statistics_accuracy", "hidden_alive")
+               for v in stats[key])
+    assert all(v >= 0 for key in ("hidden_separation", "statistics_separation") for v in stats[key])
 
 
 def test_a_neck_without_control_units_is_named():

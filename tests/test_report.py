@@ -94,8 +94,13 @@ def test_control_inputs_table_from_its_files(tmp_path):
     (tmp_path / "control_inputs" / "dsic_gatelr01_seed0.json").write_text(json.dumps(
         {"descriptor_accuracy": [0.83, 0.85], "hidden_accuracy": [0.67, 0.5], "hidden_alive": [0.5, 1.0],
          "hidden_separation": [1.238, 0.0], "images": {"small": 50, "large": 50}}))
+    (tmp_path / "control_inputs" / "dsic_gatelr01_seed1.json").write_text(json.dumps(
+        {"descriptor_accuracy": [0.9, 0.8], "hidden_accuracy": [0.6, 0.5], "hidden_alive": [0.25, 1.0],
+         "hidden_separation": [1.0, 2.0], "statistics_accuracy": [0.88, 0.84], "statistics_separation": [2.07, 1.5],
+         "images": {"small": 50, "large": 50}}))
     text = _report().control_inputs_table(tmp_path / "control_inputs")
-    assert "| dsic_gatelr01_seed0 | 0.83 / 0.85 | 0.67 / 0.50 | 0.50 / 1.00 | 1.24 / 0.00 |" in text
+    assert "| dsic_gatelr01_seed0 | 0.83 / 0.85 | 0.67 / 0.50 | 0.50 / 1.00 | 1.24 / 0.00 | - | - |" in text
+    assert "| dsic_gatelr01_seed1 | 0.90 / 0.80 | 0.60 / 0.50 | 0.25 / 1.00 | 1.00 / 2.00 | 0.88 / 0.84 | 2.07 / 1.50 |" in text
     assert _report().control_inputs_table(tmp_path / "none") == ""
 
 
