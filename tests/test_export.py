@@ -12,10 +12,10 @@ from dsic.models import build_detector
 SIZE = 128
 
 
-def tiny_checkpoint(tmp_path, neck):
+def tiny_checkpoint(tmp_path, neck, overrides=()):
     cfg = load_config(None, [f"model.neck={neck}", "model.backbone=resnet_tiny", "model.num_classes=3",
                              "model.out_channels=32", f"model.min_size={SIZE}", f"model.max_size={SIZE}",
-                             "model.detector_cfg={box_score_thresh: 0.0}"])
+                             "model.detector_cfg={box_score_thresh: 0.0}", *overrides])
     torch.manual_seed(0)
     model = build_detector(**cfg["model"]).eval()
     path = tmp_path / f"{neck}.pth"
@@ -23,11 +23,13 @@ def tiny_checkpoint(tmp_path, neck):
     return model, path
 
 
-@pytest.mark.parametrize("neck", ["fpn", "dsic"])
-def test_onnx_and_torchscript_match_eager(tmp_path, neck):
+@pytest.mark.parametrize("neck, overrides", [("fpn", ()), ("dsic", ()),
+                                             ("dsic", ("model.neck_cfg={csg_path_gate: statistics}",))],
+                         ids=["fpn", "dsic", "dsic_pathstats"])
+def test_onnx_and_torchscript_match_eager(tmp_path, neck, overrides):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    model, ckpt = tiny_checkpoint(tmp_path, neck)
+    model, ckpt = tiny_checkpoint(tmp_path, neck, overrides)
     image = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         eager = model([image])[0]
