@@ -118,9 +118,11 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             # (and, after it: its path layer alone at 3x the gate lr, which cannot reach the channel units)
             out["dsic_pathstats_pathlr03_gatelr01"] = out["dsic_pathstats_gatelr01"] + [
                 'train.lr_mults={"*.csg.control.*.path.*": 0.3}']
+            out["dsic_pathstats_pathlr1_gatelr01"] = out["dsic_pathstats_gatelr01"] + [  # (and at the schedule's lr)
+                'train.lr_mults={"*.csg.control.*.path.*": 1.0}']
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
                                                  "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
-                                                 "dsic_pathstats_pathlr03_gatelr01")}
+                                                 "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)
