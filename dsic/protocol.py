@@ -46,7 +46,10 @@
   "FPN's variance on v7"); its sd, 0.61 AP, made v7 a comparison protocol, with ``fcfpn`` as a row.
   (Session 11 also trained its two gated rows again, instrumented, by benchmarks/unit_dynamics.py:
   docs/design.md, "Why P2's unit dies with path logits"), then row ``dsic_path_running_gatelr01``,
-  seeds 0-1 (docs/design.md, "Descriptors standardised on v7").
+  seeds 0-1 (docs/design.md, "Descriptors standardised on v7"). Session 12: path logits read from
+  the paths' scale statistics at 1x, 3x and 10x the gate lr (rows ``dsic_pathstats_gatelr01``,
+  ``dsic_pathstats_pathlr03_gatelr01``, ``dsic_pathstats_pathlr1_gatelr01``), seeds 0-1 each, one
+  after the other (docs/design.md, "Path logits from scale statistics" and the two entries after it).
   21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine
   of its day).
 """
