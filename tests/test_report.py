@@ -176,3 +176,23 @@ def test_unit_drift_table_from_its_files(tmp_path):
     text = _report().unit_drift_table(folder)
     assert "| dsic_gatelr01_seed0 | 109 → 74 / 50 → 35 | 0.62 / 0.66 | 0.59 / 0.59 | 0.25 / 0.56 | 2.9 / 0.3 % | 0.20 / 0.22 |" in text
     assert _report().unit_drift_table(tmp_path / "none") == ""
+
+
+def test_gate_goal_is_met_by_any_entry_far_apart_and_reliably():
+    """Issue 10's goal: some W entry differs by >= 0.10 between the small and large groups with
+    effect size >= 2; the largest difference need not be that entry."""
+    report = _report()
+    probe = {"W_small": [[0.50, 0.40], [0.30, 0.20]], "W_large": [[0.28, 0.28], [0.30, 0.20]],
+             "W_std_small": [[0.15, 0.05], [0.01, 0.01]], "W_std_large": [[0.15, 0.05], [0.01, 0.01]],
+             "W_max_diff": 0.22, "W_effect_size": 1.47}
+    assert report.meets_goal(probe)  # entry (0, 1): 0.12 at effect size 2.4
+    probe["W_small"][0][1] = 0.37  # 0.09: no longer far enough apart
+    assert not report.meets_goal(probe)
+    probe["W_small"][0][1], probe["W_std_small"][0][1] = 0.40, 0.07  # 0.12 at effect size ~1.98
+    assert not report.meets_goal(probe)
+    # records without per-entry stds: judged by their largest-difference entry
+    assert report.meets_goal({"W_max_diff": 0.11, "W_effect_size": 2.1})
+    assert not report.meets_goal({"W_max_diff": 0.11, "W_effect_size": 1.9})
+    records = {"dsic_x": {0: {"gate_probe": {"W_max_diff": 0.11, "W_effect_size": 2.1}},
+                          1: {"gate_probe": {"W_max_diff": 0.05, "W_effect_size": 3.0}}}}
+    assert report.goal_summary(records) == "Seeds meeting the goal: dsic_x 1 of 2."
