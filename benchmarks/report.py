@@ -283,6 +283,24 @@ def path_readout_table(folder: Path) -> str:
                       "benchmarks/results/<protocol>/path_readout/<run>.json`)."), "", *lines])
 
 
+def static_routing_table(folder: Path) -> str:
+    """From ``<results>/static_routing/*.json`` (benchmarks/static_routing.py): a routed run's AP as
+    trained and with its path logits frozen at their bias."""
+    records = _analysis_records(folder)
+    if not records:
+        return ""
+    lines = [("| run | AP as trained | AP, path logits frozen | frozen − trained | APs trained / frozen | "
+              "APl trained / frozen |"), "|---|---|---|---|---|---|"]
+    for stem, r in records:
+        routed, static = r["routed"], r["static"]
+        lines.append(f"| {stem} | {routed['AP']:.2f} | {static['AP']:.2f} | {r['static_minus_routed']:+.2f} | "
+                     f"{routed['APs']:.2f} / {static['APs']:.2f} | {routed['APl']:.2f} / {static['APl']:.2f} |")
+    return "\n".join(["", ("Is routing's AP cost paid at inference? Each run evaluated on the validation set as trained "
+                      "and with every path layer's weights set to zero, so each path logit is its bias and W no longer "
+                      "follows the image through them (`dsic.models.static_routing`; `benchmarks/static_routing.py "
+                      "<run> --out benchmarks/results/<protocol>/static_routing/<run>.json`)."), "", *lines])
+
+
 def unit_dynamics_table(folder: Path, early: int = 200, window: int = 50) -> str:
     """From ``<results>/unit_dynamics/*.json`` (benchmarks/unit_dynamics.py): how each control unit's
     hidden units live through training, and how much gradient reaches them through the path logits."""
@@ -370,7 +388,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             incentive_table(results / "incentive_val", groups_caption("val", "validation images (never trained on)")),
             control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"),
             unit_dynamics_table(results / "unit_dynamics"),
-            unit_drift_table(results / "unit_drift"), "", end]
+            unit_drift_table(results / "unit_drift"), static_routing_table(results / "static_routing"), "", end]
     return "\n".join(out)
 
 

@@ -196,3 +196,16 @@ def test_gate_goal_is_met_by_any_entry_far_apart_and_reliably():
     records = {"dsic_x": {0: {"gate_probe": {"W_max_diff": 0.11, "W_effect_size": 2.1}},
                           1: {"gate_probe": {"W_max_diff": 0.05, "W_effect_size": 3.0}}}}
     assert report.goal_summary(records) == "Seeds meeting the goal: dsic_x 1 of 2."
+
+
+def test_static_routing_table_from_its_files(tmp_path):
+    import json
+
+    (tmp_path / "static_routing").mkdir()
+    metrics = {"AP": 70.762, "AP50": 93.2, "AP75": 85.0, "APs": 64.97, "APm": 79.6, "APl": 80.54}
+    (tmp_path / "static_routing" / "dsic_x_seed0.json").write_text(json.dumps(
+        {"routed": metrics, "static": dict(metrics, AP=71.1, APs=65.5, APl=80.0), "static_minus_routed": 0.338,
+         "units_frozen": 4}))
+    text = _report().static_routing_table(tmp_path / "static_routing")
+    assert "| dsic_x_seed0 | 70.76 | 71.10 | +0.34 | 64.97 / 65.50 | 80.54 / 80.00 |" in text
+    assert _report().static_routing_table(tmp_path / "none") == ""
