@@ -120,9 +120,15 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                 'train.lr_mults={"*.csg.control.*.path.*": 0.3}']
             out["dsic_pathstats_pathlr1_gatelr01"] = out["dsic_pathstats_gatelr01"] + [  # (and at the schedule's lr)
                 'train.lr_mults={"*.csg.control.*.path.*": 1.0}']
+            # (and, after static_routing placed their AP cost in training: the routing learned second, on
+            # DSIC as shipped, trained and frozen)
+            out["dsic_gatelr01_gateft_pathstats"] = out["dsic_pathstats_gatelr01"] + [
+                "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
+                'train.lr_mults={"*.csg.control.*.path.*": 1.0, "*": 0}']
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
                                                  "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
-                                                 "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01")}
+                                                 "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
+                                                 "dsic_gatelr01_gateft_pathstats")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)
