@@ -125,10 +125,13 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             out["dsic_gatelr01_gateft_pathstats"] = out["dsic_pathstats_gatelr01"] + [
                 "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
                 'train.lr_mults={"*.csg.control.*.path.*": 1.0, "*": 0}']
+            out["dsic_gatelr01_gateft_pathstats01"] = out["dsic_pathstats_gatelr01"] + [  # (that diverged: at the gate lr)
+                "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
+                'train.lr_mults={"*.csg.control.*.path.*": 0.1, "*": 0}']
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
                                                  "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
                                                  "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
-                                                 "dsic_gatelr01_gateft_pathstats")}
+                                                 "dsic_gatelr01_gateft_pathstats", "dsic_gatelr01_gateft_pathstats01")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)
