@@ -56,7 +56,7 @@ TABLES = {
                    "dsic_path_pathlr03_leaky_gatelr01", "dsic_path_leaky_gatelr01", "dsic_pathdesc_head1_gatelr01",
                    "dsic_pathstd_head1_gatelr01", "dsic_gatelr01_gateft_path", "dsic_path_running_gatelr01",
                    "dsic_pathstats_gatelr01", "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
-                   "dsic_gatelr01_gateft_pathstats", "dsic_gatelr01_gateft_pathstats01"],
+                   "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03"],
         "dsic_gatelr01"),
     "How CSG's gates learn": ("gates", ["fpn", "dsic", *GATE_ROWS], "fpn"),
     "Gate designs against DSIC with one lr for everything (dsic)": ("gates", ["dsic", *GATE_ROWS], "dsic"),

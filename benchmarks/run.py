@@ -122,16 +122,18 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                 'train.lr_mults={"*.csg.control.*.path.*": 1.0}']
             # (and, after static_routing placed their AP cost in training: the routing learned second, on
             # DSIC as shipped, trained and frozen)
-            out["dsic_gatelr01_gateft_pathstats"] = out["dsic_pathstats_gatelr01"] + [
-                "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
-                'train.lr_mults={"*.csg.control.*.path.*": 1.0, "*": 0}']
-            out["dsic_gatelr01_gateft_pathstats01"] = out["dsic_pathstats_gatelr01"] + [  # (that diverged: at the gate lr)
+            # (first with the path layers at the schedule's lr; that diverged and was stopped, so the row
+            # is at the gate lr: docs/design.md, "Routing learned second, at the gate lr")
+            out["dsic_gatelr01_gateft_pathstats01"] = out["dsic_pathstats_gatelr01"] + [
                 "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
                 'train.lr_mults={"*.csg.control.*.path.*": 0.1, "*": 0}']
+            out["dsic_gatelr01_gateft_pathstats03"] = out["dsic_pathstats_gatelr01"] + [  # (and, after it, at 3x)
+                "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
+                'train.lr_mults={"*.csg.control.*.path.*": 0.3, "*": 0}']
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
                                                  "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
                                                  "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
-                                                 "dsic_gatelr01_gateft_pathstats", "dsic_gatelr01_gateft_pathstats01")}
+                                                 "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)

@@ -67,7 +67,7 @@ def test_scenes_rows_are_protocol_v4s_v5s_and_v6s():
     assert report.defined_rows("scenes", "v7") == {"dsic_gatelr01", "dsic_path_gatelr01", "fpn", "fcfpn",
                                                       "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
                                                       "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
-                                                      "dsic_gatelr01_gateft_pathstats", "dsic_gatelr01_gateft_pathstats01"}
+                                                      "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03"}
 
 
 def test_incentive_table_from_its_files(tmp_path):
