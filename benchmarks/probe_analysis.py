@@ -30,12 +30,17 @@ def main(description: str, analyse, default_images: int, argv=None) -> int:
     args = parser.parse_args(argv)
     start = time.time()
     model, cfg, _ = load_model(args.run / "config.yaml", args.run / "final.pth", device="cpu")
-    stats = analyse(model, cfg, args.probe, args.images)
-    stats.update(run=args.run.name, commit=git_commit(ROOT), threads=torch.get_num_threads(),
+    return write_stamped(analyse(model, cfg, args.probe, args.images), args.run, args.out, start)
+
+
+def write_stamped(stats: dict, run: Path, out: Path | None, start: float) -> int:
+    """Stamp ``stats`` with the run's name, commit, threads and wall time since ``start``, print it
+    as JSON and, with ``out``, write it there; returns 0 (the exit code)."""
+    stats.update(run=run.name, commit=git_commit(ROOT), threads=torch.get_num_threads(),
                  wall_s=round(time.time() - start, 1))
     text = json.dumps(stats, indent=1)
     print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
     return 0

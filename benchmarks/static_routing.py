@@ -13,22 +13,17 @@ wall time.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from probe_analysis import write_stamped  # also puts the repository on sys.path
 
 from dsic.engine.builders import make_eval_loader
 from dsic.engine.distributed import init_distributed
 from dsic.engine.evaluate import evaluate
 from dsic.inference import load_trained
 from dsic.models.static_routing import freeze_path_logits
-from dsic.results import git_commit
 
 
 def percent(metrics: dict) -> dict:
@@ -53,14 +48,8 @@ def main(argv=None) -> int:
     units = freeze_path_logits(model)
     static = run_eval()
     stats = {"routed": routed, "static": static, "static_minus_routed": round(static["AP"] - routed["AP"], 3),
-             "units_frozen": units, "run": args.run.name, "commit": git_commit(ROOT),
-             "threads": torch.get_num_threads(), "wall_s": round(time.time() - start, 1)}
-    text = json.dumps(stats, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    return 0
+             "units_frozen": units}
+    return write_stamped(stats, args.run, args.out, start)
 
 
 if __name__ == "__main__":
