@@ -49,7 +49,10 @@
   seeds 0-1 (docs/design.md, "Descriptors standardised on v7"). Session 12: path logits read from
   the paths' scale statistics at 1x, 3x and 10x the gate lr (rows ``dsic_pathstats_gatelr01``,
   ``dsic_pathstats_pathlr03_gatelr01``, ``dsic_pathstats_pathlr1_gatelr01``), seeds 0-1 each, one
-  after the other (docs/design.md, "Path logits from scale statistics" and the two entries after it).
+  after the other (docs/design.md, "Path logits from scale statistics" and the two entries after it);
+  then the same path logits learned second on ``dsic_gatelr01``'s trained, frozen weights at 1x and
+  3x the gate lr (``dsic_gatelr01_gateft_pathstats01`` / ``...03``, seeds 0-1; "Routing learned
+  after the network" and after).
   21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine
   of its day).
 """
