@@ -24,10 +24,7 @@ from dsic.engine.distributed import init_distributed
 from dsic.engine.evaluate import evaluate
 from dsic.inference import load_trained
 from dsic.models.static_routing import freeze_path_logits
-
-
-def percent(metrics: dict) -> dict:
-    return {k: round(100 * v, 3) for k, v in metrics["bbox"].items() if k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+from dsic.results import percent_metrics
 
 
 def main(argv=None) -> int:
@@ -42,7 +39,7 @@ def main(argv=None) -> int:
     ev = cfg["eval"]
 
     def run_eval():
-        return percent(evaluate(model, loader, ev["evaluator"], ev["iou_types"], ev["max_dets"], info))
+        return percent_metrics(evaluate(model, loader, ev["evaluator"], ev["iou_types"], ev["max_dets"], info)["bbox"])
 
     routed = run_eval()
     units = freeze_path_logits(model)

@@ -58,9 +58,14 @@ def git_commit(root: str | Path = ".") -> str:
         return "unknown"
 
 
+def percent_metrics(bbox: dict) -> dict[str, float]:
+    """The recorded METRICS of COCO ``bbox`` metrics given as fractions (0..1), in percent."""
+    return {m: round(100 * float(bbox[m]), 3) for m in METRICS}
+
+
 def run_record(protocol: str, row: str, seed: int, overrides: list[str], bbox: dict, **extra) -> dict:
     """The record of one finished run; ``bbox`` holds COCO metrics as fractions (0..1)."""
-    metrics = {m: round(100 * float(bbox[m]), 3) for m in METRICS}
+    metrics = percent_metrics(bbox)
     return {"protocol": protocol, "row": row, "seed": seed, "overrides": list(overrides), "metrics": metrics, **extra}
 
 
