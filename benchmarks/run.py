@@ -130,10 +130,17 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             out["dsic_gatelr01_gateft_pathstats03"] = out["dsic_pathstats_gatelr01"] + [  # (and, after it, at 3x)
                 "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
                 'train.lr_mults={"*.csg.control.*.path.*": 0.3, "*": 0}']
+            # (session 13, the two levers left: between those two lrs, and the gate lr for twice the schedule)
+            out["dsic_gatelr01_gateft_pathstats02"] = out["dsic_pathstats_gatelr01"] + [
+                "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
+                'train.lr_mults={"*.csg.control.*.path.*": 0.2, "*": 0}']
+            out["dsic_gatelr01_gateft_pathstats01_long"] = out["dsic_gatelr01_gateft_pathstats01"] + [
+                "train.epochs=2", "train.steps=[1.5, 1.8]"]
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
                                                  "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
                                                  "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
-                                                 "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03")}
+                                                 "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03",
+                                                 "dsic_gatelr01_gateft_pathstats02", "dsic_gatelr01_gateft_pathstats01_long")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)

@@ -67,7 +67,8 @@ def test_scenes_rows_are_protocol_v4s_v5s_and_v6s():
     assert report.defined_rows("scenes", "v7") == {"dsic_gatelr01", "dsic_path_gatelr01", "fpn", "fcfpn",
                                                       "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
                                                       "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
-                                                      "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03"}
+                                                      "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03",
+                                                      "dsic_gatelr01_gateft_pathstats02", "dsic_gatelr01_gateft_pathstats01_long"}
 
 
 def test_incentive_table_from_its_files(tmp_path):
