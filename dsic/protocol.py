@@ -52,7 +52,9 @@
   after the other (docs/design.md, "Path logits from scale statistics" and the two entries after it);
   then the same path logits learned second on ``dsic_gatelr01``'s trained, frozen weights at 1x and
   3x the gate lr (``dsic_gatelr01_gateft_pathstats01`` / ``...03``, seeds 0-1; "Routing learned
-  after the network" and after).
+  after the network" and after). Session 13: the same at 2x the gate lr
+  (``dsic_gatelr01_gateft_pathstats02``) and at the gate lr for twice v7's schedule
+  (``dsic_gatelr01_gateft_pathstats01_long``), seeds 0-1 each ("The two levers left").
   21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine
   of its day).
 """
