@@ -56,6 +56,9 @@ def _train(args) -> int:
     config, rest, overrides = split_words(args.words, args.config)
     if rest:
         raise UsageError(f"dsic train takes a config file and key=value overrides; not an override: {rest[0]}")
+    if config is None and not overrides:
+        raise UsageError("dsic train needs a config: dsic train CONFIG.yaml [key=value ...] (examples in configs/; "
+                         "README.md, 'Your own data')")
     result = main_train(config, _overrides(args, overrides), resume=args.resume)
     print(f"[dsic] outputs in {result['output_dir']} (final weights: {result['final']})", flush=True)
     return 0

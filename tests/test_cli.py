@@ -77,6 +77,13 @@ def test_bad_inputs_name_the_culprit(quick_demo, tmp_path, capsys):
         main(["train", str(bad_cfg), "--debug"])
 
 
+def test_train_without_a_config_says_what_it_needs(capsys):
+    assert main(["train"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [("dsic: error: dsic train needs a config: dsic train CONFIG.yaml [key=value ...] "
+                    "(examples in configs/; README.md, 'Your own data') (--debug shows the traceback)")]
+
+
 def test_quick_demo_loss_curves_show_every_logged_iteration(quick_demo):
     import matplotlib.pyplot as plt
 
