@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="generate the embedded multi-scale COCO-format dataset")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="dataset folder to write (train/, val/, annotations/)")
     p.add_argument("--num-train", type=int, default=None, help="training images (default: the preset's)")
     p.add_argument("--num-val", type=int, default=None, help="validation images (default: the preset's)")
     p.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's)")
