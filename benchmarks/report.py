@@ -71,6 +71,10 @@ EXTRA_SEEDS = {
            "where": "on a later machine (one thread, two runs at a time)", "tables": [
                ("fpn", ["fpn", "fcfpn", "dsic_gatelr01"]), ("fcfpn", ["fcfpn", "dsic_gatelr01"]),
                ("dsic_gatelr01", ["dsic_gatelr01", "dsic_path_gatelr01"])]},
+    # docs/design.md, "v7's headline comparisons at 6 seeds"
+    "v7": {"title": "v7's headline comparisons at seeds 0-5", "seeds": 6,
+           "where": "on the machine of seeds 0-3 (one thread, two runs at a time)", "tables": [
+               ("fpn", ["fpn", "fcfpn", "dsic_gatelr01"]), ("fcfpn", ["fcfpn", "dsic_gatelr01"])]},
 }
 
 

@@ -152,6 +152,16 @@ def test_v3_tables_keep_their_fixed_seeds_and_the_extra_seeds_get_their_own_tabl
     assert "headline comparisons" not in _report().section(tmp_path / "fixed", "v3")
 
 
+def test_v7_extra_seeds_4_and_5_get_their_own_table(tmp_path):
+    for seed in range(6):
+        _record(tmp_path, "fpn", seed, 70)
+        _record(tmp_path, "fcfpn", seed, 70.5)
+        _record(tmp_path, "dsic_gatelr01", seed, 72 - (seed >= 4))  # +2 at seeds 0-3, +1 at 4-5
+    fixed, extra = _report().section(tmp_path, "v7").split("### v7's headline comparisons at seeds 0-5")
+    assert "| dsic_gatelr01 | 0,1,2,3 |" in fixed and "seed 4" not in fixed
+    assert "| dsic_gatelr01 | 0,1,2,3,4,5 | 71.7 |" in extra and "Seeds 4-5 were added after the tables above" in extra
+
+
 def test_unit_dynamics_table_from_its_files(tmp_path):
     folder = tmp_path / "unit_dynamics"
     folder.mkdir()
