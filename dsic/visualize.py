@@ -55,6 +55,27 @@ def plot_state_matrix(ax, w: torch.Tensor, title: str = "CSG state matrix") -> N
     plt.colorbar(im, ax=ax, fraction=0.046)
 
 
+def plot_fine_selection(ax, a: list) -> None:
+    """ISG's Fine Selection of one image: per stage, its channels' a_i sorted from most to least
+    open against the fraction of channels, so how many channels open and how far both show (a
+    box plot hides them: on trained models most channels stay at a = 0, their start). The legend
+    gives each stage's mean a_i and the share of channels with a_i > 0.1. ``a``: one [C] (or
+    [C, 1, 1]) tensor per stage, None for a stage with one block."""
+    for i, x in enumerate(a):
+        if x is None:
+            continue
+        values = np.sort(x.detach().float().cpu().numpy().ravel())[::-1]
+        share = np.arange(1, len(values) + 1) / len(values)
+        ax.step(share, values, where="post",
+                label=f"C{i + 2}: mean {values.mean():.2f}, {100 * (values > 0.1).mean():.0f} % > 0.1")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("fraction of channels (most open first)", fontsize=8)
+    ax.set_ylabel("a_i", fontsize=8)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("ISG fine selection a_i per channel", fontsize=9)
+
+
 def gate_figure(image: torch.Tensor, det: dict, states: dict, index: int = 0,
                 class_names: list[str] | None = None, score_thresh: float = 0.5):
     """Fig. 3 style: detections, the CSG state matrix and ISG's Fine Selection per stage."""
@@ -68,11 +89,7 @@ def gate_figure(image: torch.Tensor, det: dict, states: dict, index: int = 0,
         plot_state_matrix(axes[col], states["csg"]["w"][index])
         col += 1
     if "isg" in states:
-        a = [x[index].cpu().numpy() if x is not None else np.zeros(1) for x in states["isg"]["a"]]
-        axes[col].boxplot(a, showfliers=False)
-        axes[col].set_xticks(range(1, len(a) + 1), [f"C{i + 2}" for i in range(len(a))])
-        axes[col].set_ylim(0, 1)
-        axes[col].set_title("ISG fine selection a_i (per channel)", fontsize=9)
+        plot_fine_selection(axes[col], [x[index] if x is not None else None for x in states["isg"]["a"]])
     fig.tight_layout()
     return fig
 

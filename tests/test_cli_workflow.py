@@ -219,3 +219,19 @@ def test_per_class_ap_of_perfect_and_of_missing_predictions():
     assert per_class_ap(gt, perfect) == {"cat": 1.0, "dog": 1.0, "eel": 1.0, "unseen": -1.0}
     without_dogs = [r for r in perfect if r["category_id"] != 7]
     assert per_class_ap(gt, without_dogs) == {"cat": 1.0, "dog": 0.0, "eel": 1.0, "unseen": -1.0}
+
+
+def test_fine_selection_panel_shows_how_many_channels_open_and_how_far():
+    import matplotlib.pyplot as plt
+
+    from dsic.visualize import plot_fine_selection
+
+    fig, ax = plt.subplots()
+    # stage C2: 1 of 4 channels open at 0.8; C3 has a single block (None); C4: 2 of 4 at 0.5 / 0.2
+    plot_fine_selection(ax, [torch.tensor([0.0, 0.8, 0.0, 0.0]).view(4, 1, 1), None, torch.tensor([0.2, 0, 0.5, 0])])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["C2: mean 0.20, 25 % > 0.1", "C4: mean 0.17, 50 % > 0.1"]
+    c2, c4 = ax.get_lines()
+    assert list(c2.get_xdata()) == [0.25, 0.5, 0.75, 1.0] and list(c2.get_ydata()) == [0.8, 0.0, 0.0, 0.0]
+    assert list(c4.get_ydata()) == pytest.approx([0.5, 0.2, 0.0, 0.0])
+    plt.close(fig)
