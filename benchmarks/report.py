@@ -211,26 +211,33 @@ def _analysis_records(folder: Path) -> list[tuple[str, dict]]:
     return [(path.stem, json.loads(path.read_text())) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
 
-def incentive_table(folder: Path, caption: str | None = None) -> str:
-    """From ``<results>/incentive/*.json`` (benchmarks/routing_incentive.py): does the loss pull W
-    differently for small- and large-object images? ``caption`` replaces the default text above it."""
+def _analysis_table(folder: Path, caption: str, header: str, row) -> str:
+    """The table of a per-run analysis: ``caption``, then ``header`` (a markdown row; the separator
+    follows from its columns) and ``row(record)`` (the cells after the run's) for each
+    :func:`_analysis_records` entry; "" when there is none."""
     records = _analysis_records(folder)
     if not records:
         return ""
-    lines = [("| run | dL/dW max abs(small − large) (entry i,k) | effect size | largest effect size into "
-              "P2 / P3 / P4 / P5 | entries pulled opposite ways (effect size) | images per group |"),
-             "|---|---|---|---|---|---|"]
-    for stem, g in records:
+    separator = "|" + "---|" * (header.count("|") - 1)
+    return "\n".join(["", caption, "", header, separator, *(f"| {stem} | {row(r)} |" for stem, r in records)])
+
+
+def incentive_table(folder: Path, caption: str | None = None) -> str:
+    """From ``<results>/incentive/*.json`` (benchmarks/routing_incentive.py): does the loss pull W
+    differently for small- and large-object images? ``caption`` replaces the default text above it."""
+    def row(g):
         opposite = ", ".join(f"({i},{k}) {g['G_effect_sizes'][i][k]:.2f}" for i, k in g["G_opposite"]) or "none"
         into = " / ".join(f"{max(column):.2f}" for column in zip(*g["G_effect_sizes"]))  # per output level k
-        lines.append(f"| {stem} | {g['G_max_diff']:.3f} ({g['G_max_diff_at'][0]},{g['G_max_diff_at'][1]}) | "
-                     f"{g['G_effect_size']:.2f} | {into} | {opposite} | {min(g['images'].values())} |")
-    return "\n".join(["", caption or ("Does the loss ask for routing by image? For each probe image, G[i, k] = sum_c dL/d "
-                      "act(w_ik[c]), the slope of its training loss when path i -> k opens by the same amount in "
-                      "every channel (`dsic.models.incentive`; `benchmarks/routing_incentive.py <run> --probe <data> "
-                      "--images 50 --out benchmarks/results/<protocol>/incentive/<run>.json`). Where the small and "
-                      "large groups' mean G differ, or have opposite signs, no fixed W is best for both."), "",
-                      *lines])
+        return (f"{g['G_max_diff']:.3f} ({g['G_max_diff_at'][0]},{g['G_max_diff_at'][1]}) | "
+                f"{g['G_effect_size']:.2f} | {into} | {opposite} | {min(g['images'].values())}")
+    return _analysis_table(folder, caption or (
+        "Does the loss ask for routing by image? For each probe image, G[i, k] = sum_c dL/d "
+        "act(w_ik[c]), the slope of its training loss when path i -> k opens by the same amount in "
+        "every channel (`dsic.models.incentive`; `benchmarks/routing_incentive.py <run> --probe <data> "
+        "--images 50 --out benchmarks/results/<protocol>/incentive/<run>.json`). Where the small and "
+        "large groups' mean G differ, or have opposite signs, no fixed W is best for both."),
+        ("| run | dL/dW max abs(small − large) (entry i,k) | effect size | largest effect size into "
+         "P2 / P3 / P4 / P5 | entries pulled opposite ways (effect size) | images per group |"), row)
 
 
 def _levels(values: list, fmt: str) -> str:
@@ -245,117 +252,103 @@ def _mean(values: list) -> float:
 def control_inputs_table(folder: Path) -> str:
     """From ``<results>/control_inputs/*.json`` (benchmarks/control_inputs.py): do the control units'
     descriptor and hidden layer tell small- from large-object images?"""
-    records = _analysis_records(folder)
-    if not records:
-        return ""
-
-    lines = [("| run | descriptor accuracy (P2 / P3 / P4 / P5) | hidden-layer accuracy | hidden units alive | "
-             "best hidden unit's effect size | scale statistics' accuracy | best statistic's effect size |"),
-             "|---|---|---|---|---|---|---|"]
-    for stem, c in records:
+    def row(c):
         stats = [_levels(c[key], ".2f") if key in c else "-" for key in ("statistics_accuracy", "statistics_separation")]
-        lines.append(f"| {stem} | {_levels(c['descriptor_accuracy'], '.2f')} | {_levels(c['hidden_accuracy'], '.2f')} | "
-                     f"{_levels(c['hidden_alive'], '.2f')} | {_levels(c['hidden_separation'], '.2f')} | "
-                     f"{stats[0]} | {stats[1]} |")
-    return "\n".join(["", ("Do the control units see the image's scale? Per output level, how well the channel "
-                      "control unit's descriptor (GAP + GMP of its paths), its hidden layer and the 3n scale statistics "
-                      "of its magnitude maps (`scale_statistics`, what `csg_path_gate: statistics` reads; '-': not "
-                      "recorded) tell the small- from the "
-                      "large-object probe images (5-fold nearest-centroid accuracy, chance 0.50), and the largest "
-                      "effect size of a single hidden unit or statistic (`dsic.models.control_inputs`; `benchmarks/control_inputs.py "
-                      "<run> --probe <data> --images 50 --out benchmarks/results/<protocol>/control_inputs/<run>.json`)."),
-                      "", *lines])
+        return (f"{_levels(c['descriptor_accuracy'], '.2f')} | {_levels(c['hidden_accuracy'], '.2f')} | "
+                f"{_levels(c['hidden_alive'], '.2f')} | {_levels(c['hidden_separation'], '.2f')} | "
+                f"{stats[0]} | {stats[1]}")
+    return _analysis_table(folder, (
+        "Do the control units see the image's scale? Per output level, how well the channel "
+        "control unit's descriptor (GAP + GMP of its paths), its hidden layer and the 3n scale statistics "
+        "of its magnitude maps (`scale_statistics`, what `csg_path_gate: statistics` reads; '-': not "
+        "recorded) tell the small- from the "
+        "large-object probe images (5-fold nearest-centroid accuracy, chance 0.50), and the largest "
+        "effect size of a single hidden unit or statistic (`dsic.models.control_inputs`; `benchmarks/control_inputs.py "
+        "<run> --probe <data> --images 50 --out benchmarks/results/<protocol>/control_inputs/<run>.json`)."),
+        ("| run | descriptor accuracy (P2 / P3 / P4 / P5) | hidden-layer accuracy | hidden units alive | "
+         "best hidden unit's effect size | scale statistics' accuracy | best statistic's effect size |"), row)
 
 
 def path_readout_table(folder: Path) -> str:
     """From ``<results>/path_readout/*.json`` (benchmarks/path_readout.py): at W's entry that differs
     most between the small and large groups, how much the path logits and the channel logits route."""
-    records = _analysis_records(folder)
-    if not records:
-        return ""
-    lines = [("| run | W entry (i,k) | W small − large | path logits alone | channel logits alone | "
-              "path logit small − large (effect size) | dW/dp |"), "|---|---|---|---|---|---|---|"]
-    for stem, r in records:
+    def row(r):
         diff = r["W_diff"]
         i, k = max(((i, k) for i in range(len(diff)) for k in range(len(diff[i]))), key=lambda e: abs(diff[e[0]][e[1]]))
-        lines.append(f"| {stem} | ({i},{k}) | {diff[i][k]:+.3f} | {r['W_diff_path_only'][i][k]:+.3f} | "
-                     f"{r['W_diff_channels_only'][i][k]:+.3f} | {r['p_diff'][i][k]:+.3f} ({r['p_effect'][i][k]:.2f}) | "
-                     f"{r['W_slope'][i][k]:.2f} |")
-    return "\n".join(["", ("Where does W's routing come from? At the W entry that differs most between the small and "
-                      "large probe groups: the difference with only the path logits following the image (channel "
-                      "logits at their probe mean), with only the channel logits following it, the path logit's own "
-                      "difference, and dW/dp, the W a unit of path logit buys (`dsic.models.path_readout`; "
-                      "`benchmarks/path_readout.py <run> --probe <data> --images 50 --out "
-                      "benchmarks/results/<protocol>/path_readout/<run>.json`)."), "", *lines])
+        return (f"({i},{k}) | {diff[i][k]:+.3f} | {r['W_diff_path_only'][i][k]:+.3f} | "
+                f"{r['W_diff_channels_only'][i][k]:+.3f} | {r['p_diff'][i][k]:+.3f} ({r['p_effect'][i][k]:.2f}) | "
+                f"{r['W_slope'][i][k]:.2f}")
+    return _analysis_table(folder, (
+        "Where does W's routing come from? At the W entry that differs most between the small and "
+        "large probe groups: the difference with only the path logits following the image (channel "
+        "logits at their probe mean), with only the channel logits following it, the path logit's own "
+        "difference, and dW/dp, the W a unit of path logit buys (`dsic.models.path_readout`; "
+        "`benchmarks/path_readout.py <run> --probe <data> --images 50 --out "
+        "benchmarks/results/<protocol>/path_readout/<run>.json`)."),
+        ("| run | W entry (i,k) | W small − large | path logits alone | channel logits alone | "
+         "path logit small − large (effect size) | dW/dp |"), row)
 
 
 def static_routing_table(folder: Path) -> str:
     """From ``<results>/static_routing/*.json`` (benchmarks/static_routing.py): a routed run's AP as
     trained and with its path logits frozen at their bias."""
-    records = _analysis_records(folder)
-    if not records:
-        return ""
-    lines = [("| run | AP as trained | AP, path logits frozen | frozen − trained | APs trained / frozen | "
-              "APl trained / frozen |"), "|---|---|---|---|---|---|"]
-    for stem, r in records:
+    def row(r):
         routed, static = r["routed"], r["static"]
-        lines.append(f"| {stem} | {routed['AP']:.2f} | {static['AP']:.2f} | {r['static_minus_routed']:+.2f} | "
-                     f"{routed['APs']:.2f} / {static['APs']:.2f} | {routed['APl']:.2f} / {static['APl']:.2f} |")
-    return "\n".join(["", ("Is routing's AP cost paid at inference? Each run evaluated on the validation set as trained "
-                      "and with every path layer's weights set to zero, so each path logit is its bias and W no longer "
-                      "follows the image through them (`dsic.models.static_routing`; `benchmarks/static_routing.py "
-                      "<run> --out benchmarks/results/<protocol>/static_routing/<run>.json`)."), "", *lines])
+        return (f"{routed['AP']:.2f} | {static['AP']:.2f} | {r['static_minus_routed']:+.2f} | "
+                f"{routed['APs']:.2f} / {static['APs']:.2f} | {routed['APl']:.2f} / {static['APl']:.2f}")
+    return _analysis_table(folder, (
+        "Is routing's AP cost paid at inference? Each run evaluated on the validation set as trained "
+        "and with every path layer's weights set to zero, so each path logit is its bias and W no longer "
+        "follows the image through them (`dsic.models.static_routing`; `benchmarks/static_routing.py "
+        "<run> --out benchmarks/results/<protocol>/static_routing/<run>.json`)."),
+        ("| run | AP as trained | AP, path logits frozen | frozen − trained | APs trained / frozen | "
+         "APl trained / frozen |"), row)
 
 
 def unit_dynamics_table(folder: Path, early: int = 200, window: int = 50) -> str:
     """From ``<results>/unit_dynamics/*.json`` (benchmarks/unit_dynamics.py): how each control unit's
     hidden units live through training, and how much gradient reaches them through the path logits."""
-    records = _analysis_records(folder)
-    if not records:
-        return ""
-    lines = [(f"| run | iterations | alive, first {window} (P2 / P3 / P4 / P5) | alive, last {window} | "
-              f"lowest {window}-iteration mean | mean pre-activation, first {window} | the same, last {window} | "
-              f"path / channel gradient, iterations 1-{early} | the same, whole run |"),
-             "|---|---|---|---|---|---|---|---|---|"]
-    for stem, d in records:
+    def row(d):
         units = d["per_iteration"]
         alive = [u["alive"] for u in units]
         lowest = [min(_mean(a[s:s + window]) for s in range(0, len(a), window)) for a in alive]
         ratios = [[p / c if c > 0 else 0.0 for p, c in zip(u["grad_path"], u["grad_channel"])] for u in units]
-        lines.append(f"| {stem} | {d['iterations']} | {_levels([_mean(a[:window]) for a in alive], '.2f')} | "
-                     f"{_levels([_mean(a[-window:]) for a in alive], '.2f')} | {_levels(lowest, '.2f')} | "
-                     f"{_levels([_mean(u['preact'][:window]) for u in units], '.2f')} | "
-                     f"{_levels([_mean(u['preact'][-window:]) for u in units], '.2f')} | "
-                     f"{_levels([_mean(r[:early]) for r in ratios], '.2f')} | {_levels([_mean(r) for r in ratios], '.2f')} |")
-    return "\n".join(["", ("When do the control units' hidden units die, and through which branch does their gradient come? "
-                      "Per output level, the fraction of the channel unit's hidden units > 0 on some image of the training "
-                      "batch, their mean pre-activation, and the norm of the loss's gradient reaching the hidden layer "
-                      "through the path-logit layer over that through the channel layer (0 without path logits), at every "
-                      "training iteration "
-                      "(`dsic.models.unit_dynamics`; `benchmarks/unit_dynamics.py --protocol <protocol> --row <row> "
-                      "--seed <seed>`, which trains the row as benchmarks/run.py does)."), "", *lines])
+        return (f"{d['iterations']} | {_levels([_mean(a[:window]) for a in alive], '.2f')} | "
+                f"{_levels([_mean(a[-window:]) for a in alive], '.2f')} | {_levels(lowest, '.2f')} | "
+                f"{_levels([_mean(u['preact'][:window]) for u in units], '.2f')} | "
+                f"{_levels([_mean(u['preact'][-window:]) for u in units], '.2f')} | "
+                f"{_levels([_mean(r[:early]) for r in ratios], '.2f')} | {_levels([_mean(r) for r in ratios], '.2f')}")
+    return _analysis_table(folder, (
+        "When do the control units' hidden units die, and through which branch does their gradient come? "
+        "Per output level, the fraction of the channel unit's hidden units > 0 on some image of the training "
+        "batch, their mean pre-activation, and the norm of the loss's gradient reaching the hidden layer "
+        "through the path-logit layer over that through the channel layer (0 without path logits), at every "
+        "training iteration "
+        "(`dsic.models.unit_dynamics`; `benchmarks/unit_dynamics.py --protocol <protocol> --row <row> "
+        "--seed <seed>`, which trains the row as benchmarks/run.py does)."),
+        (f"| run | iterations | alive, first {window} (P2 / P3 / P4 / P5) | alive, last {window} | "
+         f"lowest {window}-iteration mean | mean pre-activation, first {window} | the same, last {window} | "
+         f"path / channel gradient, iterations 1-{early} | the same, whole run |"), row)
 
 
 def unit_drift_table(folder: Path) -> str:
     """From ``<results>/unit_drift/*.json`` (benchmarks/unit_drift.py): did the hidden units die by
     their own weights or by their inputs?"""
-    records = _analysis_records(folder)
-    if not records:
-        return ""
-    lines = [("| run | descriptor norm, initial → trained (P2 / P3 / P4 / P5) | alive: initial weights, initial inputs | "
-              "initial weights, trained inputs | trained weights, trained inputs | weight change | descriptor spread over images |"),
-             "|---|---|---|---|---|---|---|"]
-    for stem, d in records:
+    def row(d):
         norms = " / ".join(f"{a:.0f} → {b:.0f}" for a, b in zip(d["descriptor_norm_init"], d["descriptor_norm_final"]))
-        lines.append(f"| {stem} | {norms} | {_levels(d['alive_init_init'], '.2f')} | "
-                     f"{_levels(d['alive_init_final'], '.2f')} | {_levels(d['alive_final_final'], '.2f')} | "
-                     f"{_levels([100 * v for v in d['weight_change']], '.1f')} % | {_levels(d['descriptor_spread'], '.2f')} |")
-    return "\n".join(["", ("Did the hidden units die by their own weights or by their inputs? The fraction of each channel "
-                      "unit's hidden units > 0 on some probe image (20 per group), with the initial or trained weights of its "
-                      "first layer on the initial or trained model's descriptors, that layer's relative weight change, and how much the "
-                      "images' trained descriptors differ (|std over images| / |mean|) "
-                      "(`dsic.models.unit_drift`; `benchmarks/unit_drift.py <run> --probe <data> --images 20 --out "
-                      "benchmarks/results/<protocol>/unit_drift/<run>.json`)."), "", *lines])
+        return (f"{norms} | {_levels(d['alive_init_init'], '.2f')} | "
+                f"{_levels(d['alive_init_final'], '.2f')} | {_levels(d['alive_final_final'], '.2f')} | "
+                f"{_levels([100 * v for v in d['weight_change']], '.1f')} % | {_levels(d['descriptor_spread'], '.2f')}")
+    return _analysis_table(folder, (
+        "Did the hidden units die by their own weights or by their inputs? The fraction of each channel "
+        "unit's hidden units > 0 on some probe image (20 per group), with the initial or trained weights of its "
+        "first layer on the initial or trained model's descriptors, that layer's relative weight change, and how much the "
+        "images' trained descriptors differ (|std over images| / |mean|) "
+        "(`dsic.models.unit_drift`; `benchmarks/unit_drift.py <run> --probe <data> --images 20 --out "
+        "benchmarks/results/<protocol>/unit_drift/<run>.json`)."),
+        ("| run | descriptor norm, initial → trained (P2 / P3 / P4 / P5) | alive: initial weights, initial inputs | "
+         "initial weights, trained inputs | trained weights, trained inputs | weight change | descriptor spread over images |"),
+        row)
 
 
 def section(results: Path, protocol: str = "v2", earlier: Path | None = None) -> str:
