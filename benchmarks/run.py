@@ -136,11 +136,19 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                 'train.lr_mults={"*.csg.control.*.path.*": 0.2, "*": 0}']
             out["dsic_gatelr01_gateft_pathstats01_long"] = out["dsic_gatelr01_gateft_pathstats01"] + [
                 "train.epochs=2", "train.steps=[1.5, 1.8]"]
+            # (session 14: the same frozen recipe with the path logits read linearly from the whole n*C
+            # descriptor, standardised, at the statistics reader's step per image: docs/design.md,
+            # "Routing learned second, read from the descriptor")
+            out["dsic_gatelr01_gateft_pathstd"] = out["dsic_gatelr01"] + [
+                "model.neck_cfg.csg_path_gate=standardized", "model.neck_cfg.csg_signal_std=0",
+                "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
+                'train.lr_mults={"*.csg.control.*.path.*": 0.0025, "*": 0}']
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
                                                  "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
                                                  "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
                                                  "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03",
-                                                 "dsic_gatelr01_gateft_pathstats02", "dsic_gatelr01_gateft_pathstats01_long")}
+                                                 "dsic_gatelr01_gateft_pathstats02", "dsic_gatelr01_gateft_pathstats01_long",
+                                                 "dsic_gatelr01_gateft_pathstd")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)

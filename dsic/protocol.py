@@ -56,7 +56,9 @@
   (``dsic_gatelr01_gateft_pathstats02``) and at the gate lr for twice v7's schedule
   (``dsic_gatelr01_gateft_pathstats01_long``), seeds 0-1 each ("The two levers left"); and seeds
   4-5 of ``fpn``, ``dsic_gatelr01`` and ``fcfpn`` ("v7's headline comparisons at 6 seeds", n fixed
-  at 6; their own table in BENCHMARKS.md, v7's other tables keep seeds 0-3).
+  at 6; their own table in BENCHMARKS.md, v7's other tables keep seeds 0-3). Session 14: the path
+  logits learned second read from the whole standardised descriptor (``dsic_gatelr01_gateft_pathstd``,
+  seeds 0-1; "Routing learned second, read from the descriptor").
   21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine
   of its day).
 """
