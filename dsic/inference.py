@@ -33,6 +33,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor
 
+from .data.pixels import to_rgb
 from .models import gate_states
 from .necks import GATED_NECKS
 from .visualize import draw_detections, gate_figure, save
@@ -182,7 +183,7 @@ def read_image(path: Path) -> torch.Tensor:
     """The image at ``path`` as a [3, H, W] float tensor in [0, 1], upright (EXIF orientation applied)."""
     try:
         with Image.open(path) as im:
-            return pil_to_tensor(ImageOps.exif_transpose(im).convert("RGB")).float() / 255
+            return pil_to_tensor(to_rgb(ImageOps.exif_transpose(im))).float() / 255
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
 

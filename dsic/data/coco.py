@@ -27,7 +27,6 @@ do; an image whose orientation tag would turn it to the annotated size gets that
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
 import math
@@ -42,6 +41,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from .errors import DatasetError
+from .pixels import mode_problem, to_rgb
 
 
 def is_number(value) -> bool:
@@ -150,15 +150,6 @@ def drop_empty_boxes(data: dict, where) -> int:
     return len(dropped)
 
 
-@functools.cache
-def converts_to_rgb(mode: str) -> bool:
-    try:
-        Image.new(mode, (1, 1)).convert("RGB")
-    except (ValueError, OSError):
-        return False
-    return True
-
-
 EXIF_ORIENTATION = 0x0112  # the EXIF tag; values 5-8 turn the image by 90 degrees
 
 
@@ -181,9 +172,7 @@ def image_problem(path: Path, width: int, height: int) -> str | None:
                 "(as torchvision and pycocotools do): save the images upright or annotate them as stored"
                 if turned else "")
         return f"size {size[0]}x{size[1]} (WxH), the annotation file says {width}x{height}{hint}"
-    if not converts_to_rgb(mode):
-        return f"pixel mode {mode!r} does not convert to RGB"
-    return None
+    return mode_problem(mode)
 
 
 def verify_images(images_dir: Path, records: list[dict], ann_file) -> None:
@@ -280,8 +269,7 @@ def read_rgb(path: Path, image_id, expected: tuple[int, int] | None = None) -> t
         raise DatasetError(f"image {image_id} file not found: {path}")
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            arr = np.asarray(im, dtype=np.uint8).copy()
+            arr = np.asarray(to_rgb(im), dtype=np.uint8).copy()
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"image {image_id} cannot be decoded: {path}: {err}") from err
     if expected is not None and arr.shape[:2] != expected:

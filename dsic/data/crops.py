@@ -24,6 +24,7 @@ from PIL import Image
 
 from .coco import load_coco_json
 from .errors import DatasetError
+from .pixels import UnsupportedPixels, to_rgb
 
 
 def _square(box, factor: float, shift) -> tuple[int, int, int, int]:
@@ -61,8 +62,8 @@ def extract_crops(images: str | Path, annotations: str | Path, size: int = 64, m
         path = folder / info["file_name"]
         try:
             with Image.open(path) as im:
-                img = im.convert("RGB")
-        except OSError as err:
+                img = to_rgb(im)
+        except (OSError, UnsupportedPixels) as err:
             raise DatasetError(f"{path}: cannot read image ({err})") from None
         for ann in anns:
             factor = rng.uniform(*context)
