@@ -189,7 +189,8 @@ def v2_table(table: str, args, rows: dict[str, list[str]], seeds: list[int]) -> 
     out = Path(args.out or f"runs/{proto.name}")
     if not args.report_only:
         train_runs(out, proto, rows, seeds, args.quick, jobs=args.jobs)
-    results = Path(args.results) if args.results else proto.results_dir
+    # a --quick smoke run's numbers are meaningless: its records and table stay in --out
+    results = Path(args.results) if args.results else out / "results" if args.quick else proto.results_dir
     for name, overrides in rows.items():
         for seed in seeds:
             path = results / f"{name}_seed{seed}.json"
@@ -216,7 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--reference", default="fpn", help="v2: the row differences are paired against")
     parser.add_argument("--report-only", action="store_true", help="v2: train nothing, table from the records")
     parser.add_argument("--rerecord", action="store_true", help="v2: rewrite records of runs present in --out")
-    parser.add_argument("--results", default=None, help="v2: records folder (default benchmarks/results/v2)")
+    parser.add_argument("--results", default=None, help="v2: records folder (default benchmarks/results/<protocol>; with --quick <out>/results)")
     parser.add_argument("--out", default=None, help="run folders (default runs/v2; v1: runs/demo)")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     args = parser.parse_args(argv)

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         oracle.set_groups([group])
         groups[group] = collect_states(model, [read_image(p) for p in paths[group]])
     record = {"protocol": proto.name, "row": "scale_oracle", "start": "dsic_gatelr01", "seed": args.seed,
-              "lr_mult": args.lr_mult, "iterations": result["iteration"], "offsets": oracle.offsets(),
+              "lr_mult": args.lr_mult, "iterations": result["iteration"], "offsets": [[[round(o, 5) for o in path] for path in level] for level in oracle.offsets()],
               "groups_trained": dict(trained["oracle"].trained_on), "loss_first100": mean_loss(run / "log.jsonl", True),
               "loss_last100": mean_loss(run / "log.jsonl", False), "gate_probe": individuality(groups),
               "commit": commit, "threads": torch.get_num_threads(), "wall_s": wall}

@@ -106,21 +106,28 @@ def test_benchmark_script_quick(quick_demo, capsys):
     import runpy
     import sys
 
-    argv = sys.argv
+    def run(*extra):
+        argv = sys.argv
+        sys.argv = ["run.py", "table4", "--quick", "--seeds", "1", "--jobs", "1", "--out", str(quick_demo), *extra]
+        try:
+            with pytest.raises(SystemExit) as done:
+                runpy.run_path(str(BASE_CONFIG.parents[2] / "benchmarks" / "run.py"), run_name="__main__")
+        finally:
+            sys.argv = argv
+        assert done.value.code == 0
+
     results = quick_demo / "bench_results"
-    sys.argv = ["run.py", "table4", "--quick", "--seeds", "1", "--jobs", "1", "--out", str(quick_demo),
-                "--results", str(results)]
-    try:
-        with pytest.raises(SystemExit) as done:
-            runpy.run_path(str(BASE_CONFIG.parents[2] / "benchmarks" / "run.py"), run_name="__main__")
-    finally:
-        sys.argv = argv
-    assert done.value.code == 0
+    run("--results", str(results))
     table = (results / "table4.md").read_text()
     for name in ("fpn", "isg", "csg", "dsic"):
         assert f"| {name} | 0 |" in table
         assert (results / f"{name}_seed0.json").is_file()
     assert "fpn_seed0 is complete, reusing it" in capsys.readouterr().out  # the demo's run
+    committed = BASE_CONFIG.parents[2] / "benchmarks" / "results" / "v2" / "table4.md"
+    before = committed.read_bytes()
+    run()  # without --results a smoke run's records and table stay in --out, off the committed ones
+    assert (quick_demo / "results" / "table4.md").read_text() == table
+    assert (quick_demo / "results" / "fpn_seed0.json").is_file() and committed.read_bytes() == before
 
 
 def test_summary_reports_mean_std_and_every_seed():
