@@ -306,6 +306,29 @@ def static_routing_table(folder: Path) -> str:
          "APl trained / frozen |"), row)
 
 
+def scale_oracle_table(folder: Path) -> str:
+    """From ``<results>/scale_oracle/*.json`` (benchmarks/scale_oracle.py): how far W routes by scale
+    when path logits are fed each image's probe group and trained alone on a frozen network."""
+    def row(r):
+        p = r["gate_probe"]
+        i, k = p["W_max_diff_at"]
+        offsets = r["offsets"][k][i]  # the offsets of W's most different entry, path i into level k
+        trained = r["groups_trained"]
+        return (f"{r['lr_mult']:g} | {p['W_max_diff']:.3f} ({i},{k}) | {p['W_effect_size']:.2f} | "
+                f"{'yes' if meets_goal(p) else 'no'} | {offsets[0] - offsets[1]:+.3f} | "
+                f"{r['loss_first100']:.3f} -> {r['loss_last100']:.3f} | "
+                f"{' / '.join(str(trained.get(g, 0)) for g in ('small', 'large', 'mixed'))}")
+    return _analysis_table(folder, (
+        "How deep does the loss want the routing by scale? Path logits fed each training image's probe "
+        "group (small / large / mixed, from its boxes) as a one-hot, trained alone on the run's frozen "
+        "weights for the protocol's schedule, then the probe groups with their own group set "
+        "(`dsic.models.scale_oracle`; `benchmarks/scale_oracle.py --protocol <p> --seed <s>`). An "
+        "instrument with a perfect scale reader, not a model: it needs targets, so it has no AP."),
+        ("| start | path lr / schedule's | W max abs(small − large) (entry i,k) | effect size | gate goal | "
+         "that path's logit, small − large | training loss, first -> last 100 iterations | "
+         "training images small / large / mixed |"), row)
+
+
 def unit_dynamics_table(folder: Path, early: int = 200, window: int = 50) -> str:
     """From ``<results>/unit_dynamics/*.json`` (benchmarks/unit_dynamics.py): how each control unit's
     hidden units live through training, and how much gradient reaches them through the path logits."""
@@ -383,13 +406,15 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
             "dsic_pathstats_pathlr1_gatelr01 seed 0). "
             "S (the pixel selection maps' spatial means) is a diagnostic beside it, recorded since the v3 runs; "
             "the single-channel columns (act(w_ik[c]) before W's channel mean) since 2026-11-28."),
-            "", probe_table(everything), "", goal_summary(everything), incentive_table(results / "incentive"),
-            incentive_table(results / "incentive_train", groups_caption("train", "training images")),
-            incentive_table(results / "incentive_val", groups_caption("val", "validation images (never trained on)")),
-            control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"),
-            unit_dynamics_table(results / "unit_dynamics"),
-            unit_drift_table(results / "unit_drift"), static_routing_table(results / "static_routing"), "", end]
-    return "\n".join(out)
+            "", probe_table(everything), "", goal_summary(everything)]
+    analyses = [incentive_table(results / "incentive"),
+                incentive_table(results / "incentive_train", groups_caption("train", "training images")),
+                incentive_table(results / "incentive_val", groups_caption("val", "validation images (never trained on)")),
+                control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"),
+                unit_dynamics_table(results / "unit_dynamics"), unit_drift_table(results / "unit_drift"),
+                static_routing_table(results / "static_routing"), scale_oracle_table(results / "scale_oracle")]
+    out += [table for table in analyses if table]  # an analysis with no record adds nothing
+    return "\n".join(out + ["", end])
 
 
 def main(argv=None) -> int:

@@ -222,3 +222,20 @@ def test_static_routing_table_from_its_files(tmp_path):
     text = _report().static_routing_table(tmp_path / "static_routing")
     assert "| dsic_x_seed0 | 70.76 | 71.10 | +0.34 | 64.97 / 65.50 | 80.54 / 80.00 |" in text
     assert _report().static_routing_table(tmp_path / "none") == ""
+
+
+def test_scale_oracle_table_from_its_files(tmp_path):
+    import json
+
+    (tmp_path / "scale_oracle").mkdir()
+    probe = {"W_small": [[0.30, 0.2], [0.25, 0.25]], "W_large": [[0.18, 0.2], [0.25, 0.25]],
+             "W_std_small": [[0.01, 0.01], [0.01, 0.01]], "W_std_large": [[0.01, 0.01], [0.01, 0.01]],
+             "W_max_diff": 0.12, "W_max_diff_at": [0, 0], "W_effect_size": 12.0}
+    offsets = [[[0.07, -0.06, 0.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]
+    (tmp_path / "scale_oracle" / "dsic_gatelr01_seed0.json").write_text(json.dumps(
+        {"lr_mult": 0.65, "gate_probe": probe, "offsets": offsets, "loss_first100": 0.4123, "loss_last100": 0.3987,
+         "groups_trained": {"small": 770, "large": 1210, "mixed": 4400}}))
+    text = _report().scale_oracle_table(tmp_path / "scale_oracle")
+    assert ("| dsic_gatelr01_seed0 | 0.65 | 0.120 (0,0) | 12.00 | yes | +0.130 | 0.412 -> 0.399 | 770 / 1210 / 4400 |"
+            in text)
+    assert _report().scale_oracle_table(tmp_path / "none") == ""
