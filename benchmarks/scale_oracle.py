@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -29,18 +28,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from instrumented import train_instrumented  # benchmarks/instrumented.py
 from run import variants  # benchmarks/run.py: the rows and their overrides
 
-from dsic.config import load_config
-from dsic.demo import ensure_data, train_command
+from dsic.demo import ensure_data
 from dsic.engine.builders import build_model
 from dsic.engine.checkpoint import load_weights_file
-from dsic.engine.train import train
 from dsic.inference import read_image
 from dsic.models.probe import collect_states, individuality, probe_images
 from dsic.models.scale_oracle import ORACLE_GROUPS, ScaleOracle
 from dsic.protocol import get_protocol
-from dsic.results import git_commit
 
 LR_MULT = 0.65
 
@@ -72,21 +69,10 @@ def main(argv=None) -> int:
     run = runs / f"scale_oracle_seed{args.seed}"
     overrides = variants("scenes", proto.name)["dsic_gatelr01"] + [
         f"model.init_from={start_from}", f'train.lr_mults={{"*.csg.control.*.path.*": {args.lr_mult}, "*": 0}}']
-    config, *overrides = train_command(proto, data, overrides, run, args.seed, args.quick)
-    cfg = load_config(config, overrides + ["train.eval_every=0"])
-    trained = {}
+    done = train_instrumented(proto, data, overrides, run, args.seed, args.quick, ScaleOracle, ["train.eval_every=0"])
+    result = done["result"]
 
-    def factory(cfg):
-        model = build_model(cfg)
-        trained["oracle"] = ScaleOracle(model)
-        return model
-
-    commit = git_commit(ROOT)  # the code that trains, not the HEAD when it ends
-    began = time.time()
-    result = train(cfg, model_factory=factory)
-    wall = round(time.time() - began, 1)
-
-    model = build_model(cfg)  # the trained weights (final.pth: the EMA's when the protocol uses it)
+    model = build_model(done["cfg"])  # the trained weights (final.pth: the EMA's when the protocol uses it)
     oracle = ScaleOracle(model)
     model.load_state_dict(load_weights_file(result["final"])["model"])
     paths = probe_images(data, args.images)
@@ -96,9 +82,9 @@ def main(argv=None) -> int:
         groups[group] = collect_states(model, [read_image(p) for p in paths[group]])
     record = {"protocol": proto.name, "row": "scale_oracle", "start": "dsic_gatelr01", "seed": args.seed,
               "lr_mult": args.lr_mult, "iterations": result["iteration"], "offsets": [[[round(o, 5) for o in path] for path in level] for level in oracle.offsets()],
-              "groups_trained": dict(trained["oracle"].trained_on), "loss_first100": mean_loss(run / "log.jsonl", True),
+              "groups_trained": dict(done["instrument"].trained_on), "loss_first100": mean_loss(run / "log.jsonl", True),
               "loss_last100": mean_loss(run / "log.jsonl", False), "gate_probe": individuality(groups),
-              "commit": commit, "threads": torch.get_num_threads(), "wall_s": wall}
+              "commit": done["commit"], "threads": torch.get_num_threads(), "wall_s": done["wall_s"]}
     path = args.results or proto.results_dir / "scale_oracle" / f"dsic_gatelr01_seed{args.seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,15 +20,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from instrumented import train_instrumented  # benchmarks/instrumented.py
 from run import variants  # benchmarks/run.py: the rows and their overrides
 
-from dsic.config import load_config
-from dsic.demo import ensure_data, train_command
-from dsic.engine.builders import build_model
-from dsic.engine.train import train
+from dsic.demo import ensure_data
 from dsic.models.unit_dynamics import UnitDynamics, per_iteration
 from dsic.protocol import get_protocol
-from dsic.results import git_commit
 
 
 def main(argv=None) -> int:
@@ -49,23 +45,12 @@ def main(argv=None) -> int:
         raise SystemExit(f"--row: {args.row!r} is not a scenes row of protocol {proto.name} ({', '.join(rows)})")
     data = ensure_data(args.out, proto, args.quick)
     run = args.out / f"{args.row}_seed{args.seed}"
-    config, *overrides = train_command(proto, data, rows[args.row], run, args.seed, args.quick)
-    overrides += ["train.eval_every=0"] + ([f"train.max_iters={args.iters}"] if args.iters else [])
-    cfg = load_config(config, overrides)
-    holder = {}
-
-    def factory(cfg):
-        model = build_model(cfg)
-        holder["dyn"] = UnitDynamics(model)
-        return model
-
-    commit = git_commit(ROOT)  # the code that trains, not the HEAD when it ends
-    start = time.time()
-    result = train(cfg, model_factory=factory)
-    dyn = holder["dyn"]
-    stats = {"protocol": proto.name, "row": args.row, "seed": args.seed, "iterations": result["iteration"],
+    extra = ["train.eval_every=0"] + ([f"train.max_iters={args.iters}"] if args.iters else [])
+    done = train_instrumented(proto, data, rows[args.row], run, args.seed, args.quick, UnitDynamics, extra)
+    dyn = done["instrument"]
+    stats = {"protocol": proto.name, "row": args.row, "seed": args.seed, "iterations": done["result"]["iteration"],
              "window": args.window, "summary": dyn.summary(args.window), "per_iteration": per_iteration(dyn),
-             "commit": commit, "threads": torch.get_num_threads(), "wall_s": round(time.time() - start, 1)}
+             "commit": done["commit"], "threads": torch.get_num_threads(), "wall_s": done["wall_s"]}
     path = args.results or proto.results_dir / "unit_dynamics" / f"{args.row}_seed{args.seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stats) + "\n")

@@ -1,0 +1,40 @@
+"""Training one benchmark run in this process with an instrument on its model, shared by the analyses
+that must watch or change a run while it trains (benchmarks/unit_dynamics.py, benchmarks/scale_oracle.py)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dsic.config import load_config
+from dsic.demo import train_command
+from dsic.engine.builders import build_model
+from dsic.engine.train import train
+from dsic.protocol import Protocol
+from dsic.results import git_commit
+
+
+def train_instrumented(proto: Protocol, data: Path, overrides: list[str], run: Path, seed: int, quick: bool,
+                       attach, extra: list[str] = ()) -> dict:
+    """Train ``run`` as benchmarks/run.py would (the protocol's config, ``overrides``, seed, data order
+    and lr schedule; ``extra`` overrides after them), with ``attach(model)`` called on the model
+    before training. Returns ``{"result", "instrument", "cfg", "commit", "wall_s"}``: train's result,
+    what ``attach`` returned, the config, the commit of the code that trained and the wall time."""
+    config, *args = train_command(proto, data, overrides, run, seed, quick)
+    cfg = load_config(config, args + list(extra))
+    attached = {}
+
+    def factory(cfg):
+        model = build_model(cfg)
+        attached["instrument"] = attach(model)
+        return model
+
+    commit = git_commit(ROOT)  # the code that trains, not the HEAD when it ends
+    start = time.time()
+    result = train(cfg, model_factory=factory)
+    return {"result": result, "instrument": attached["instrument"], "cfg": cfg, "commit": commit,
+            "wall_s": round(time.time() - start, 1)}
