@@ -329,6 +329,23 @@ def scale_oracle_table(folder: Path) -> str:
          "training images small / large / mixed |"), row)
 
 
+def rerun_table(folder: Path, records: dict) -> str:
+    """Runs trained again on a later machine (``<results>/rerun/``, the same row, seed, code and
+    thread count) beside the recorded runs they repeat: how far a run moves between machines."""
+    again = load_records(folder) if folder.is_dir() else {}
+    lines = [f"| {row} | {seed} | {first['commit'][:7]} / {rec['commit'][:7]} | {first['metrics']['AP']:.2f} | "
+             f"{rec['metrics']['AP']:.2f} | {rec['metrics']['AP'] - first['metrics']['AP']:+.2f} |"
+             for row, runs in sorted(again.items()) for seed, rec in sorted(runs.items())
+             if (first := records.get(row, {}).get(seed))]
+    if not lines:
+        return ""
+    return "\n".join(["", ("The same runs trained again on a later machine (same row, seed, code and one thread; "
+                       "`benchmarks/run.py scenes --protocol <p> --variants <row> --seeds <n>`, then `--report-only "
+                       "--results benchmarks/results/<p>/rerun`): the spread of one seed between machines."), "",
+                       "| row | seed | commits (recorded / again) | AP recorded | AP again | again − recorded |",
+                       "|---|---|---|---|---|---|", *lines])
+
+
 def unit_dynamics_table(folder: Path, early: int = 200, window: int = 50) -> str:
     """From ``<results>/unit_dynamics/*.json`` (benchmarks/unit_dynamics.py): how each control unit's
     hidden units live through training, and how much gradient reaches them through the path logits."""
@@ -412,7 +429,8 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
                 incentive_table(results / "incentive_val", groups_caption("val", "validation images (never trained on)")),
                 control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"),
                 unit_dynamics_table(results / "unit_dynamics"), unit_drift_table(results / "unit_drift"),
-                static_routing_table(results / "static_routing"), scale_oracle_table(results / "scale_oracle")]
+                static_routing_table(results / "static_routing"), scale_oracle_table(results / "scale_oracle"),
+                rerun_table(results / "rerun", everything)]
     out += [table for table in analyses if table]  # an analysis with no record adds nothing
     return "\n".join(out + ["", end])
 

@@ -239,3 +239,16 @@ def test_scale_oracle_table_from_its_files(tmp_path):
     assert ("| dsic_gatelr01_seed0 | 0.65 | 0.120 (0,0) | 12.00 | yes | +0.130 | 0.412 -> 0.399 | 770 / 1210 / 4400 |"
             in text)
     assert _report().scale_oracle_table(tmp_path / "none") == ""
+
+
+def test_rerun_table_sets_runs_made_again_beside_their_records(tmp_path):
+    import json
+
+    (tmp_path / "rerun").mkdir()
+    metrics = {"AP": 71.506, "AP50": 93.0, "AP75": 86.0, "APs": 65.9, "APm": 80.4, "APl": 79.0}
+    (tmp_path / "rerun" / "dsic_x_seed1.json").write_text(json.dumps(
+        {"row": "dsic_x", "seed": 1, "metrics": metrics, "commit": "ebb0b48abc"}))
+    records = {"dsic_x": {1: {"metrics": dict(metrics, AP=71.963), "commit": "bf02c94def"}}}
+    text = _report().rerun_table(tmp_path / "rerun", records)
+    assert "| dsic_x | 1 | bf02c94 / ebb0b48 | 71.96 | 71.51 | -0.46 |" in text
+    assert _report().rerun_table(tmp_path / "none", records) == ""
