@@ -58,7 +58,7 @@ TABLES = {
                    "dsic_pathstats_gatelr01", "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
                    "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03",
                    "dsic_gatelr01_gateft_pathstats02", "dsic_gatelr01_gateft_pathstats01_long",
-                   "dsic_gatelr01_gateft_pathstd"],
+                   "dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_pathscale"],
         "dsic_gatelr01"),
     "How CSG's gates learn": ("gates", ["fpn", "dsic", *GATE_ROWS], "fpn"),
     "Gate designs against DSIC with one lr for everything (dsic)": ("gates", ["dsic", *GATE_ROWS], "dsic"),

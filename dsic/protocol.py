@@ -58,7 +58,11 @@
   4-5 of ``fpn``, ``dsic_gatelr01`` and ``fcfpn`` ("v7's headline comparisons at 6 seeds", n fixed
   at 6; their own table in BENCHMARKS.md, v7's other tables keep seeds 0-3). Session 14: the path
   logits learned second read from the whole standardised descriptor (``dsic_gatelr01_gateft_pathstd``,
-  seeds 0-1; "Routing learned second, read from the descriptor").
+  seeds 0-1; "Routing learned second, read from the descriptor"). Session 15, after the scale
+  oracle (benchmarks/scale_oracle.py, an instrument): the path logits learned second read the
+  image's scale group as predicted by a head taught by the boxes (``dsic_gatelr01_gateft_pathscale``,
+  seeds 0-1, then 2-3 by the rule; "A scale reader taught by the boxes"), paired against
+  ``dsic_gatelr01`` trained again on the same machine (``benchmarks/results/v7/rerun``).
   21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine
   of its day).
 """

@@ -318,7 +318,7 @@ def test_csg_path_gate_descriptor_reads_the_logits_linearly_from_the_descriptor(
     torch.testing.assert_close(w[:, 1:], w_plain[:, 1:])
     z = torch.atanh(w_plain[:, 0].clamp(-0.999, 0.999))
     torch.testing.assert_close(w[:, 0], torch.tanh(z + pooled[0][:, :1]), atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="^CSG path_gate must be one of false, true, hidden, descriptor, standardized, statistics; got 'both'$"):
+    with pytest.raises(ValueError, match="^CSG path_gate must be one of false, true, hidden, descriptor, standardized, statistics, scale; got 'both'$"):
         ControlUnit(3, 8, "tanh", "sigmoid", path_gate="both")
 
 

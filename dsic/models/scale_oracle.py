@@ -18,26 +18,16 @@ targets (a forward pre-hook on the detector), and the probe sets them by hand
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import torch
 from torch import Tensor, nn
 
-from ..data.synth import GROUPS
 from .probe import _control_units
+from .scale_groups import SCALE_GROUP_NAMES as ORACLE_GROUPS
+from .scale_groups import scale_group
 
-SMALL = GROUPS["small"][1][0][1]  # the probe's bounds on sqrt(area): 32 and 96 px
-LARGE = GROUPS["large"][1][0][0]
-ORACLE_GROUPS = ("small", "large", "mixed")
-
-
-def scale_group(areas: Tensor | list[float], small: float = SMALL, large: float = LARGE) -> str | None:
-    """The probe group of an image whose objects have these areas (None without objects)."""
-    sizes = [math.sqrt(float(a)) for a in areas]
-    if not sizes:
-        return None
-    return "small" if max(sizes) < small else "large" if min(sizes) >= large else "mixed"
+__all__ = ["ORACLE_GROUPS", "ScaleOracle", "scale_group"]
 
 
 class _Groups:

@@ -62,7 +62,13 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   logits from scale statistics"; measured on v7, off by default). Both descriptor forms were
   measured on protocol v4 (2 seeds each, last layers at 10x the gate lr): the path logits
   saturate (W = +-1), AP drops by 3-11 points and W still does not follow the image's scale
-  (docs/design.md, "Two last levers").
+  (docs/design.md, "Two last levers"). ``"scale"`` reads them from the image's predicted **scale
+  group**: a head on the standardised descriptor predicts (small, large, mixed) probabilities q,
+  trained only by a cross-entropy against the group of the image's boxes (the probe's rule:
+  :mod:`dsic.models.scale_supervision`, which adds ``loss_scale`` to the detector's losses), and
+  p_ik = o_ik . q + c_ik, q detached, so the detection loss trains only o and c and the head cannot
+  follow anything but scale. It needs boxes in training only; inference reads q from the image.
+  Measured on v7 as routing learned second (docs/design.md, "A scale reader taught by the boxes").
 * ``control_act`` (``relu`` | ``leaky_relu``): the channel unit's hidden activation. The paper
   says "convs + activations". With ``relu`` (default) the finer levels' hidden units die whenever
   their updates grow: at gate lr 1, with the path-logit layer at 3x the gate lr, or with the last
@@ -92,7 +98,8 @@ from .base import Neck, conv, fit, init_conv
 from .isg import COARSE_MODES
 
 CONTROL_NORMS = ("none", "layer", "running")
-PATH_GATES = (False, True, "hidden", "descriptor", "standardized", "statistics")  # true = hidden
+PATH_GATES = (False, True, "hidden", "descriptor", "standardized", "statistics", "scale")  # true = hidden
+SCALE_GROUPS = 3  # "scale" path gates: the probe groups (small, large, mixed) a unit's scale head predicts
 SCALE_STATISTICS = 3  # per path: energy share, peak-to-mean, spatial variation (scale_statistics)
 GAINS = ("weights", "input")  # where the 1 / (act(w) act(s)) compensation lives
 CONTROL_ACTS = ("relu", "leaky_relu")  # the channel unit's hidden activation
@@ -186,19 +193,26 @@ class ControlUnit(nn.Module):
         # read from the hidden layer (true / "hidden") or linearly from the descriptor ("descriptor")
         # or from the descriptor standardised per entry over training images ("standardized")
         # or from the paths' scale statistics standardised likewise ("statistics")
+        # or from the probabilities of the image's scale group, predicted from the standardised
+        # descriptor by a head trained on the boxes' sizes ("scale": dsic.models.scale_supervision)
         if not (isinstance(path_gate, bool) or (isinstance(path_gate, str) and path_gate in PATH_GATES)):
-            raise ValueError(f"CSG path_gate must be one of false, true, hidden, descriptor, standardized, statistics; "
+            raise ValueError(f"CSG path_gate must be one of false, true, hidden, descriptor, standardized, statistics, scale; "
                              f"got {path_gate!r}")
         self.path_input = "hidden" if path_gate is True else path_gate or None
         width = {"hidden": hidden, "statistics": SCALE_STATISTICS * num_inputs}.get(self.path_input, num_inputs * channels)
-        self.path = nn.Conv2d(width, num_inputs, 1) if self.path_input else None
         # the statistics vary over images by std 0.015-0.23 (v7): a smaller eps than the descriptor's
         self.path_norm = (RunningStandardize(width, eps=1e-4 if self.path_input == "statistics" else 1e-2)
-                          if self.path_input in ("standardized", "statistics") else None)
+                          if self.path_input in ("standardized", "statistics", "scale") else None)
+        self.scale_head = nn.Conv2d(width, SCALE_GROUPS, 1) if self.path_input == "scale" else None
+        self.scale_logits: Tensor | None = None  # the last forward's group logits [B, 3] (scale only)
+        self.path = nn.Conv2d(SCALE_GROUPS if self.scale_head is not None else width, num_inputs, 1) if self.path_input else None
         init_conv(self)
         if self.path is not None:
             nn.init.normal_(self.path.weight, std=signal_std)
             nn.init.zeros_(self.path.bias)
+        if self.scale_head is not None:  # uniform group probabilities at the start
+            nn.init.zeros_(self.scale_head.weight)
+            nn.init.zeros_(self.scale_head.bias)
         for last, m, target, std in ((self.channel[-1], self.mode, 1.0 / num_inputs, signal_std),
                                      (self.select[-1], select_mode, 0.5, 0.01)):
             nn.init.normal_(last.weight, std=std)
@@ -219,6 +233,10 @@ class ControlUnit(nn.Module):
                 source = hidden
             elif self.path_input == "statistics":
                 source = self.path_norm(scale_statistics(magnitudes).to(descriptor.dtype))
+            elif self.path_input == "scale":  # the head learns from the boxes only, the path layer from the loss
+                logits = self.scale_head(self.path_norm(descriptor).detach()).flatten(1)
+                self.scale_logits = logits if self.training else logits.detach()
+                source = logits.detach().softmax(1)[..., None, None]
             else:
                 source = descriptor if self.path_norm is None else self.path_norm(descriptor)
             w = w + self.path(source).unsqueeze(2)

@@ -1,0 +1,83 @@
+"""Teaching CSG's ``scale`` path gates to read the image's scale group from its boxes.
+
+A control unit built with ``path_gate: "scale"`` (:class:`dsic.necks.csg.ControlUnit`) has a head
+that predicts, from its standardised descriptor, the probabilities q of the image's scale group
+(small, large, mixed: :mod:`dsic.models.scale_groups`), and path logits p_ik = o_ik . q + c_ik with
+q detached. The detection loss trains o and c, the routing per group; nothing but the boxes trains
+the head, so it can learn scale and nothing else (readers trained by the detection loss alone saw
+scale but followed other differences between images: docs/design.md, "A scale reader taught by
+the boxes"). :func:`attach_scale_supervision` (called by the builder on every detector) adds the
+head's loss in training:
+
+    loss_scale = mean over the scale units of cross_entropy(head logits, group of the image's boxes)
+
+beside torchvision's losses, so the engine sums, logs and checks it like them. Its weight is 1: q is
+detached and the descriptor it reads is detached, so the weight would only scale the head's own
+gradient, which its lr factor (``train.lr_mults``) already sets. Images without boxes are left out.
+Inference needs no boxes: q comes from the image.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .probe import _control_units
+from .scale_groups import SCALE_GROUP_NAMES, scale_group
+
+IGNORE = -100  # cross_entropy's ignore_index: images without boxes
+
+
+def group_labels(targets: list[dict]) -> Tensor:
+    """The scale group of each target's boxes, as indices into SCALE_GROUP_NAMES (IGNORE without
+    boxes). Reads ``area`` when the target has it (the dataset's, as the probe's rule), else the
+    boxes' width x height."""
+    labels = []
+    for t in targets:
+        if "area" in t:
+            areas = t["area"].tolist()
+        else:
+            boxes = t["boxes"]
+            areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).tolist()
+        group = scale_group(areas)
+        labels.append(IGNORE if group is None else SCALE_GROUP_NAMES.index(group))
+    return torch.tensor(labels, dtype=torch.long)
+
+
+class ScaleSupervision:
+    """The hooks on a detector whose CSG has ``scale`` path gates: before a training forward, the
+    batch's group labels from its targets; after it, ``loss_scale`` added to the loss dict."""
+
+    def __init__(self, detector: nn.Module, units: list[nn.Module]):
+        self.units = units
+        self.labels: Tensor | None = None
+        detector.register_forward_pre_hook(self._before, with_kwargs=True)
+        detector.register_forward_hook(self._after, with_kwargs=True)
+
+    def _before(self, module, args, kwargs):
+        targets = kwargs.get("targets", args[1] if len(args) > 1 else None)
+        self.labels = group_labels(targets) if module.training and targets is not None else None
+
+    def _after(self, module, args, kwargs, output):
+        labels, self.labels = self.labels, None
+        if labels is None or not isinstance(output, dict):
+            return None
+        losses = []
+        for unit in self.units:
+            logits = unit.scale_logits
+            if logits is None:
+                raise RuntimeError("scale supervision: a scale path gate ran no forward in this training step")
+            unit.scale_logits = logits.detach()  # keep no graph on the module
+            if (labels != IGNORE).any():
+                losses.append(F.cross_entropy(logits.float(), labels.to(logits.device), ignore_index=IGNORE))
+            else:  # a batch without boxes: zero, still attached so every rank's graph has the head
+                losses.append(logits.float().sum() * 0.0)
+        return {**output, "loss_scale": torch.stack(losses).mean()}
+
+
+def attach_scale_supervision(detector: nn.Module) -> ScaleSupervision | None:
+    """Attach :class:`ScaleSupervision` to ``detector`` if its CSG has ``scale`` path gates
+    (returns it; ``None`` and no hooks otherwise)."""
+    units = [u for u in _control_units(detector) if getattr(u, "scale_head", None) is not None]
+    return ScaleSupervision(detector, units) if units else None

@@ -1,0 +1,98 @@
+"""csg_path_gate: scale and dsic.models.scale_supervision: path logits read a scale group that a head
+learns from the boxes alone."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from dsic.models import gate_states
+from dsic.models.probe import _control_units
+from dsic.models.scale_supervision import IGNORE, group_labels
+
+from .helpers import tiny_detector
+
+SCALE = {"csg_path_gate": "scale", "csg_signal_std": 0}
+
+
+def _target(size: float, n: int = 1, area: bool = True) -> dict:
+    boxes = torch.tensor([[2.0, 2.0, 2.0 + size, 2.0 + size]] * n).reshape(n, 4)
+    t = {"boxes": boxes, "labels": torch.ones(n, dtype=torch.long)}
+    if area:
+        t["area"] = torch.full((n,), size * size)
+    return t
+
+
+def test_group_labels_follow_the_probe_rule_from_areas_or_boxes():
+    targets = [_target(10), _target(100), _target(50), _target(10, n=0), _target(100, area=False)]
+    assert group_labels(targets).tolist() == [0, 1, 2, IGNORE, 1]  # small, large, mixed, no boxes, large
+
+
+def test_only_scale_path_gates_get_the_hooks():
+    assert tiny_detector().scale_supervision is None
+    model = tiny_detector(neck_cfg=SCALE)
+    units = _control_units(model)
+    assert model.scale_supervision.units == units and len(units) == 4
+    assert all(u.scale_head.weight.shape[:2] == (3, u.n * u.channels) and u.path.weight.shape[:2] == (u.n, 3)
+               for u in units)
+
+
+def test_zero_start_computes_the_loaded_network_exactly():
+    image = torch.rand(3, 64, 64)
+    plain = tiny_detector().eval()
+    model = tiny_detector(neck_cfg=SCALE).eval()
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(".scale_head." in k or ".path." in k or ".path_norm." in k for k in missing)
+    with torch.no_grad():
+        plain([image])
+        w_plain = gate_states(plain)["csg"]["w"].clone()
+        model([image])  # no targets in evaluation: q from the image alone
+    torch.testing.assert_close(gate_states(model)["csg"]["w"], w_plain)
+
+
+def test_the_head_learns_from_the_boxes_only_and_the_path_layer_from_the_detection_loss():
+    model = tiny_detector(neck_cfg=SCALE).train()
+    images = [torch.rand(3, 64, 64), torch.rand(3, 64, 64)]
+    losses = model(images, [_target(10), _target(40)])
+    assert losses["loss_scale"].item() == pytest.approx(math.log(3), abs=1e-6)  # uniform q at the start
+    params = dict(model.named_parameters())
+    head = [n for n in params if ".scale_head." in n]
+    path = [n for n in params if ".csg.control." in n and ".path." in n]
+    scale_grads = torch.autograd.grad(losses["loss_scale"], [params[n] for n in head + path], allow_unused=True)
+    assert all(g is not None and g.abs().sum() > 0 for g in scale_grads[:len(head)])
+    assert all(g is None for g in scale_grads[len(head):])
+    detection = sum(v for k, v in losses.items() if k != "loss_scale")
+    det_grads = torch.autograd.grad(detection, [params[n] for n in head + path], allow_unused=True)
+    assert all(g is None for g in det_grads[:len(head)])  # q is detached
+    assert any(g is not None and g.abs().sum() > 0 for g in det_grads[len(head):])
+
+
+def test_a_batch_without_boxes_adds_a_zero_loss_and_the_model_copies_after_training():
+    model = tiny_detector(neck_cfg=SCALE).train()
+    losses = model([torch.rand(3, 64, 64)], [_target(10, n=0)])
+    assert losses["loss_scale"].item() == 0.0 and losses["loss_scale"].requires_grad
+    ema = copy.deepcopy(model).eval()  # as the EMA is: no graph is kept on the units
+    with torch.no_grad():
+        assert len(ema([torch.rand(3, 64, 64)])) == 1
+
+
+def test_the_head_fits_the_groups_of_a_few_images():
+    torch.manual_seed(0)
+    model = tiny_detector(neck_cfg=SCALE).train()
+    heads = [p for n, p in model.named_parameters() if ".scale_head." in n]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in heads:
+        p.requires_grad_(True)
+    optimizer = torch.optim.SGD(heads, lr=0.05)
+    images = [torch.rand(3, 64, 64) * 0.2, torch.rand(3, 64, 64)]  # two different images, two groups
+    targets = [_target(10), _target(60)]
+    first = None
+    for _ in range(30):
+        loss = model(images, targets)["loss_scale"]
+        first = loss.item() if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5 * first
