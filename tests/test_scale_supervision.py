@@ -96,3 +96,44 @@ def test_the_head_fits_the_groups_of_a_few_images():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.5 * first
+
+
+def _bench(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scale_head_report_reads_the_head_per_level_and_the_losses(tmp_path):
+    import json
+
+    from PIL import Image
+
+    bench = _bench("scale_head")
+    paths = {}
+    for group in ("small", "large", "mixed"):
+        paths[group] = []
+        for i in range(2):
+            f = tmp_path / f"{group}{i}.jpg"
+            Image.new("RGB", (64, 64), (40 * i, 90, 200)).save(f)
+            paths[group].append(f)
+    model = tiny_detector(neck_cfg=SCALE).eval()
+    with torch.no_grad():
+        for u in _control_units(model):
+            u.scale_head.bias[:] = torch.tensor([0.0, 5.0, 0.0])  # every image read as "large"
+    reading = bench.head_reading(model, paths)
+    assert reading["accuracy"] == [pytest.approx(1 / 3, abs=1e-4)] * 4 and reading["images"]["small"] == 2
+    assert reading["mean_q"]["small"][0][1] == pytest.approx(math.exp(5) / (math.exp(5) + 2), abs=1e-4)
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps({"iter": i, "loss": 1.5 - i / 100, "loss_scale": 1.0 - i / 100})
+                             for i in range(1, 11)) + "\n")
+    ends = bench.loss_ends(log, count=2)
+    assert ends == {"detection_first100": 0.5, "detection_last100": 0.5, "scale_first100": 0.985,
+                    "scale_last100": 0.905}
+    with pytest.raises(SystemExit, match="no scale path gates"):
+        bench.head_reading(tiny_detector().eval(), paths)
