@@ -13,6 +13,7 @@ import argparse
 import functools
 import importlib.util
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from dsic.protocol import PROTOCOLS as ALL_PROTOCOLS
 from dsic.protocol import get_protocol
-from dsic.results import load_records, paired_table
+from dsic.results import load_records, mean_ci, paired_table
 
 PROTOCOLS = tuple(p for p in ALL_PROTOCOLS if p != "v1")  # v1 is history, written by hand
 
@@ -346,6 +347,33 @@ def rerun_table(folder: Path, records: dict) -> str:
                        "|---|---|---|---|---|---|", *lines])
 
 
+# rows learned second that started from dsic_gatelr01 trained again on their own machine (<results>/rerun):
+# their AP is paired against those networks, not against the recorded ones from an earlier machine
+STARTED_FROM_RERUN = {"dsic_gatelr01_gateft_pathstd": "dsic_gatelr01", "dsic_gatelr01_gateft_pathscale": "dsic_gatelr01"}
+
+
+def started_from_table(folder: Path, records: dict) -> str:
+    """Rows learned second on networks trained again on the same machine (:data:`STARTED_FROM_RERUN`):
+    every seed's AP beside the network it started from, and the mean paired difference."""
+    again = load_records(folder) if folder.is_dir() else {}
+    lines = []
+    for row, start in STARTED_FROM_RERUN.items():
+        pairs = [(seed, rec["metrics"]["AP"], again[start][seed]["metrics"]["AP"])
+                 for seed, rec in sorted(records.get(row, {}).items()) if seed in again.get(start, {})]
+        if pairs:
+            diffs = [ap - ap0 for _, ap, ap0 in pairs]
+            m, lo, hi = mean_ci(diffs)
+            mean = f"{m:+.2f}" + ("" if math.isnan(lo) else f" [{lo:+.2f}, {hi:+.2f}]")
+            seeds = "; ".join(f"{seed}: {ap:.2f} vs {ap0:.2f} ({ap - ap0:+.2f})" for seed, ap, ap0 in pairs)
+            lines.append(f"| {row} | {start} (trained again) | {seeds} | {mean} |")
+    if not lines:
+        return ""
+    return "\n".join(["", ("Rows learned second, paired against the very networks they started from (`" + "`, `".join(
+        sorted(set(STARTED_FROM_RERUN.values()))) + "` trained again on the same machine, `rerun/`): AP per seed, "
+        "and the mean paired difference with its 95 % t-interval (from 2 seeds on)."), "",
+        "| row | started from | seed: AP vs the start's (difference) | mean difference |", "|---|---|---|---|", *lines])
+
+
 def unit_dynamics_table(folder: Path, early: int = 200, window: int = 50) -> str:
     """From ``<results>/unit_dynamics/*.json`` (benchmarks/unit_dynamics.py): how each control unit's
     hidden units live through training, and how much gradient reaches them through the path logits."""
@@ -430,7 +458,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
                 control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"),
                 unit_dynamics_table(results / "unit_dynamics"), unit_drift_table(results / "unit_drift"),
                 static_routing_table(results / "static_routing"), scale_oracle_table(results / "scale_oracle"),
-                rerun_table(results / "rerun", everything)]
+                rerun_table(results / "rerun", everything), started_from_table(results / "rerun", everything)]
     out += [table for table in analyses if table]  # an analysis with no record adds nothing
     return "\n".join(out + ["", end])
 

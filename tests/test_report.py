@@ -252,3 +252,19 @@ def test_rerun_table_sets_runs_made_again_beside_their_records(tmp_path):
     text = _report().rerun_table(tmp_path / "rerun", records)
     assert "| dsic_x | 1 | bf02c94 / ebb0b48 | 71.96 | 71.51 | -0.46 |" in text
     assert _report().rerun_table(tmp_path / "none", records) == ""
+
+
+def test_started_from_table_pairs_rows_learned_second_with_the_networks_they_started_from(tmp_path):
+    import json
+
+    (tmp_path / "rerun").mkdir()
+    for seed, ap in ((0, 71.886), (1, 71.506)):
+        (tmp_path / "rerun" / f"dsic_gatelr01_seed{seed}.json").write_text(json.dumps(
+            {"row": "dsic_gatelr01", "seed": seed, "metrics": {"AP": ap}, "commit": "ebb0b48"}))
+    records = {"dsic_gatelr01_gateft_pathstd": {0: {"metrics": {"AP": 71.406}}, 1: {"metrics": {"AP": 71.156}},
+                                                 2: {"metrics": {"AP": 70.0}}}}
+    text = _report().started_from_table(tmp_path / "rerun", records)
+    # seed 2 has no network trained again to pair with; the interval of two differences -0.48, -0.35
+    assert ("| dsic_gatelr01_gateft_pathstd | dsic_gatelr01 (trained again) | 0: 71.41 vs 71.89 (-0.48); "
+            "1: 71.16 vs 71.51 (-0.35) | -0.41 [-1.24, +0.41] |") in text
+    assert _report().started_from_table(tmp_path / "none", records) == ""
