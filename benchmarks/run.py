@@ -149,12 +149,16 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                 "model.neck_cfg.csg_path_gate=scale", "model.neck_cfg.csg_signal_std=0",
                 "model.init_from={runs}/dsic_gatelr01_seed{seed}/final.pth",
                 'train.lr_mults={"*.csg.control.*.path.*": 0.65, "*.csg.control.*.scale_head.*": 0.1, "*": 0}']
+            # (and, after its head ended underfit, loss_scale still falling: the head at 0.5x)
+            out["dsic_gatelr01_gateft_pathscale_head05"] = out["dsic_gatelr01_gateft_pathscale"][:-1] + [
+                'train.lr_mults={"*.csg.control.*.path.*": 0.65, "*.csg.control.*.scale_head.*": 0.5, "*": 0}']
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
                                                  "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
                                                  "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
                                                  "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03",
                                                  "dsic_gatelr01_gateft_pathstats02", "dsic_gatelr01_gateft_pathstats01_long",
-                                                 "dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_pathscale")}
+                                                 "dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_pathscale",
+                                                 "dsic_gatelr01_gateft_pathscale_head05")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)
