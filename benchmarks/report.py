@@ -331,6 +331,27 @@ def scale_oracle_table(folder: Path) -> str:
          "training images small / large / mixed |"), row)
 
 
+def scale_head_table(folder: Path) -> str:
+    """From ``<results>/scale_head/*.json`` (benchmarks/scale_head.py): how well the heads of
+    ``csg_path_gate: scale`` read the probe groups, and how their run's losses moved."""
+    def row(r):
+        q = r["probe"]["mean_q"]
+        small, large = (r["order"].index(g) for g in ("small", "large"))
+        return (f"{_levels(r['probe']['accuracy'], '.2f')} | {_levels([v[small] for v in q['small']], '.2f')} | "
+                f"{_levels([v[large] for v in q['large']], '.2f')} | {r['scale_first100']:.3f} -> {r['scale_last100']:.3f} | "
+                f"{r['detection_first100']:.3f} -> {r['detection_last100']:.3f}")
+    return _analysis_table(folder, (
+        "How well the scale heads read the image (`csg_path_gate: scale`, `dsic.models.scale_supervision`; "
+        "`benchmarks/scale_head.py --protocol <p> --row <row> --seed <s>`): per output level, the fraction "
+        "of probe images (50 per group) whose group the head names, its mean probability of \"small\" on "
+        "all-small images and of \"large\" on all-large ones, and the run's `loss_scale` and detection loss "
+        "(the other losses' sum), each the mean of the first and the last 100 iterations. The same "
+        "probabilities for every image, the training set's group shares (v7: 12 / 18 / 70 %), give a "
+        "`loss_scale` of about 0.81."),
+        ("| run | probe accuracy (P2 / P3 / P4 / P5) | q(small), small images | q(large), large images | "
+         "loss_scale, first -> last 100 | detection loss, first -> last 100 |"), row)
+
+
 def rerun_table(folder: Path, records: dict) -> str:
     """Runs trained again on a later machine (``<results>/rerun/``, the same row, seed, code and
     thread count) beside the recorded runs they repeat: how far a run moves between machines."""
@@ -460,6 +481,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
                 control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"),
                 unit_dynamics_table(results / "unit_dynamics"), unit_drift_table(results / "unit_drift"),
                 static_routing_table(results / "static_routing"), scale_oracle_table(results / "scale_oracle"),
+                scale_head_table(results / "scale_head"),
                 rerun_table(results / "rerun", everything), started_from_table(results / "rerun", everything)]
     out += [table for table in analyses if table]  # an analysis with no record adds nothing
     return "\n".join(out + ["", end])

@@ -269,3 +269,17 @@ def test_started_from_table_pairs_rows_learned_second_with_the_networks_they_sta
     assert ("| dsic_gatelr01_gateft_pathstd | dsic_gatelr01 (trained again) | 0: 71.41 vs 71.89 (-0.48); "
             "1: 71.16 vs 71.51 (-0.35) | -0.41 [-1.24, +0.41] |") in text
     assert _report().started_from_table(tmp_path / "none", records) == ""
+
+
+def test_scale_head_table_from_its_files(tmp_path):
+    import json
+
+    (tmp_path / "scale_head").mkdir()
+    q = {"small": [[0.52, 0.06, 0.42]] * 4, "large": [[0.08, 0.73, 0.19]] * 4, "mixed": [[0.2, 0.3, 0.5]] * 4}
+    (tmp_path / "scale_head" / "row_seed0.json").write_text(json.dumps(
+        {"probe": {"accuracy": [0.67, 0.7, 0.68, 0.62], "mean_q": q}, "order": ["small", "large", "mixed"],
+         "scale_first100": 0.6627, "scale_last100": 0.5066, "detection_first100": 0.3644, "detection_last100": 0.3577}))
+    text = _report().scale_head_table(tmp_path / "scale_head")
+    assert ("| row_seed0 | 0.67 / 0.70 / 0.68 / 0.62 | 0.52 / 0.52 / 0.52 / 0.52 | 0.73 / 0.73 / 0.73 / 0.73 | "
+            "0.663 -> 0.507 | 0.364 -> 0.358 |") in text
+    assert _report().scale_head_table(tmp_path / "none") == ""
