@@ -13,7 +13,6 @@ import argparse
 import functools
 import importlib.util
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from dsic.protocol import PROTOCOLS as ALL_PROTOCOLS
 from dsic.protocol import get_protocol
-from dsic.results import load_records, mean_ci, paired_table
+from dsic.results import format_ci, load_records, mean_ci, paired_table
 
 PROTOCOLS = tuple(p for p in ALL_PROTOCOLS if p != "v1")  # v1 is history, written by hand
 
@@ -369,30 +368,29 @@ def rerun_table(folder: Path, records: dict) -> str:
                        "|---|---|---|---|---|---|", *lines])
 
 
-# rows learned second that started from dsic_gatelr01 trained again on their own machine (<results>/rerun):
+# rows learned second that started from START_ROW trained again on their own machine (<results>/rerun):
 # their AP is paired against those networks, not against the recorded ones from an earlier machine
-STARTED_FROM_RERUN = {"dsic_gatelr01_gateft_pathstd": "dsic_gatelr01", "dsic_gatelr01_gateft_pathscale": "dsic_gatelr01",
-                      "dsic_gatelr01_gateft_pathscale_head05": "dsic_gatelr01"}
+START_ROW = "dsic_gatelr01"
+STARTED_FROM_RERUN = ("dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_pathscale",
+                      "dsic_gatelr01_gateft_pathscale_head05")
 
 
 def started_from_table(folder: Path, records: dict) -> str:
     """Rows learned second on networks trained again on the same machine (:data:`STARTED_FROM_RERUN`):
     every seed's AP beside the network it started from, and the mean paired difference."""
-    again = load_records(folder) if folder.is_dir() else {}
+    start = (load_records(folder) if folder.is_dir() else {}).get(START_ROW, {})
     lines = []
-    for row, start in STARTED_FROM_RERUN.items():
-        pairs = [(seed, rec["metrics"]["AP"], again[start][seed]["metrics"]["AP"])
-                 for seed, rec in sorted(records.get(row, {}).items()) if seed in again.get(start, {})]
+    for row in STARTED_FROM_RERUN:
+        pairs = [(seed, rec["metrics"]["AP"], start[seed]["metrics"]["AP"])
+                 for seed, rec in sorted(records.get(row, {}).items()) if seed in start]
         if pairs:
-            diffs = [ap - ap0 for _, ap, ap0 in pairs]
-            m, lo, hi = mean_ci(diffs)
-            mean = f"{m:+.2f}" + ("" if math.isnan(lo) else f" [{lo:+.2f}, {hi:+.2f}]")
             seeds = "; ".join(f"{seed}: {ap:.2f} vs {ap0:.2f} ({ap - ap0:+.2f})" for seed, ap, ap0 in pairs)
-            lines.append(f"| {row} | {start} (trained again) | {seeds} | {mean} |")
+            mean = format_ci(*mean_ci([ap - ap0 for _, ap, ap0 in pairs]))
+            lines.append(f"| {row} | {START_ROW} (trained again) | {seeds} | {mean} |")
     if not lines:
         return ""
-    return "\n".join(["", ("Rows learned second, paired against the very networks they started from (`" + "`, `".join(
-        sorted(set(STARTED_FROM_RERUN.values()))) + "` trained again on the same machine, `rerun/`): AP per seed, "
+    return "\n".join(["", (f"Rows learned second, paired against the very networks they started from (`{START_ROW}` "
+        "trained again on the same machine, `rerun/`): AP per seed, "
         "and the mean paired difference with its 95 % t-interval (from 2 seeds on)."), "",
         "| row | started from | seed: AP vs the start's (difference) | mean difference |", "|---|---|---|---|", *lines])
 

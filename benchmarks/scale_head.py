@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dsic.inference import load_model, read_image
-from dsic.models.probe import _control_units, probe_images
+from dsic.models.probe import probe_images
 from dsic.models.scale_groups import SCALE_GROUP_NAMES
 from dsic.protocol import get_protocol
 from dsic.visualize import read_jsonl
@@ -50,9 +50,9 @@ def loss_ends(log: Path, count: int = 100) -> dict:
 
 def head_reading(model, paths: dict[str, list[Path]]) -> dict:
     """Per level, the head's accuracy on the probe groups and its mean probabilities per group."""
-    units = [u for u in _control_units(model) if getattr(u, "scale_head", None) is not None]
-    if not units:
+    if getattr(model, "scale_supervision", None) is None:  # the builder attaches it to scale path gates only
         raise SystemExit("the model has no scale path gates (csg_path_gate: scale)")
+    units = model.scale_supervision.units
     right = [0] * len(units)
     probs = {g: [torch.zeros(len(SCALE_GROUP_NAMES)) for _ in units] for g in paths}
     total = 0

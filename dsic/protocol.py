@@ -61,7 +61,7 @@
   seeds 0-1; "Routing learned second, read from the descriptor"). Session 15, after the scale
   oracle (benchmarks/scale_oracle.py, an instrument): the path logits learned second read the
   image's scale group as predicted by a head taught by the boxes (``dsic_gatelr01_gateft_pathscale``,
-  seeds 0-1, then 2-3 by the rule; "A scale reader taught by the boxes"), paired against
+  seeds 0-1; 2-3 only by its rule, which they did not meet; "A scale reader taught by the boxes"), paired against
   ``dsic_gatelr01`` trained again on the same machine (``benchmarks/results/v7/rerun``); then its
   head at 0.5x (``dsic_gatelr01_gateft_pathscale_head05``, seeds 0-1).
   21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine

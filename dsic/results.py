@@ -87,7 +87,8 @@ def load_records(folder: str | Path) -> dict[str, dict[int, dict]]:
     return rows
 
 
-def _fmt_ci(m: float, lo: float, hi: float) -> str:
+def format_ci(m: float, lo: float, hi: float) -> str:
+    """``+m [+lo, +hi]``, or ``+m`` alone when the interval is undefined (one value)."""
     if math.isnan(lo):
         return f"{m:+.2f}"
     return f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
@@ -143,7 +144,7 @@ def paired_table(records: dict[str, dict[int, dict]], rows: list[str], reference
         cells = " | ".join(f"{e['means'][m]:.1f}" for m in METRICS)
         per_seed = " / ".join(f"{v:.1f}" for v in e["values"])
         sd = "-" if math.isnan(e["sd"]) else f"{e['sd']:.2f}"
-        diff = _fmt_ci(e["diff"], e["low"], e["high"]) if "diff" in e else "-"
+        diff = format_ci(e["diff"], e["low"], e["high"]) if "diff" in e else "-"
         seeds = ",".join(map(str, e["seeds"]))
         lines.append(f"| {e['row']} | {seeds} | {cells} | {per_seed} | {sd} | {diff} | {verdict(e)} |")
     return "\n".join(lines)

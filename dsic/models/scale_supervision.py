@@ -63,13 +63,13 @@ class ScaleSupervision:
         labels, self.labels = self.labels, None
         if labels is None or not isinstance(output, dict):
             return None
-        losses = []
+        losses, labelled = [], bool((labels != IGNORE).any())
         for unit in self.units:
             logits = unit.scale_logits
             if logits is None:
                 raise RuntimeError("scale supervision: a scale path gate ran no forward in this training step")
             unit.scale_logits = logits.detach()  # keep no graph on the module
-            if (labels != IGNORE).any():
+            if labelled:
                 losses.append(F.cross_entropy(logits.float(), labels.to(logits.device), ignore_index=IGNORE))
             else:  # a batch without boxes: zero, still attached so every rank's graph has the head
                 losses.append(logits.float().sum() * 0.0)
