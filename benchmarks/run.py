@@ -152,13 +152,20 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
             # (and, after its head ended underfit, loss_scale still falling: the head at 0.5x)
             out["dsic_gatelr01_gateft_pathscale_head05"] = out["dsic_gatelr01_gateft_pathscale"][:-1] + [
                 'train.lr_mults={"*.csg.control.*.path.*": 0.65, "*.csg.control.*.scale_head.*": 0.5, "*": 0}']
+            # (session 16, after neither head lr fitted: the heads fitted first on the frozen network,
+            # benchmarks/fit_scale_head.py, then frozen with their statistics; the path layer alone learns)
+            out["dsic_gatelr01_gateft_pathscale_fitted"] = out["dsic_gatelr01"] + [
+                "model.neck_cfg.csg_path_gate=scale", "model.neck_cfg.csg_signal_std=0",
+                "model.neck_cfg.csg_norm_momentum=0", "model.init_from={runs}/scale_head_fit_seed{seed}.pth",
+                'train.lr_mults={"*.csg.control.*.path.*": 0.65, "*": 0}']
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
                                                  "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
                                                  "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
                                                  "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03",
                                                  "dsic_gatelr01_gateft_pathstats02", "dsic_gatelr01_gateft_pathstats01_long",
                                                  "dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_pathscale",
-                                                 "dsic_gatelr01_gateft_pathscale_head05")}
+                                                 "dsic_gatelr01_gateft_pathscale_head05",
+                                                 "dsic_gatelr01_gateft_pathscale_fitted")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)

@@ -63,7 +63,10 @@
   image's scale group as predicted by a head taught by the boxes (``dsic_gatelr01_gateft_pathscale``,
   seeds 0-1; 2-3 only by its rule, which they did not meet; "A scale reader taught by the boxes"), paired against
   ``dsic_gatelr01`` trained again on the same machine (``benchmarks/results/v7/rerun``); then its
-  head at 0.5x (``dsic_gatelr01_gateft_pathscale_head05``, seeds 0-1).
+  head at 0.5x (``dsic_gatelr01_gateft_pathscale_head05``, seeds 0-1). Session 16: the heads
+  fitted first on the frozen network's descriptors (benchmarks/fit_scale_head.py), then frozen,
+  with the path layer alone learning (``dsic_gatelr01_gateft_pathscale_fitted``, seeds 0-1 first;
+  "A scale head fitted before the routing").
   21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine
   of its day).
 """

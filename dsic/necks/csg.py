@@ -69,6 +69,11 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   p_ik = o_ik . q + c_ik, q detached, so the detection loss trains only o and c and the head cannot
   follow anything but scale. It needs boxes in training only; inference reads q from the image.
   Measured on v7 as routing learned second (docs/design.md, "A scale reader taught by the boxes").
+* ``norm_momentum`` (0.05): the momentum of the running statistics that standardise descriptors
+  (``control_norm: running`` and the standardised path gates). 0 keeps statistics as loaded:
+  for ``scale`` heads fitted once on the frozen network's descriptors (benchmarks/fit_scale_head.py,
+  docs/design.md "A scale head fitted before the routing"), whose input must stay what they were
+  fitted on. Without loaded statistics, 0 freezes the first training batch's.
 * ``control_act`` (``relu`` | ``leaky_relu``): the channel unit's hidden activation. The paper
   says "convs + activations". With ``relu`` (default) the finer levels' hidden units die whenever
   their updates grow: at gate lr 1, with the path-logit layer at 3x the gate lr, or with the last
@@ -111,11 +116,14 @@ class RunningStandardize(nn.Module):
     training images: statistics are updated in training mode (exponential average of the batch's
     per-entry mean and variance, ``momentum``) and used as they are, in training and evaluation
     alike, so the output does not depend on the batch size and no gradient flows through them.
-    The first training batch initialises them. ``eps`` is large on purpose: an entry that hardly
-    varies over images is not amplified into noise."""
+    The first training batch initialises them; with ``momentum`` 0 they stay as initialised (or as
+    loaded: statistics fitted once, benchmarks/fit_scale_head.py). ``eps`` is large on purpose: an
+    entry that hardly varies over images is not amplified into noise."""
 
     def __init__(self, features: int, momentum: float = 0.05, eps: float = 1e-2):
         super().__init__()
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
+            raise ValueError(f"CSG norm_momentum must be a number in [0, 1], got {momentum!r}")
         self.momentum, self.eps = momentum, eps
         self.register_buffer("running_mean", torch.zeros(features))
         self.register_buffer("running_var", torch.ones(features))
@@ -129,8 +137,9 @@ class RunningStandardize(nn.Module):
                 mean = stats.mean(0)
                 var = stats.var(0, unbiased=False)
                 if bool(self.initialized):
-                    self.running_mean.lerp_(mean, self.momentum)
-                    self.running_var.lerp_(var, self.momentum)
+                    if self.momentum:
+                        self.running_mean.lerp_(mean, self.momentum)
+                        self.running_var.lerp_(var, self.momentum)
                 else:
                     self.running_mean.copy_(mean)
                     self.running_var.copy_(var)
@@ -170,7 +179,8 @@ class ControlUnit(nn.Module):
 
     def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
                  reduction: int = 4, select_hidden: int = 16, control_norm: str = "none",
-                 path_gate: bool | str = False, signal_std: float = 0.01, hidden_act: str = "relu"):
+                 path_gate: bool | str = False, signal_std: float = 0.01, hidden_act: str = "relu",
+                 norm_momentum: float = 0.05):
         super().__init__()
         if isinstance(signal_std, bool) or not isinstance(signal_std, (int, float)) or not 0 <= signal_std < float("inf"):
             raise ValueError(f"CSG signal_std must be a number >= 0, got {signal_std}")
@@ -180,7 +190,7 @@ class ControlUnit(nn.Module):
         self.select_mode = check_mode(select_mode, COARSE_MODES, "CSG selection mode")
         self.hidden_act = check_mode(hidden_act, CONTROL_ACTS, "CSG control_act")
         hidden = max(channels // reduction, 16)
-        self.norm = RunningStandardize(num_inputs * channels) if control_norm == "running" else None
+        self.norm = RunningStandardize(num_inputs * channels, norm_momentum) if control_norm == "running" else None
         self.channel = nn.Sequential(
             nn.Conv2d(num_inputs * channels, hidden, 1),
             nn.ReLU(inplace=True) if hidden_act == "relu" else nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
@@ -201,7 +211,7 @@ class ControlUnit(nn.Module):
         self.path_input = "hidden" if path_gate is True else path_gate or None
         width = {"hidden": hidden, "statistics": SCALE_STATISTICS * num_inputs}.get(self.path_input, num_inputs * channels)
         # the statistics vary over images by std 0.015-0.23 (v7): a smaller eps than the descriptor's
-        self.path_norm = (RunningStandardize(width, eps=1e-4 if self.path_input == "statistics" else 1e-2)
+        self.path_norm = (RunningStandardize(width, norm_momentum, 1e-4 if self.path_input == "statistics" else 1e-2)
                           if self.path_input in ("standardized", "statistics", "scale") else None)
         self.scale_head = nn.Conv2d(width, SCALE_GROUPS, 1) if self.path_input == "scale" else None
         self.scale_logits: Tensor | None = None  # the last forward's group logits [B, 3] (scale only)
@@ -302,14 +312,14 @@ class CSG(nn.Module):
     def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
                  select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
                  control_norm: str = "none", gain: str = "input", path_gate: bool | str = False,
-                 signal_std: float = 0.01, control_act: str = "relu"):
+                 signal_std: float = 0.01, control_act: str = "relu", norm_momentum: float = 0.05):
         super().__init__()
         n = len(in_channels)
         self.gain_mode = check_mode(gain, GAINS, "CSG gain")
         self.paths = Resampler(in_channels, out_channels)
         self.control = nn.ModuleList(
             ControlUnit(n, out_channels, mode, select_mode, reduction, control_norm=control_norm, path_gate=path_gate,
-                        signal_std=signal_std, hidden_act=control_act)
+                        signal_std=signal_std, hidden_act=control_act, norm_momentum=norm_momentum)
             for _ in range(n)
         )
         self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
@@ -366,10 +376,11 @@ class CSGNeck(Neck):
                  csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
                  output_conv: bool = True, csg_control_norm: str = "none",
                  csg_gain: str = "input", csg_path_gate: bool | str = False, csg_signal_std: float = 0.01,
-                 csg_control_act: str = "relu"):
+                 csg_control_act: str = "relu", csg_norm_momentum: float = 0.05):
         super().__init__(spec, out_channels, extra)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
-                       csg_control_norm, csg_gain, csg_path_gate, csg_signal_std, csg_control_act)
+                       csg_control_norm, csg_gain, csg_path_gate, csg_signal_std, csg_control_act,
+                       csg_norm_momentum)
 
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
         return self.csg([b[-1] for b in blocks])

@@ -1,0 +1,144 @@
+"""Fitting CSG's ``scale`` heads once, on a trained network's frozen descriptors (a convex problem).
+
+Trained by SGD beside the routing (``loss_scale``, :mod:`dsic.models.scale_supervision`), the heads
+ended underfit in one schedule, and a faster head lr fitted worse (docs/design.md, "The scale head
+at 0.5x"). Here each head is fitted before the routing learns:
+
+1. :func:`collect_descriptors` runs the network's backbone and neck (eval mode, one batch at a
+   time, no gradient) over images and keeps each scale unit's descriptor (the concatenated GAP +
+   GMP of its n paths, [N, n*C]), the input its head reads after ``path_norm``;
+2. :func:`standardize_stats` gives the per-entry mean and variance of the fitting images, written
+   into ``path_norm`` (:class:`dsic.necks.csg.RunningStandardize`, its ``eps``), so the head sees
+   exactly what it saw in the fit;
+3. :func:`fit_softmax_regression`: multinomial logistic regression on the standardised descriptors,
+   cross-entropy + lambda/2 |W|^2 (the bias not penalised), minimised by L-BFGS in float64 until the
+   gradient's max norm is below ``tol`` (convex: the minimum, not an SGD end point);
+4. :func:`choose_l2`: lambda by the cross-entropy of held-out images (the last ``held_out`` share
+   of the fitting images, in their order), from a fixed grid; the head is then fitted on all.
+
+:func:`install_heads` writes the statistics and the fitted heads into a detector state dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # lambda of the fit, chosen by held-out cross-entropy
+
+
+def scale_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, unit) of every CSG control unit with a scale head, in the model's order (levels)."""
+    from ..necks.csg import ControlUnit
+
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, ControlUnit) and getattr(m, "scale_head", None) is not None]
+
+
+@torch.no_grad()
+def collect_descriptors(model: nn.Module, batches: Iterable[list[Tensor]]) -> list[Tensor]:
+    """Per scale unit, the descriptors [N, n*C] (float64) of the images in ``batches`` (lists of
+    [3, H, W] tensors), from the detector's transform, backbone and neck in eval mode."""
+    units = scale_units(model)
+    if not units:
+        raise ValueError("the model has no scale path gates (csg_path_gate: scale)")
+    kept: list[list[Tensor]] = [[] for _ in units]
+
+    def keeper(level):
+        def hook(module, args):
+            kept[level].append(torch.cat(args[0], 1).flatten(1).double())
+        return hook
+
+    handles = [unit.register_forward_pre_hook(keeper(i)) for i, (_, unit) in enumerate(units)]
+    was_training = model.training
+    model.eval()
+    try:
+        for images in batches:
+            model.backbone(model.transform(images)[0].tensors)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return [torch.cat(k) for k in kept]
+
+
+def standardize_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-entry mean and (population) variance of ``x`` [N, F]: RunningStandardize's statistics."""
+    return x.mean(0), x.var(0, unbiased=False)
+
+
+def standardize(x: Tensor, mean: Tensor, var: Tensor, eps: float) -> Tensor:
+    """RunningStandardize's output: (x - mean) / sqrt(var + eps)."""
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+def softmax_regression_loss(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor, l2: float) -> Tensor:
+    """Mean cross-entropy of softmax(x W^T + b) against ``y`` plus l2 / 2 * |W|^2."""
+    return F.cross_entropy(x @ weight.T + bias, y) + 0.5 * l2 * weight.pow(2).sum()
+
+
+def fit_softmax_regression(x: Tensor, y: Tensor, classes: int, l2: float, tol: float = 1e-7,
+                           max_iter: int = 2000) -> tuple[Tensor, Tensor]:
+    """The minimiser (weight [classes, F], bias [classes]) of :func:`softmax_regression_loss` on
+    ``x`` [N, F], ``y`` [N] (class indices), by L-BFGS in float64 from zero."""
+    if l2 <= 0:
+        raise ValueError(f"l2 must be > 0 (the fit of separable groups has no minimum without it), got {l2}")
+    x = x.double()
+    weight = torch.zeros(classes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, tolerance_grad=tol,
+                            tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = softmax_regression_loss(weight, bias, x, y, l2)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def cross_entropy(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor) -> float:
+    return float(F.cross_entropy(x.double() @ weight.T + bias, y))
+
+
+def accuracy(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor) -> float:
+    return float(((x.double() @ weight.T + bias).argmax(1) == y).double().mean())
+
+
+def choose_l2(x: Tensor, y: Tensor, classes: int, eps: float, held_out: float = 0.2,
+              grid: tuple[float, ...] = L2_GRID) -> dict:
+    """Lambda from ``grid`` with the lowest held-out cross-entropy: the first ``1 - held_out`` of
+    the rows fit (standardised by their own statistics), the rest score. Returns ``{"l2",
+    "scores": [{"l2", "train_ce", "held_out_ce", "held_out_accuracy"}]}``."""
+    cut = round(len(x) * (1 - held_out))
+    if not 0 < cut < len(x):
+        raise ValueError(f"held_out={held_out} leaves no images on one side of {len(x)}")
+    mean, var = standardize_stats(x[:cut])
+    fit_x, val_x = standardize(x[:cut], mean, var, eps), standardize(x[cut:], mean, var, eps)
+    scores = []
+    for l2 in grid:
+        w, b = fit_softmax_regression(fit_x, y[:cut], classes, l2)
+        scores.append({"l2": l2, "train_ce": round(cross_entropy(w, b, fit_x, y[:cut]), 4),
+                       "held_out_ce": round(cross_entropy(w, b, val_x, y[cut:]), 4),
+                       "held_out_accuracy": round(accuracy(w, b, val_x, y[cut:]), 4)})
+    best = min(scores, key=lambda s: s["held_out_ce"])
+    return {"l2": best["l2"], "scores": scores}
+
+
+def install_heads(state: dict, units: list[str], fits: list[dict]) -> dict:
+    """A copy of the detector ``state`` dict with, for each unit name in ``units``, its
+    ``path_norm`` statistics (``mean``, ``var``, marked initialised) and scale head (``weight``,
+    ``bias``) from ``fits`` (one dict per unit, float64 tensors, cast to float32)."""
+    out = dict(state)
+    for name, fit in zip(units, fits, strict=True):
+        out[f"{name}.path_norm.running_mean"] = fit["mean"].float()
+        out[f"{name}.path_norm.running_var"] = fit["var"].float()
+        out[f"{name}.path_norm.initialized"] = torch.tensor(True)
+        out[f"{name}.scale_head.weight"] = fit["weight"].float()[..., None, None]
+        out[f"{name}.scale_head.bias"] = fit["bias"].float()
+    return out
