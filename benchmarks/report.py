@@ -351,6 +351,32 @@ def scale_head_table(folder: Path) -> str:
          "loss_scale, first -> last 100 | detection loss, first -> last 100 |"), row)
 
 
+def scale_head_fit_table(folder: Path) -> str:
+    """From ``<results>/scale_head_fit/*.json`` (benchmarks/fit_scale_head.py): the scale heads fitted
+    once on a frozen network, per level: lambda, held-out and training fit, and the probe's reading."""
+    def row(r):
+        levels = r["levels"]
+        small, large = (r["order"].index(g) for g in ("small", "large"))
+        held = [next(s for s in lv["scores"] if s["l2"] == lv["l2"]) for lv in levels]
+        return (f"{_levels([lv['l2'] for lv in levels], 'g')} | {_levels([h['held_out_ce'] for h in held], '.2f')} | "
+                f"{_levels([h['held_out_accuracy'] for h in held], '.2f')} | "
+                f"{_levels([lv['probe']['small']['accuracy'] for lv in levels], '.2f')} | "
+                f"{_levels([lv['probe']['large']['accuracy'] for lv in levels], '.2f')} | "
+                f"{_levels([lv['probe']['small']['mean_q'][small] for lv in levels], '.2f')} | "
+                f"{_levels([lv['probe']['large']['mean_q'][large] for lv in levels], '.2f')} | {r['prior_ce']:.2f}")
+    return _analysis_table(folder, (
+        "The scale heads fitted once, before the routing learns (`dsic.models.scale_head_fit`; "
+        "`OMP_NUM_THREADS=1 python benchmarks/fit_scale_head.py --protocol <p> --seed <s>`): multinomial "
+        "logistic regression on the frozen network's standardised descriptors of every training image, "
+        "lambda chosen by the cross-entropy of the last 20 % (fitted on the first 80 %), then fitted on "
+        "all. Per output level: lambda, the held-out cross-entropy and accuracy (three groups) at it, "
+        "the share of the probe's small-object (large-object) images named small (large), and the mean "
+        "q(small) on small-object images and q(large) on large-object ones; last, the cross-entropy of "
+        "the training set's group shares given to every image."),
+        ("| fit | lambda (P2 / P3 / P4 / P5) | held-out CE | held-out accuracy | probe small named small | "
+         "probe large named large | q(small), small images | q(large), large images | prior CE |"), row)
+
+
 def rerun_table(folder: Path, records: dict) -> str:
     """Runs trained again on a later machine (``<results>/rerun/``, the same row, seed, code and
     thread count) beside the recorded runs they repeat: how far a run moves between machines."""
@@ -479,7 +505,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
                 control_inputs_table(results / "control_inputs"), path_readout_table(results / "path_readout"),
                 unit_dynamics_table(results / "unit_dynamics"), unit_drift_table(results / "unit_drift"),
                 static_routing_table(results / "static_routing"), scale_oracle_table(results / "scale_oracle"),
-                scale_head_table(results / "scale_head"),
+                scale_head_table(results / "scale_head"), scale_head_fit_table(results / "scale_head_fit"),
                 rerun_table(results / "rerun", everything), started_from_table(results / "rerun", everything)]
     out += [table for table in analyses if table]  # an analysis with no record adds nothing
     return "\n".join(out + ["", end])

@@ -284,3 +284,20 @@ def test_scale_head_table_from_its_files(tmp_path):
     assert ("| row_seed0 | 0.67 / 0.70 / 0.68 / 0.62 | 0.52 / 0.52 / 0.52 / 0.52 | 0.73 / 0.73 / 0.73 / 0.73 | "
             "0.663 -> 0.507 | 0.364 -> 0.358 |") in text
     assert _report().scale_head_table(tmp_path / "none") == ""
+
+
+def test_scale_head_fit_table_from_its_files(tmp_path):
+    import json
+
+    (tmp_path / "scale_head_fit").mkdir()
+    level = {"l2": 0.1, "scores": [{"l2": 0.01, "held_out_ce": 0.33, "held_out_accuracy": 0.87},
+                                   {"l2": 0.1, "held_out_ce": 0.3178, "held_out_accuracy": 0.8734}],
+             "probe": {"small": {"accuracy": 0.36, "mean_q": [0.4109, 0.0056, 0.5835]},
+                       "large": {"accuracy": 0.82, "mean_q": [0.0211, 0.6925, 0.2864]}}}
+    (tmp_path / "scale_head_fit" / "dsic_gatelr01_seed0.json").write_text(json.dumps(
+        {"order": ["small", "large", "mixed"], "prior_ce": 0.8059, "levels": [level] * 4}))
+    text = _report().scale_head_fit_table(tmp_path / "scale_head_fit")
+    assert ("| dsic_gatelr01_seed0 | 0.1 / 0.1 / 0.1 / 0.1 | 0.32 / 0.32 / 0.32 / 0.32 | 0.87 / 0.87 / 0.87 / 0.87 | "
+            "0.36 / 0.36 / 0.36 / 0.36 | 0.82 / 0.82 / 0.82 / 0.82 | 0.41 / 0.41 / 0.41 / 0.41 | "
+            "0.69 / 0.69 / 0.69 / 0.69 | 0.81 |") in text
+    assert _report().scale_head_fit_table(tmp_path / "none") == ""
