@@ -32,13 +32,19 @@ from dsic.demo import ensure_data, train_command
 from dsic.engine.builders import build_model
 from dsic.inference import read_image
 from dsic.models.probe import probe_images
-from dsic.models.scale_groups import SCALE_GROUP_NAMES, scale_group
+from dsic.models.scale_groups import (
+    PRESENCE_NAMES,
+    PROBE_PRESENCE,
+    SCALE_GROUP_NAMES,
+    scale_group,
+    scale_presence,
+)
 from dsic.models.scale_head_fit import (
     accuracy,
     choose_l2,
     collect_descriptors,
-    cross_entropy,
-    fit_softmax_regression,
+    data_loss,
+    fit_head,
     install_heads,
     scale_units,
     standardize,
@@ -49,21 +55,30 @@ from dsic.results import git_commit
 
 ROW = "dsic_gatelr01_gateft_pathscale"  # the model whose heads are fitted (the row's init_from: dsic_gatelr01)
 BATCH = 16
+NAMES = {"groups": SCALE_GROUP_NAMES, "presence": PRESENCE_NAMES}  # what each output of the head means
 
 
-def training_images(data: Path, limit: int | None) -> tuple[list[Path], torch.Tensor]:
-    """The training images with boxes, in the annotation file's order, and their scale groups."""
+def training_images(data: Path, limit: int | None) -> tuple[list[Path], list[list[float]]]:
+    """The training images with boxes, in the annotation file's order, and their boxes' areas."""
     ann = json.loads((data / "annotations" / "instances_train.json").read_text())
     areas: dict[int, list[float]] = {}
     for a in ann["annotations"]:
         areas.setdefault(a["image_id"], []).append(a["area"])
-    files, labels = [], []
-    for im in ann["images"]:
-        group = scale_group(areas.get(im["id"], []))
-        if group is not None:
-            files.append(data / "train" / im["file_name"])
-            labels.append(SCALE_GROUP_NAMES.index(group))
-    return files[:limit], torch.tensor(labels[:limit])
+    kept = [(data / "train" / im["file_name"], areas[im["id"]]) for im in ann["images"] if areas.get(im["id"])]
+    kept = kept[:limit]
+    return [f for f, _ in kept], [a for _, a in kept]
+
+
+def labels_of(areas: list[list[float]], target: str) -> torch.Tensor:
+    if target == "groups":
+        return torch.tensor([SCALE_GROUP_NAMES.index(scale_group(a)) for a in areas])
+    return torch.tensor([scale_presence(a) for a in areas], dtype=torch.float64)
+
+
+def probe_labels(group: str, count: int, target: str) -> torch.Tensor:
+    if target == "groups":
+        return torch.full((count,), SCALE_GROUP_NAMES.index(group))
+    return torch.tensor([PROBE_PRESENCE[group]] * count, dtype=torch.float64)
 
 
 def batches(files: list[Path]):
@@ -71,10 +86,26 @@ def batches(files: list[Path]):
         yield [read_image(f) for f in files[i:i + BATCH]]
 
 
+def descriptors(model, data: Path, limit: int | None, probe: int, cache: Path) -> dict:
+    """Every scale unit's descriptors of the training images (and their areas) and of the probe
+    groups; read from ``cache`` when it holds this selection, else computed and written there."""
+    key = {"limit": limit, "probe": probe}
+    if cache.is_file():
+        found = torch.load(cache, weights_only=True)
+        if found["key"] == key:
+            return found
+    files, areas = training_images(data, limit)
+    found = {"key": key, "areas": areas, "train": collect_descriptors(model, batches(files)),
+             "probe": {g: collect_descriptors(model, batches(fs)) for g, fs in probe_images(data, probe).items()}}
+    torch.save(found, cache)
+    return found
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="v7")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target", choices=tuple(NAMES), default="groups", help="csg_scale_target of the heads")
     parser.add_argument("--runs", type=Path, default=None, help="run folders (default runs/<protocol>)")
     parser.add_argument("--images", type=int, default=None, help="training images read (default all)")
     parser.add_argument("--probe", type=int, default=50, help="probe images per group (the report only)")
@@ -87,43 +118,48 @@ def main(argv=None) -> int:
         raise SystemExit(f"{start_from}: no finished dsic_gatelr01 run at seed {args.seed} (train it with "
                          f"benchmarks/run.py scenes --protocol {proto.name} --variants dsic_gatelr01 first)")
     data = ensure_data(runs, proto)
-    config, *overrides = train_command(proto, data, variants("scenes", proto.name)[ROW], runs / "unused", args.seed, False)
+    target, names = args.target, NAMES[args.target]
+    overrides = variants("scenes", proto.name)[ROW] + [f"model.neck_cfg.csg_scale_target={target}"]
+    config, *overrides = train_command(proto, data, overrides, runs / "unused", args.seed, False)
     model = build_model(load_config(config, overrides))
     units = scale_units(model)
     start = time.time()
-    files, labels = training_images(data, args.images)
-    descriptors = collect_descriptors(model, batches(files))
-    paths = probe_images(data, args.probe)
-    probe = {g: collect_descriptors(model, batches(fs)) for g, fs in paths.items()}
+    found = descriptors(model, data, args.images, args.probe, runs / f"scale_descriptors_seed{args.seed}.pt")
+    labels = labels_of(found["areas"], target)
     fits, levels = [], []
-    for level, ((_, unit), x) in enumerate(zip(units, descriptors, strict=True)):
+    for level, ((_, unit), x) in enumerate(zip(units, found["train"], strict=True)):
         eps = unit.path_norm.eps
-        chosen = choose_l2(x, labels, len(SCALE_GROUP_NAMES), eps)
+        chosen = choose_l2(x, labels, len(names), eps, target=target)
         mean, var = standardize_stats(x)
         z = standardize(x, mean, var, eps)
-        weight, bias = fit_softmax_regression(z, labels, len(SCALE_GROUP_NAMES), chosen["l2"])
+        weight, bias = fit_head(z, labels, len(names), chosen["l2"], target)
         fits.append({"mean": mean, "var": var, "weight": weight, "bias": bias})
         reading = {}
-        for g, px in probe.items():
+        for g, px in found["probe"].items():
             pz = standardize(px[level], mean, var, eps)
-            y = torch.full((len(pz),), SCALE_GROUP_NAMES.index(g))
-            q = (pz @ weight.T + bias).softmax(1).mean(0)
-            reading[g] = {"accuracy": round(accuracy(weight, bias, pz, y), 4), "mean_q": [round(float(v), 4) for v in q]}
-        levels.append({**chosen, "train_ce": round(cross_entropy(weight, bias, z, labels), 4),
-                       "train_accuracy": round(accuracy(weight, bias, z, labels), 4), "probe": reading})
-    shares = torch.bincount(labels, minlength=len(SCALE_GROUP_NAMES)).double() / len(labels)
-    weights_out = runs / f"scale_head_fit_seed{args.seed}.pth"
+            logits = pz @ weight.T + bias
+            q = (logits.softmax(1) if target == "groups" else logits.sigmoid()).mean(0)
+            reading[g] = {"accuracy": round(accuracy(weight, bias, pz, probe_labels(g, len(pz), target), target), 4),
+                          "mean_q": [round(float(v), 4) for v in q]}
+        levels.append({**chosen, "train_ce": round(data_loss(weight, bias, z, labels, target), 4),
+                       "train_accuracy": round(accuracy(weight, bias, z, labels, target), 4), "probe": reading})
+    shares = (torch.bincount(labels, minlength=len(names)).double() / len(labels) if target == "groups"
+              else labels.mean(0))
+    prior = (-(shares * shares.log()).sum() if target == "groups"
+             else -(shares * shares.log() + (1 - shares) * (1 - shares).log()).sum())
+    stem = "" if target == "groups" else f"_{target}"
+    weights_out = runs / f"scale_head_fit{stem}_seed{args.seed}.pth"
     torch.save({"model": install_heads(model.state_dict(), [n for n, _ in units], fits)}, weights_out)
     record = {"protocol": proto.name, "row": "scale_head_fit", "start": "dsic_gatelr01", "seed": args.seed,
-              "order": list(SCALE_GROUP_NAMES), "images": len(files), "group_shares": [round(float(s), 4) for s in shares],
-              "prior_ce": round(float(-(shares * shares.log()).sum()), 4), "levels": levels,
+              "target": target, "order": list(names), "images": len(labels),
+              "group_shares": [round(float(s), 4) for s in shares], "prior_ce": round(float(prior), 4), "levels": levels,
               "commit": git_commit(ROOT), "threads": torch.get_num_threads(), "wall_s": round(time.time() - start, 1)}
-    path = args.results or proto.results_dir / "scale_head_fit" / f"dsic_gatelr01_seed{args.seed}.json"
+    path = args.results or proto.results_dir / "scale_head_fit" / f"dsic_gatelr01{stem}_seed{args.seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
     for i, lv in enumerate(levels):
-        print(f"level {i}: l2 {lv['l2']}, train CE {lv['train_ce']} (prior {record['prior_ce']}), probe accuracy "
-              + ", ".join(f"{g} {r['accuracy']}" for g, r in lv["probe"].items()))
+        print(f"level {i}: l2 {lv['l2']}, train loss {lv['train_ce']} (prior {record['prior_ce']}), probe accuracy "
+              + ", ".join(f"{g} {r['accuracy']} q {r['mean_q']}" for g, r in lv["probe"].items()))
     print(f"-> {path}\n-> {weights_out}")
     return 0
 

@@ -158,6 +158,12 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                 "model.neck_cfg.csg_path_gate=scale", "model.neck_cfg.csg_signal_std=0",
                 "model.neck_cfg.csg_norm_momentum=0", "model.init_from={runs}/scale_head_fit_seed{seed}.pth",
                 'train.lr_mults={"*.csg.control.*.path.*": 0.65, "*": 0}']
+            # (and, after the groups' head read small-object images as "mixed": heads fitted the same
+            # way on two questions, any object small / any object large: "Presence instead of groups")
+            out["dsic_gatelr01_gateft_pathpresence_fitted"] = out["dsic_gatelr01_gateft_pathscale_fitted"][:-2] + [
+                "model.neck_cfg.csg_scale_target=presence",
+                "model.init_from={runs}/scale_head_fit_presence_seed{seed}.pth",
+                'train.lr_mults={"*.csg.control.*.path.*": 0.65, "*": 0}']
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
                                                  "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
                                                  "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
@@ -165,7 +171,8 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                                                  "dsic_gatelr01_gateft_pathstats02", "dsic_gatelr01_gateft_pathstats01_long",
                                                  "dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_pathscale",
                                                  "dsic_gatelr01_gateft_pathscale_head05",
-                                                 "dsic_gatelr01_gateft_pathscale_fitted")}
+                                                 "dsic_gatelr01_gateft_pathscale_fitted",
+                                                 "dsic_gatelr01_gateft_pathpresence_fitted")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from dsic.inference import load_model, read_image
 from dsic.models.probe import probe_images
-from dsic.models.scale_groups import SCALE_GROUP_NAMES
+from dsic.models.scale_groups import PRESENCE_NAMES, PROBE_PRESENCE, SCALE_GROUP_NAMES
 from dsic.protocol import get_protocol
 from dsic.visualize import read_jsonl
 
@@ -49,12 +49,14 @@ def loss_ends(log: Path, count: int = 100) -> dict:
 
 
 def head_reading(model, paths: dict[str, list[Path]]) -> dict:
-    """Per level, the head's accuracy on the probe groups and its mean probabilities per group."""
+    """Per level, the head's accuracy on the probe groups and its mean probabilities per group
+    (``presence`` heads: both answers right, and the two sigmoids' means)."""
     if getattr(model, "scale_supervision", None) is None:  # the builder attaches it to scale path gates only
         raise SystemExit("the model has no scale path gates (csg_path_gate: scale)")
-    units = model.scale_supervision.units
+    units, target = model.scale_supervision.units, model.scale_supervision.target
+    names = SCALE_GROUP_NAMES if target == "groups" else PRESENCE_NAMES
     right = [0] * len(units)
-    probs = {g: [torch.zeros(len(SCALE_GROUP_NAMES)) for _ in units] for g in paths}
+    probs = {g: [torch.zeros(len(names)) for _ in units] for g in paths}
     total = 0
     with torch.no_grad():
         for group, files in paths.items():
@@ -63,9 +65,14 @@ def head_reading(model, paths: dict[str, list[Path]]) -> dict:
                 total += 1
                 for level, unit in enumerate(units):
                     logits = unit.scale_logits[0].float()
-                    right[level] += int(logits.argmax()) == SCALE_GROUP_NAMES.index(group)
-                    probs[group][level] += logits.softmax(0) / len(files)
-    return {"accuracy": [round(r / total, 4) for r in right],
+                    if target == "groups":
+                        right[level] += int(logits.argmax()) == SCALE_GROUP_NAMES.index(group)
+                        q = logits.softmax(0)
+                    else:
+                        right[level] += ((logits > 0).long().tolist() == list(PROBE_PRESENCE[group]))
+                        q = logits.sigmoid()
+                    probs[group][level] += q / len(files)
+    return {"accuracy": [round(r / total, 4) for r in right], "order": list(names),
             "mean_q": {g: [[round(float(x), 4) for x in q] for q in qs] for g, qs in probs.items()},
             "images": {g: len(files) for g, files in paths.items()}}
 
@@ -85,9 +92,9 @@ def main(argv=None) -> int:
     if not (run / "final.pth").is_file():
         raise SystemExit(f"{run}: no finished run (final.pth) here")
     model, _, _ = load_model(run / "config.yaml", run / "final.pth", device="cpu")
-    record = {"protocol": proto.name, "row": args.row, "seed": args.seed,
-              "probe": head_reading(model.eval(), probe_images(proto.data_dir(runs), args.images)),
-              "order": list(SCALE_GROUP_NAMES), **loss_ends(run / "log.jsonl")}
+    probe = head_reading(model.eval(), probe_images(proto.data_dir(runs), args.images))
+    record = {"protocol": proto.name, "row": args.row, "seed": args.seed, "probe": probe,
+              "order": probe.pop("order"), **loss_ends(run / "log.jsonl")}
     path = args.results or proto.results_dir / "scale_head" / f"{args.row}_seed{args.seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")

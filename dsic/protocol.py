@@ -66,7 +66,9 @@
   head at 0.5x (``dsic_gatelr01_gateft_pathscale_head05``, seeds 0-1). Session 16: the heads
   fitted first on the frozen network's descriptors (benchmarks/fit_scale_head.py), then frozen,
   with the path layer alone learning (``dsic_gatelr01_gateft_pathscale_fitted``, seeds 0-1 first;
-  "A scale head fitted before the routing").
+  "A scale head fitted before the routing"); then the same with heads that answer whether the
+  image has a small and a large object (``dsic_gatelr01_gateft_pathpresence_fitted``, seeds 0-1
+  first; "Presence instead of groups").
   21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine
   of its day).
 """

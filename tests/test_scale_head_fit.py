@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from dsic.models.scale_head_fit import (
+    accuracy,
     choose_l2,
     collect_descriptors,
-    fit_softmax_regression,
+    fit_head,
+    head_loss,
     install_heads,
     scale_units,
-    softmax_regression_loss,
     standardize,
     standardize_stats,
 )
@@ -31,9 +32,9 @@ def _blobs(n: int = 90, features: int = 6, seed: int = 0) -> tuple[torch.Tensor,
 
 def test_the_fit_is_the_minimum_of_the_penalised_cross_entropy():
     x, y = _blobs()
-    weight, bias = fit_softmax_regression(x, y, 3, l2=0.01)
+    weight, bias = fit_head(x, y, 3, l2=0.01)
     w, b = weight.clone().requires_grad_(), bias.clone().requires_grad_()
-    softmax_regression_loss(w, b, x, y, 0.01).backward()
+    head_loss(w, b, x, y, 0.01).backward()
     assert w.grad.abs().max() < 1e-6 and b.grad.abs().max() < 1e-6  # stationary, and the loss is convex
     # the optimality condition in closed form: l2 W = X^T (Y - P) / N
     p = (x @ weight.T + bias).softmax(1)
@@ -42,11 +43,11 @@ def test_the_fit_is_the_minimum_of_the_penalised_cross_entropy():
 
 def test_a_stronger_penalty_gives_a_smaller_head_and_zero_is_refused():
     x, y = _blobs()
-    small, _ = fit_softmax_regression(x, y, 3, l2=1.0)
-    large, _ = fit_softmax_regression(x, y, 3, l2=0.001)
+    small, _ = fit_head(x, y, 3, l2=1.0)
+    large, _ = fit_head(x, y, 3, l2=0.001)
     assert small.norm() < large.norm()
     with pytest.raises(ValueError, match="l2 must be > 0"):
-        fit_softmax_regression(x, y, 3, l2=0)
+        fit_head(x, y, 3, l2=0)
 
 
 def test_choose_l2_scores_every_lambda_on_the_held_out_rows_and_keeps_the_best():
@@ -71,7 +72,7 @@ def test_installed_heads_reproduce_the_fit_inside_the_detector():
     fits = []
     for (_, unit), x in zip(units, descriptors):
         mean, var = standardize_stats(x)
-        weight, bias = fit_softmax_regression(standardize(x, mean, var, unit.path_norm.eps), y, 3, l2=0.1)
+        weight, bias = fit_head(standardize(x, mean, var, unit.path_norm.eps), y, 3, l2=0.1)
         fits.append({"mean": mean, "var": var, "weight": weight, "bias": bias})
     model.load_state_dict(install_heads(model.state_dict(), [n for n, _ in units], fits))
     with torch.no_grad():
@@ -104,3 +105,34 @@ def test_the_norm_momentum_reaches_every_unit_and_a_bad_one_is_refused():
     assert all(u.path_norm.momentum == 0 for _, u in scale_units(model))
     with pytest.raises(ValueError, match=r"CSG norm_momentum must be a number in \[0, 1\], got 2"):
         tiny_detector(neck_cfg={**SCALE, "csg_norm_momentum": 2})
+
+
+def test_the_presence_fit_is_one_logistic_regression_per_output():
+    x, groups = _blobs()
+    y = torch.stack([(groups == 0) | (groups == 2), (groups == 1) | (groups == 2)], 1).double()
+    weight, bias = fit_head(x, y, 2, l2=0.01, target="presence")
+    for k in range(2):  # each output alone: the same minimum
+        w1, b1 = fit_head(x, y[:, k:k + 1], 1, l2=0.01, target="presence")
+        torch.testing.assert_close(weight[k:k + 1], w1, atol=1e-5, rtol=0)
+        torch.testing.assert_close(bias[k:k + 1], b1, atol=1e-5, rtol=0)
+    w, b = weight.clone().requires_grad_(), bias.clone().requires_grad_()
+    head_loss(w, b, x, y, 0.01, "presence").backward()
+    assert w.grad.abs().max() < 1e-6
+    assert accuracy(weight, bias, x, y, "presence") > 0.9
+    assert accuracy(torch.zeros_like(weight), torch.tensor([1.0, -1.0], dtype=torch.float64), x, y, "presence") == (
+        pytest.approx(float(((y[:, 0] == 1) & (y[:, 1] == 0)).double().mean())))
+
+
+def test_a_presence_head_reads_two_sigmoids_into_the_path_layer():
+    model = tiny_detector(neck_cfg={**SCALE, "csg_scale_target": "presence"}).eval()
+    units = scale_units(model)
+    assert all(u.scale_head.weight.shape[0] == 2 and u.path.weight.shape[1] == 2 for _, u in units)
+    _, unit = units[0]
+    with torch.no_grad():
+        unit.scale_head.bias.copy_(torch.tensor([3.0, -3.0]))
+        unit.path.weight.zero_()
+        unit.path.weight[:, 0] = 1.0  # p_ik = q_small
+        model([torch.rand(3, 64, 64)])
+    assert unit.scale_logits.tolist() == [[3.0, -3.0]]
+    with pytest.raises(ValueError, match="unknown CSG scale_target 'sizes'; expected one of groups, presence"):
+        tiny_detector(neck_cfg={**SCALE, "csg_scale_target": "sizes"})

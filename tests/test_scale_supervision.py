@@ -137,3 +137,30 @@ def test_scale_head_report_reads_the_head_per_level_and_the_losses(tmp_path):
                     "scale_last100": 0.905}
     with pytest.raises(SystemExit, match="no scale path gates"):
         bench.head_reading(tiny_detector().eval(), paths)
+    presence = tiny_detector(neck_cfg={**SCALE, "csg_scale_target": "presence"}).eval()
+    with torch.no_grad():
+        for u in _control_units(presence):
+            u.scale_head.bias[:] = torch.tensor([4.0, -4.0])  # every image: a small object, no large one
+    reading = bench.head_reading(presence, paths)
+    assert reading["order"] == ["small", "large"] and reading["accuracy"] == [pytest.approx(1 / 3, abs=1e-4)] * 4
+    assert reading["mean_q"]["large"][0] == pytest.approx([1 / (1 + math.exp(-4)), 1 / (1 + math.exp(4))], abs=1e-4)
+
+
+def test_presence_labels_and_their_loss():
+    from dsic.models.scale_supervision import presence_labels, scale_loss
+
+    targets = [_target(10), _target(100), _target(50), _target(10, n=0)]
+    both = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 100.0, 100.0]]), "labels": torch.ones(2, dtype=torch.long)}
+    labels = presence_labels([*targets, both])
+    assert labels.tolist() == [[1, 0], [0, 1], [0, 0], [IGNORE, IGNORE], [1, 1]]
+    logits = torch.tensor([[2.0, -1.0], [0.0, 0.0], [1.0, 1.0], [9.0, 9.0], [0.5, 0.5]])
+    kept = [0, 1, 2, 4]
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[kept], labels[kept], reduction="sum") / 4
+    torch.testing.assert_close(scale_loss(logits, labels, "presence"), expected)
+
+
+def test_presence_supervision_adds_the_two_questions_loss():
+    model = tiny_detector(neck_cfg={**SCALE, "csg_scale_target": "presence"}).train()
+    losses = model([torch.rand(3, 64, 64), torch.rand(3, 64, 64)], [_target(10), _target(40)])
+    assert model.scale_supervision.target == "presence"
+    assert losses["loss_scale"].item() == pytest.approx(2 * math.log(2), abs=1e-6)  # two sigmoids at 0.5

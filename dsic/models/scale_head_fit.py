@@ -10,11 +10,13 @@ at 0.5x"). Here each head is fitted before the routing learns:
 2. :func:`standardize_stats` gives the per-entry mean and variance of the fitting images, written
    into ``path_norm`` (:class:`dsic.necks.csg.RunningStandardize`, its ``eps``), so the head sees
    exactly what it saw in the fit;
-3. :func:`fit_softmax_regression`: multinomial logistic regression on the standardised descriptors,
-   cross-entropy + lambda/2 |W|^2 (the bias not penalised), minimised by L-BFGS in float64 until the
-   gradient's max norm is below ``tol`` (convex: the minimum, not an SGD end point);
-4. :func:`choose_l2`: lambda by the cross-entropy of held-out images (the last ``held_out`` share
-   of the fitting images, in their order), from a fixed grid; the head is then fitted on all.
+3. :func:`fit_head`: logistic regression on the standardised descriptors, the head's own loss
+   (``csg_scale_target``: ``groups``, multinomial over small / large / mixed; ``presence``, one
+   binary regression per output: any object small, any object large) + lambda/2 |W|^2 (the bias
+   not penalised), minimised by L-BFGS in float64 until the gradient's max norm is below ``tol``
+   (convex: the minimum, not an SGD end point);
+4. :func:`choose_l2`: lambda by the loss of held-out images (the last ``held_out`` share of the
+   fitting images, in their order), from a fixed grid; the head is then fitted on all.
 
 :func:`install_heads` writes the statistics and the fitted heads into a detector state dict.
 """
@@ -75,26 +77,34 @@ def standardize(x: Tensor, mean: Tensor, var: Tensor, eps: float) -> Tensor:
     return (x - mean) * torch.rsqrt(var + eps)
 
 
-def softmax_regression_loss(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor, l2: float) -> Tensor:
-    """Mean cross-entropy of softmax(x W^T + b) against ``y`` plus l2 / 2 * |W|^2."""
-    return F.cross_entropy(x @ weight.T + bias, y) + 0.5 * l2 * weight.pow(2).sum()
+def head_loss(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor, l2: float, target: str = "groups") -> Tensor:
+    """The fit's objective: the head's loss in training (``groups``: mean cross-entropy of softmax(x
+    W^T + b) against class indices ``y``; ``presence``: binary cross-entropy of each sigmoid against
+    ``y`` [N, K] in {0, 1}, summed over the K outputs, mean over images) plus l2 / 2 * |W|^2."""
+    logits = x @ weight.T + bias
+    if target == "groups":
+        loss = F.cross_entropy(logits, y)
+    else:
+        loss = F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="sum") / len(x)
+    return loss + 0.5 * l2 * weight.pow(2).sum()
 
 
-def fit_softmax_regression(x: Tensor, y: Tensor, classes: int, l2: float, tol: float = 1e-7,
-                           max_iter: int = 2000) -> tuple[Tensor, Tensor]:
-    """The minimiser (weight [classes, F], bias [classes]) of :func:`softmax_regression_loss` on
-    ``x`` [N, F], ``y`` [N] (class indices), by L-BFGS in float64 from zero."""
+def fit_head(x: Tensor, y: Tensor, outputs: int, l2: float, target: str = "groups", tol: float = 1e-7,
+             max_iter: int = 2000) -> tuple[Tensor, Tensor]:
+    """The minimiser (weight [outputs, F], bias [outputs]) of :func:`head_loss` on ``x`` [N, F] and
+    ``y`` (class indices [N] for ``groups``, 0/1 [N, outputs] for ``presence``), by L-BFGS in float64
+    from zero (the loss is convex, so this is its minimum)."""
     if l2 <= 0:
         raise ValueError(f"l2 must be > 0 (the fit of separable groups has no minimum without it), got {l2}")
     x = x.double()
-    weight = torch.zeros(classes, x.shape[1], dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    weight = torch.zeros(outputs, x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(outputs, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, tolerance_grad=tol,
                             tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = softmax_regression_loss(weight, bias, x, y, l2)
+        loss = head_loss(weight, bias, x, y, l2, target)
         loss.backward()
         return loss
 
@@ -102,19 +112,24 @@ def fit_softmax_regression(x: Tensor, y: Tensor, classes: int, l2: float, tol: f
     return weight.detach(), bias.detach()
 
 
-def cross_entropy(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor) -> float:
-    return float(F.cross_entropy(x.double() @ weight.T + bias, y))
+def data_loss(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor, target: str = "groups") -> float:
+    """:func:`head_loss` without the penalty."""
+    return float(head_loss(weight, bias, x.double(), y, 0.0, target))
 
 
-def accuracy(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor) -> float:
-    return float(((x.double() @ weight.T + bias).argmax(1) == y).double().mean())
+def accuracy(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor, target: str = "groups") -> float:
+    """The share of images whose label the head gets right (``presence``: every output's side of 0.5)."""
+    logits = x.double() @ weight.T + bias
+    if target == "groups":
+        return float((logits.argmax(1) == y).double().mean())
+    return float(((logits > 0) == y.bool()).all(1).double().mean())
 
 
-def choose_l2(x: Tensor, y: Tensor, classes: int, eps: float, held_out: float = 0.2,
-              grid: tuple[float, ...] = L2_GRID) -> dict:
-    """Lambda from ``grid`` with the lowest held-out cross-entropy: the first ``1 - held_out`` of
-    the rows fit (standardised by their own statistics), the rest score. Returns ``{"l2",
-    "scores": [{"l2", "train_ce", "held_out_ce", "held_out_accuracy"}]}``."""
+def choose_l2(x: Tensor, y: Tensor, outputs: int, eps: float, held_out: float = 0.2,
+              grid: tuple[float, ...] = L2_GRID, target: str = "groups") -> dict:
+    """Lambda from ``grid`` with the lowest held-out loss: the first ``1 - held_out`` of the rows
+    fit (standardised by their own statistics), the rest score. Returns ``{"l2", "scores": [{"l2",
+    "train_ce", "held_out_ce", "held_out_accuracy"}]}`` (ce: :func:`data_loss`)."""
     cut = round(len(x) * (1 - held_out))
     if not 0 < cut < len(x):
         raise ValueError(f"held_out={held_out} leaves no images on one side of {len(x)}")
@@ -122,10 +137,10 @@ def choose_l2(x: Tensor, y: Tensor, classes: int, eps: float, held_out: float = 
     fit_x, val_x = standardize(x[:cut], mean, var, eps), standardize(x[cut:], mean, var, eps)
     scores = []
     for l2 in grid:
-        w, b = fit_softmax_regression(fit_x, y[:cut], classes, l2)
-        scores.append({"l2": l2, "train_ce": round(cross_entropy(w, b, fit_x, y[:cut]), 4),
-                       "held_out_ce": round(cross_entropy(w, b, val_x, y[cut:]), 4),
-                       "held_out_accuracy": round(accuracy(w, b, val_x, y[cut:]), 4)})
+        w, b = fit_head(fit_x, y[:cut], outputs, l2, target)
+        scores.append({"l2": l2, "train_ce": round(data_loss(w, b, fit_x, y[:cut], target), 4),
+                       "held_out_ce": round(data_loss(w, b, val_x, y[cut:], target), 4),
+                       "held_out_accuracy": round(accuracy(w, b, val_x, y[cut:], target), 4)})
     best = min(scores, key=lambda s: s["held_out_ce"])
     return {"l2": best["l2"], "scores": scores}
 

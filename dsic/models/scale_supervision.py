@@ -11,6 +11,9 @@ head's loss in training:
 
     loss_scale = mean over the scale units of cross_entropy(head logits, group of the image's boxes)
 
+(``csg_scale_target: presence``: the sum over the two outputs of the binary cross-entropy against
+whether the image's boxes include a small and a large object, mean over the images)
+
 beside torchvision's losses, so the engine sums, logs and checks it like them. Its weight is 1: q is
 detached and the descriptor it reads is detached, so the weight would only scale the head's own
 gradient, which its lr factor (``train.lr_mults``) already sets. Images without boxes are left out.
@@ -24,25 +27,39 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .probe import _control_units
-from .scale_groups import SCALE_GROUP_NAMES, scale_group
+from .scale_groups import SCALE_GROUP_NAMES, scale_group, scale_presence
 
 IGNORE = -100  # cross_entropy's ignore_index: images without boxes
 
 
+def _areas(target: dict) -> list[float]:
+    """``area`` when the target has it (the dataset's, as the probe's rule), else the boxes' width x height."""
+    if "area" in target:
+        return target["area"].tolist()
+    boxes = target["boxes"]
+    return ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).tolist()
+
+
 def group_labels(targets: list[dict]) -> Tensor:
-    """The scale group of each target's boxes, as indices into SCALE_GROUP_NAMES (IGNORE without
-    boxes). Reads ``area`` when the target has it (the dataset's, as the probe's rule), else the
-    boxes' width x height."""
-    labels = []
-    for t in targets:
-        if "area" in t:
-            areas = t["area"].tolist()
-        else:
-            boxes = t["boxes"]
-            areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).tolist()
-        group = scale_group(areas)
-        labels.append(IGNORE if group is None else SCALE_GROUP_NAMES.index(group))
-    return torch.tensor(labels, dtype=torch.long)
+    """The scale group of each target's boxes, as indices into SCALE_GROUP_NAMES (IGNORE without boxes)."""
+    groups = [scale_group(_areas(t)) for t in targets]
+    return torch.tensor([IGNORE if g is None else SCALE_GROUP_NAMES.index(g) for g in groups], dtype=torch.long)
+
+
+def presence_labels(targets: list[dict]) -> Tensor:
+    """[B, 2] float: whether each target's boxes include a small and a large object (IGNORE in both
+    without boxes)."""
+    found = [scale_presence(_areas(t)) for t in targets]
+    return torch.tensor([(IGNORE, IGNORE) if p is None else p for p in found], dtype=torch.float).reshape(-1, 2)
+
+
+def scale_loss(logits: Tensor, labels: Tensor, target: str) -> Tensor:
+    """A head's loss on a batch (images labelled IGNORE left out; at least one must be labelled)."""
+    if target == "groups":
+        return F.cross_entropy(logits.float(), labels.to(logits.device), ignore_index=IGNORE)
+    keep = (labels[:, 0] != IGNORE).to(logits.device)
+    kept = logits.float()[keep]
+    return F.binary_cross_entropy_with_logits(kept, labels.to(logits.device)[keep], reduction="sum") / len(kept)
 
 
 class ScaleSupervision:
@@ -50,27 +67,33 @@ class ScaleSupervision:
     batch's group labels from its targets; after it, ``loss_scale`` added to the loss dict."""
 
     def __init__(self, detector: nn.Module, units: list[nn.Module]):
-        self.units = units
+        targets = {u.scale_target for u in units}
+        if len(targets) != 1:
+            raise ValueError(f"scale supervision: the scale units predict different targets {sorted(targets)}")
+        self.units, self.target = units, targets.pop()
         self.labels: Tensor | None = None
         detector.register_forward_pre_hook(self._before, with_kwargs=True)
         detector.register_forward_hook(self._after, with_kwargs=True)
 
     def _before(self, module, args, kwargs):
         targets = kwargs.get("targets", args[1] if len(args) > 1 else None)
-        self.labels = group_labels(targets) if module.training and targets is not None else None
+        if not module.training or targets is None:
+            self.labels = None
+        else:
+            self.labels = group_labels(targets) if self.target == "groups" else presence_labels(targets)
 
     def _after(self, module, args, kwargs, output):
         labels, self.labels = self.labels, None
         if labels is None or not isinstance(output, dict):
             return None
-        losses, labelled = [], bool((labels != IGNORE).any())
+        losses, labelled = [], bool((labels != IGNORE).any())  # presence: both columns IGNORE together
         for unit in self.units:
             logits = unit.scale_logits
             if logits is None:
                 raise RuntimeError("scale supervision: a scale path gate ran no forward in this training step")
             unit.scale_logits = logits.detach()  # keep no graph on the module
             if labelled:
-                losses.append(F.cross_entropy(logits.float(), labels.to(logits.device), ignore_index=IGNORE))
+                losses.append(scale_loss(logits, labels, self.target))
             else:  # a batch without boxes: zero, still attached so every rank's graph has the head
                 losses.append(logits.float().sum() * 0.0)
         return {**output, "loss_scale": torch.stack(losses).mean()}

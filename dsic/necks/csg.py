@@ -74,6 +74,13 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   for ``scale`` heads fitted once on the frozen network's descriptors (benchmarks/fit_scale_head.py,
   docs/design.md "A scale head fitted before the routing"), whose input must stay what they were
   fitted on. Without loaded statistics, 0 freezes the first training batch's.
+* ``scale_target`` (``groups`` | ``presence``): what a ``scale`` head predicts. ``groups`` (default):
+  the probe group, softmax over small / large / mixed. ``presence``: two sigmoids, whether the image
+  has an object below 32 px and whether it has one of 96 px or more (:mod:`dsic.models.scale_groups`).
+  Fitted on v7, the groups' head called small-object images "mixed" as often as "small" (an image is
+  mixed when any one object is 32 px or more, which pooled descriptors hardly see); ``presence`` asks
+  two questions that each extreme answers the opposite way (docs/design.md, "Presence instead of
+  groups").
 * ``control_act`` (``relu`` | ``leaky_relu``): the channel unit's hidden activation. The paper
   says "convs + activations". With ``relu`` (default) the finer levels' hidden units die whenever
   their updates grow: at gate lr 1, with the path-logit layer at 3x the gate lr, or with the last
@@ -104,7 +111,9 @@ from .isg import COARSE_MODES
 
 CONTROL_NORMS = ("none", "layer", "running")
 PATH_GATES = (False, True, "hidden", "descriptor", "standardized", "statistics", "scale")  # true = hidden
-SCALE_GROUPS = 3  # "scale" path gates: the probe groups (small, large, mixed) a unit's scale head predicts
+# "scale" path gates: what a unit's scale head predicts, and how many outputs it has: the probe group
+# (small, large, mixed; softmax) or whether the image has a small and a large object (two sigmoids)
+SCALE_TARGETS = {"groups": 3, "presence": 2}
 SCALE_STATISTICS = 3  # per path: energy share, peak-to-mean, spatial variation (scale_statistics)
 GAINS = ("weights", "input")  # where the 1 / (act(w) act(s)) compensation lives
 CONTROL_ACTS = ("relu", "leaky_relu")  # the channel unit's hidden activation
@@ -180,7 +189,7 @@ class ControlUnit(nn.Module):
     def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
                  reduction: int = 4, select_hidden: int = 16, control_norm: str = "none",
                  path_gate: bool | str = False, signal_std: float = 0.01, hidden_act: str = "relu",
-                 norm_momentum: float = 0.05):
+                 norm_momentum: float = 0.05, scale_target: str = "groups"):
         super().__init__()
         if isinstance(signal_std, bool) or not isinstance(signal_std, (int, float)) or not 0 <= signal_std < float("inf"):
             raise ValueError(f"CSG signal_std must be a number >= 0, got {signal_std}")
@@ -213,14 +222,16 @@ class ControlUnit(nn.Module):
         # the statistics vary over images by std 0.015-0.23 (v7): a smaller eps than the descriptor's
         self.path_norm = (RunningStandardize(width, norm_momentum, 1e-4 if self.path_input == "statistics" else 1e-2)
                           if self.path_input in ("standardized", "statistics", "scale") else None)
-        self.scale_head = nn.Conv2d(width, SCALE_GROUPS, 1) if self.path_input == "scale" else None
-        self.scale_logits: Tensor | None = None  # the last forward's group logits [B, 3] (scale only)
-        self.path = nn.Conv2d(SCALE_GROUPS if self.scale_head is not None else width, num_inputs, 1) if self.path_input else None
+        self.scale_target = check_mode(scale_target, tuple(SCALE_TARGETS), "CSG scale_target")
+        outputs = SCALE_TARGETS[self.scale_target]
+        self.scale_head = nn.Conv2d(width, outputs, 1) if self.path_input == "scale" else None
+        self.scale_logits: Tensor | None = None  # the last forward's head logits [B, outputs] (scale only)
+        self.path = nn.Conv2d(outputs if self.scale_head is not None else width, num_inputs, 1) if self.path_input else None
         init_conv(self)
         if self.path is not None:
             nn.init.normal_(self.path.weight, std=signal_std)
             nn.init.zeros_(self.path.bias)
-        if self.scale_head is not None:  # uniform group probabilities at the start
+        if self.scale_head is not None:  # uniform group probabilities (presence: 0.5 each) at the start
             nn.init.zeros_(self.scale_head.weight)
             nn.init.zeros_(self.scale_head.bias)
         for last, m, target, std in ((self.channel[-1], self.mode, 1.0 / num_inputs, signal_std),
@@ -246,7 +257,8 @@ class ControlUnit(nn.Module):
             elif self.path_input == "scale":  # the head learns from the boxes only, the path layer from the loss
                 logits = self.scale_head(self.path_norm(descriptor).detach()).flatten(1)
                 self.scale_logits = logits if self.training else logits.detach()
-                source = logits.detach().softmax(1)[..., None, None]
+                q = logits.detach().softmax(1) if self.scale_target == "groups" else logits.detach().sigmoid()
+                source = q[..., None, None]
             else:
                 source = descriptor if self.path_norm is None else self.path_norm(descriptor)
             w = w + self.path(source).unsqueeze(2)
@@ -312,14 +324,16 @@ class CSG(nn.Module):
     def __init__(self, in_channels: list[int], out_channels: int = 256, mode: str = "tanh",
                  select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
                  control_norm: str = "none", gain: str = "input", path_gate: bool | str = False,
-                 signal_std: float = 0.01, control_act: str = "relu", norm_momentum: float = 0.05):
+                 signal_std: float = 0.01, control_act: str = "relu", norm_momentum: float = 0.05,
+                 scale_target: str = "groups"):
         super().__init__()
         n = len(in_channels)
         self.gain_mode = check_mode(gain, GAINS, "CSG gain")
         self.paths = Resampler(in_channels, out_channels)
         self.control = nn.ModuleList(
             ControlUnit(n, out_channels, mode, select_mode, reduction, control_norm=control_norm, path_gate=path_gate,
-                        signal_std=signal_std, hidden_act=control_act, norm_momentum=norm_momentum)
+                        signal_std=signal_std, hidden_act=control_act, norm_momentum=norm_momentum,
+                        scale_target=scale_target)
             for _ in range(n)
         )
         self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
@@ -376,11 +390,12 @@ class CSGNeck(Neck):
                  csg_mode: str = "tanh", select_mode: str = "sigmoid", csg_reduction: int = 4,
                  output_conv: bool = True, csg_control_norm: str = "none",
                  csg_gain: str = "input", csg_path_gate: bool | str = False, csg_signal_std: float = 0.01,
-                 csg_control_act: str = "relu", csg_norm_momentum: float = 0.05):
+                 csg_control_act: str = "relu", csg_norm_momentum: float = 0.05,
+                 csg_scale_target: str = "groups"):
         super().__init__(spec, out_channels, extra)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
                        csg_control_norm, csg_gain, csg_path_gate, csg_signal_std, csg_control_act,
-                       csg_norm_momentum)
+                       csg_norm_momentum, csg_scale_target)
 
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
         return self.csg([b[-1] for b in blocks])
