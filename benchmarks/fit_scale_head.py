@@ -25,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from instrumented import trained_start  # benchmarks/instrumented.py
 from run import variants  # benchmarks/run.py: the rows and their overrides
 
 from dsic.config import load_config
@@ -113,10 +114,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     proto = get_protocol(args.protocol)
     runs = args.runs or Path("runs") / proto.name
-    start_from = runs / f"dsic_gatelr01_seed{args.seed}" / "final.pth"
-    if not start_from.is_file():
-        raise SystemExit(f"{start_from}: no finished dsic_gatelr01 run at seed {args.seed} (train it with "
-                         f"benchmarks/run.py scenes --protocol {proto.name} --variants dsic_gatelr01 first)")
+    trained_start(runs, proto.name, args.seed)  # the row's init_from names it
     data = ensure_data(runs, proto)
     target, names = args.target, NAMES[args.target]
     overrides = variants("scenes", proto.name)[ROW] + [f"model.neck_cfg.csg_scale_target={target}"]

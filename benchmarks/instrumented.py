@@ -38,3 +38,13 @@ def train_instrumented(proto: Protocol, data: Path, overrides: list[str], run: P
     result = train(cfg, model_factory=factory)
     return {"result": result, "instrument": attached["instrument"], "cfg": cfg, "commit": commit,
             "wall_s": round(time.time() - start, 1)}
+
+
+def trained_start(runs: Path, protocol: str, seed: int, row: str = "dsic_gatelr01") -> Path:
+    """The final weights of ``row``'s finished run at ``seed`` in ``runs``, the network the analyses
+    learned second start from; exits with the command that trains it when it is missing."""
+    start_from = runs / f"{row}_seed{seed}" / "final.pth"
+    if not start_from.is_file():
+        raise SystemExit(f"{start_from}: no finished {row} run at seed {seed} (train it with "
+                         f"benchmarks/run.py scenes --protocol {protocol} --variants {row} first)")
+    return start_from

@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from instrumented import train_instrumented  # benchmarks/instrumented.py
+from instrumented import train_instrumented, trained_start  # benchmarks/instrumented.py
 from run import variants  # benchmarks/run.py: the rows and their overrides
 
 from dsic.demo import ensure_data
@@ -61,10 +61,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     proto = get_protocol(args.protocol)
     runs = args.runs or Path("runs") / proto.name
-    start_from = runs / f"dsic_gatelr01_seed{args.seed}" / "final.pth"
-    if not start_from.is_file():
-        raise SystemExit(f"{start_from}: no finished dsic_gatelr01 run at seed {args.seed} (train it with "
-                         f"benchmarks/run.py scenes --protocol {proto.name} --variants dsic_gatelr01 first)")
+    start_from = trained_start(runs, proto.name, args.seed)
     data = ensure_data(runs, proto, args.quick)
     run = runs / f"scale_oracle_seed{args.seed}"
     overrides = variants("scenes", proto.name)["dsic_gatelr01"] + [
