@@ -51,6 +51,7 @@ from dsic.models.scale_head_fit import (
     standardize,
     standardize_stats,
 )
+from dsic.necks.csg import scale_probabilities
 from dsic.protocol import get_protocol
 from dsic.results import git_commit
 
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
         for g, px in found["probe"].items():
             pz = standardize(px[level], mean, var, eps)
             logits = pz @ weight.T + bias
-            q = (logits.softmax(1) if target == "groups" else logits.sigmoid()).mean(0)
+            q = scale_probabilities(logits, target).mean(0)
             reading[g] = {"accuracy": round(accuracy(weight, bias, pz, probe_labels(g, len(pz), target), target), 4),
                           "mean_q": [round(float(v), 4) for v in q]}
         levels.append({**chosen, "train_ce": round(data_loss(weight, bias, z, labels, target), 4),

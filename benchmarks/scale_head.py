@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from dsic.inference import load_model, read_image
 from dsic.models.probe import probe_images
 from dsic.models.scale_groups import PRESENCE_NAMES, PROBE_PRESENCE, SCALE_GROUP_NAMES
+from dsic.necks.csg import scale_probabilities
 from dsic.protocol import get_protocol
 from dsic.visualize import read_jsonl
 
@@ -64,14 +65,12 @@ def head_reading(model, paths: dict[str, list[Path]]) -> dict:
                 model([read_image(f)])
                 total += 1
                 for level, unit in enumerate(units):
-                    logits = unit.scale_logits[0].float()
+                    logits = unit.scale_logits.float()
                     if target == "groups":
-                        right[level] += int(logits.argmax()) == SCALE_GROUP_NAMES.index(group)
-                        q = logits.softmax(0)
+                        right[level] += int(logits[0].argmax()) == SCALE_GROUP_NAMES.index(group)
                     else:
-                        right[level] += ((logits > 0).long().tolist() == list(PROBE_PRESENCE[group]))
-                        q = logits.sigmoid()
-                    probs[group][level] += q / len(files)
+                        right[level] += (logits[0] > 0).long().tolist() == list(PROBE_PRESENCE[group])
+                    probs[group][level] += scale_probabilities(logits, target)[0] / len(files)
     return {"accuracy": [round(r / total, 4) for r in right], "order": list(names),
             "mean_q": {g: [[round(float(x), 4) for x in q] for q in qs] for g, qs in probs.items()},
             "images": {g: len(files) for g, files in paths.items()}}

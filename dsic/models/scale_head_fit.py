@@ -26,18 +26,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .scale_supervision import scale_loss, scale_units
+
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # lambda of the fit, chosen by held-out cross-entropy
-
-
-def scale_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, unit) of every CSG control unit with a scale head, in the model's order (levels)."""
-    from ..necks.csg import ControlUnit
-
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, ControlUnit) and getattr(m, "scale_head", None) is not None]
 
 
 @torch.no_grad()
@@ -78,15 +71,11 @@ def standardize(x: Tensor, mean: Tensor, var: Tensor, eps: float) -> Tensor:
 
 
 def head_loss(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor, l2: float, target: str = "groups") -> Tensor:
-    """The fit's objective: the head's loss in training (``groups``: mean cross-entropy of softmax(x
-    W^T + b) against class indices ``y``; ``presence``: binary cross-entropy of each sigmoid against
-    ``y`` [N, K] in {0, 1}, summed over the K outputs, mean over images) plus l2 / 2 * |W|^2."""
-    logits = x @ weight.T + bias
-    if target == "groups":
-        loss = F.cross_entropy(logits, y)
-    else:
-        loss = F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="sum") / len(x)
-    return loss + 0.5 * l2 * weight.pow(2).sum()
+    """The fit's objective: the head's loss in training (:func:`dsic.models.scale_supervision.scale_loss`:
+    ``groups``, mean cross-entropy of softmax(x W^T + b) against class indices ``y``; ``presence``,
+    binary cross-entropy of each sigmoid against ``y`` [N, K] in {0, 1}, summed over the K outputs,
+    mean over images) plus l2 / 2 * |W|^2."""
+    return scale_loss(x @ weight.T + bias, y, target) + 0.5 * l2 * weight.pow(2).sum()
 
 
 def fit_head(x: Tensor, y: Tensor, outputs: int, l2: float, target: str = "groups", tol: float = 1e-7,

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .probe import _control_units
 from .scale_groups import SCALE_GROUP_NAMES, scale_group, scale_presence
 
 IGNORE = -100  # cross_entropy's ignore_index: images without boxes
@@ -54,12 +53,22 @@ def presence_labels(targets: list[dict]) -> Tensor:
 
 
 def scale_loss(logits: Tensor, labels: Tensor, target: str) -> Tensor:
-    """A head's loss on a batch (images labelled IGNORE left out; at least one must be labelled)."""
+    """A head's loss on a batch in the logits' dtype (images labelled IGNORE left out; at least one
+    must be labelled): the training loss, and the fit's (dsic.models.scale_head_fit.head_loss)."""
+    labels = labels.to(logits.device)
     if target == "groups":
-        return F.cross_entropy(logits.float(), labels.to(logits.device), ignore_index=IGNORE)
-    keep = (labels[:, 0] != IGNORE).to(logits.device)
-    kept = logits.float()[keep]
-    return F.binary_cross_entropy_with_logits(kept, labels.to(logits.device)[keep], reduction="sum") / len(kept)
+        return F.cross_entropy(logits, labels, ignore_index=IGNORE)
+    keep = labels[:, 0] != IGNORE
+    kept = logits[keep]
+    return F.binary_cross_entropy_with_logits(kept, labels[keep].to(kept.dtype), reduction="sum") / len(kept)
+
+
+def scale_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, unit) of every CSG control unit with a scale head, in the model's order (levels)."""
+    from ..necks.csg import ControlUnit
+
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, ControlUnit) and getattr(m, "scale_head", None) is not None]
 
 
 class ScaleSupervision:
@@ -93,7 +102,7 @@ class ScaleSupervision:
                 raise RuntimeError("scale supervision: a scale path gate ran no forward in this training step")
             unit.scale_logits = logits.detach()  # keep no graph on the module
             if labelled:
-                losses.append(scale_loss(logits, labels, self.target))
+                losses.append(scale_loss(logits.float(), labels, self.target))
             else:  # a batch without boxes: zero, still attached so every rank's graph has the head
                 losses.append(logits.float().sum() * 0.0)
         return {**output, "loss_scale": torch.stack(losses).mean()}
@@ -102,5 +111,5 @@ class ScaleSupervision:
 def attach_scale_supervision(detector: nn.Module) -> ScaleSupervision | None:
     """Attach :class:`ScaleSupervision` to ``detector`` if its CSG has ``scale`` path gates
     (returns it; ``None`` and no hooks otherwise)."""
-    units = [u for u in _control_units(detector) if getattr(u, "scale_head", None) is not None]
+    units = [u for _, u in scale_units(detector)]
     return ScaleSupervision(detector, units) if units else None

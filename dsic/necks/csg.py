@@ -176,6 +176,11 @@ def scale_statistics(magnitudes: list[Tensor], eps: float = 1e-6) -> Tensor:
     return torch.cat([share, peak, spread], 1)[..., None, None]
 
 
+def scale_probabilities(logits: Tensor, target: str) -> Tensor:
+    """q from a scale head's logits [B, K]: softmax over the groups, or one sigmoid per presence question."""
+    return logits.softmax(1) if target == "groups" else logits.sigmoid()
+
+
 def spatial_znorm(x: Tensor, eps: float = 1e-5) -> Tensor:
     """Normalise each [H, W] map of ``x`` to zero mean and unit std."""
     mean = x.mean((2, 3), keepdim=True)
@@ -257,8 +262,7 @@ class ControlUnit(nn.Module):
             elif self.path_input == "scale":  # the head learns from the boxes only, the path layer from the loss
                 logits = self.scale_head(self.path_norm(descriptor).detach()).flatten(1)
                 self.scale_logits = logits if self.training else logits.detach()
-                q = logits.detach().softmax(1) if self.scale_target == "groups" else logits.detach().sigmoid()
-                source = q[..., None, None]
+                source = scale_probabilities(logits.detach(), self.scale_target)[..., None, None]
             else:
                 source = descriptor if self.path_norm is None else self.path_norm(descriptor)
             w = w + self.path(source).unsqueeze(2)
