@@ -60,7 +60,7 @@ TABLES = {
                    "dsic_gatelr01_gateft_pathstats02", "dsic_gatelr01_gateft_pathstats01_long",
                    "dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_pathscale",
                    "dsic_gatelr01_gateft_pathscale_head05", "dsic_gatelr01_gateft_pathscale_fitted",
-                   "dsic_gatelr01_gateft_pathpresence_fitted"],
+                   "dsic_gatelr01_gateft_pathpresence_fitted", "dsic_gatelr01_gateft_pathcells_fitted"],
         "dsic_gatelr01"),
     "How CSG's gates learn": ("gates", ["fpn", "dsic", *GATE_ROWS], "fpn"),
     "Gate designs against DSIC with one lr for everything (dsic)": ("gates", ["dsic", *GATE_ROWS], "dsic"),
@@ -400,7 +400,7 @@ def rerun_table(folder: Path, records: dict) -> str:
 START_ROW = "dsic_gatelr01"
 STARTED_FROM_RERUN = ("dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_pathscale",
                       "dsic_gatelr01_gateft_pathscale_head05", "dsic_gatelr01_gateft_pathscale_fitted",
-                      "dsic_gatelr01_gateft_pathpresence_fitted")
+                      "dsic_gatelr01_gateft_pathpresence_fitted", "dsic_gatelr01_gateft_pathcells_fitted")
 
 
 def started_from_table(folder: Path, records: dict) -> str:

@@ -164,6 +164,11 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                 "model.neck_cfg.csg_scale_target=presence",
                 "model.init_from={runs}/scale_head_fit_presence_seed{seed}.pth",
                 'train.lr_mults={"*.csg.control.*.path.*": 0.65, "*": 0}']
+            # (session 17, after confident presence heads routed no deeper: the path layer reads the four
+            # cells of the two answers, so mixed images get a code of their own: "Cells of the two answers")
+            out["dsic_gatelr01_gateft_pathcells_fitted"] = out["dsic_gatelr01_gateft_pathpresence_fitted"][:-1] + [
+                "model.neck_cfg.csg_scale_code=cells",
+                'train.lr_mults={"*.csg.control.*.path.*": 0.65, "*": 0}']
             return {name: out[name] for name in ("dsic_path_gatelr01", "dsic_gatelr01", "fpn", "fcfpn",
                                                  "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
                                                  "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
@@ -172,7 +177,8 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
                                                  "dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_pathscale",
                                                  "dsic_gatelr01_gateft_pathscale_head05",
                                                  "dsic_gatelr01_gateft_pathscale_fitted",
-                                                 "dsic_gatelr01_gateft_pathpresence_fitted")}
+                                                 "dsic_gatelr01_gateft_pathpresence_fitted",
+                                                 "dsic_gatelr01_gateft_pathcells_fitted")}
         return out
     if table == "gates":
         if protocol != "v1":  # the control descriptors' normalisation; dsic = none (default)

@@ -72,7 +72,8 @@ def test_scenes_rows_are_protocol_v4s_v5s_and_v6s():
                                                       "dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_pathscale",
                                                       "dsic_gatelr01_gateft_pathscale_head05",
                                                       "dsic_gatelr01_gateft_pathscale_fitted",
-                                                      "dsic_gatelr01_gateft_pathpresence_fitted"}
+                                                      "dsic_gatelr01_gateft_pathpresence_fitted",
+                                                      "dsic_gatelr01_gateft_pathcells_fitted"}
 
 
 def test_incentive_table_from_its_files(tmp_path):

@@ -164,3 +164,41 @@ def test_presence_supervision_adds_the_two_questions_loss():
     losses = model([torch.rand(3, 64, 64), torch.rand(3, 64, 64)], [_target(10), _target(40)])
     assert model.scale_supervision.target == "presence"
     assert losses["loss_scale"].item() == pytest.approx(2 * math.log(2), abs=1e-6)  # two sigmoids at 0.5
+
+
+def test_presence_cells_are_the_products_of_the_two_answers():
+    from dsic.necks.csg import presence_cells
+
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [0.9, 0.2]])
+    cells = presence_cells(q)
+    assert cells[:4].tolist() == torch.eye(4).tolist()  # small only, large only, both, neither
+    torch.testing.assert_close(cells[4], torch.tensor([0.72, 0.02, 0.18, 0.08]))
+    torch.testing.assert_close(cells.sum(1), torch.ones(5))
+
+
+def test_cells_code_feeds_the_path_layer_four_cells():
+    model = tiny_detector(neck_cfg={**SCALE, "csg_scale_target": "presence", "csg_scale_code": "cells"}).eval()
+    units = _control_units(model)
+    assert all(u.scale_head.weight.shape[:2] == (2, u.n * u.channels) and u.path.weight.shape[:2] == (u.n, 4)
+               for u in units)
+    with torch.no_grad():
+        for u in units:
+            u.scale_head.bias[:] = torch.tensor([9.0, -9.0])  # every image: small only
+            u.path.weight[:] = 0.0
+            u.path.weight[0, 0] = 3.0  # small only opens path 0
+    without = copy.deepcopy(model)
+    with torch.no_grad():
+        for u in _control_units(without):
+            u.path.weight[0, 0] = 0.0
+    image = [torch.rand(3, 64, 64)]
+    with torch.no_grad():
+        model(image), without(image)
+    w, w0 = gate_states(model)["csg"]["w"][0], gate_states(without)["csg"]["w"][0]  # [n_in, n_out]
+    assert (w[0] > w0[0] + 0.1).all() and torch.allclose(w[1:], w0[1:], atol=1e-5)  # path 0 opens at every level
+
+
+def test_cells_code_needs_presence_answers():
+    with pytest.raises(ValueError, match="CSG scale_code 'cells' needs scale_target 'presence', got 'groups'"):
+        tiny_detector(neck_cfg={**SCALE, "csg_scale_code": "cells"})
+    with pytest.raises(ValueError, match="unknown CSG scale_code 'onehot'; expected one of outputs, cells"):
+        tiny_detector(neck_cfg={**SCALE, "csg_scale_target": "presence", "csg_scale_code": "onehot"})

@@ -81,6 +81,13 @@ benchmark). Two options concern how the gates learn, both measured on the embedd
   mixed when any one object is 32 px or more, which pooled descriptors hardly see); ``presence`` asks
   two questions that each extreme answers the opposite way (docs/design.md, "Presence instead of
   groups").
+* ``scale_code`` (``outputs`` | ``cells``): what the path layer of a ``scale`` gate reads. ``outputs``
+  (default): the head's probabilities q. ``cells`` (``presence`` only): the four cells of its two
+  answers, (small only, large only, both, neither), the products of the answers' sides
+  (:func:`presence_cells`). With ``outputs`` an image with both kinds of object reads (1, 1), so the
+  routing of the two extremes is tied to that of the mixed images (70 % of v7's training images)
+  through shared offsets; the cells give each a code of its own, as the one-hot groups of the
+  oracle that routed 0.20 deep did (docs/design.md, "Cells of the two answers").
 * ``control_act`` (``relu`` | ``leaky_relu``): the channel unit's hidden activation. The paper
   says "convs + activations". With ``relu`` (default) the finer levels' hidden units die whenever
   their updates grow: at gate lr 1, with the path-logit layer at 3x the gate lr, or with the last
@@ -114,6 +121,8 @@ PATH_GATES = (False, True, "hidden", "descriptor", "standardized", "statistics",
 # "scale" path gates: what a unit's scale head predicts, and how many outputs it has: the probe group
 # (small, large, mixed; softmax) or whether the image has a small and a large object (two sigmoids)
 SCALE_TARGETS = {"groups": 3, "presence": 2}
+# what the path layer reads from q: the head's outputs, or (presence) the four cells of its two answers
+SCALE_CODES = {"outputs": None, "cells": 4}
 SCALE_STATISTICS = 3  # per path: energy share, peak-to-mean, spatial variation (scale_statistics)
 GAINS = ("weights", "input")  # where the 1 / (act(w) act(s)) compensation lives
 CONTROL_ACTS = ("relu", "leaky_relu")  # the channel unit's hidden activation
@@ -181,6 +190,14 @@ def scale_probabilities(logits: Tensor, target: str) -> Tensor:
     return logits.softmax(1) if target == "groups" else logits.sigmoid()
 
 
+def presence_cells(q: Tensor) -> Tensor:
+    """The four cells of two presence answers q = (p_small, p_large) [B, 2] as probabilities [B, 4]:
+    (small only, large only, both, neither), each the product of the two answers' sides. Sums to 1;
+    one-hot when both answers are sure, so images with both kinds of object get a code of their own."""
+    small, large = q[:, :1], q[:, 1:2]
+    return torch.cat([small * (1 - large), (1 - small) * large, small * large, (1 - small) * (1 - large)], 1)
+
+
 def spatial_znorm(x: Tensor, eps: float = 1e-5) -> Tensor:
     """Normalise each [H, W] map of ``x`` to zero mean and unit std."""
     mean = x.mean((2, 3), keepdim=True)
@@ -194,7 +211,7 @@ class ControlUnit(nn.Module):
     def __init__(self, num_inputs: int, channels: int, mode: str, select_mode: str,
                  reduction: int = 4, select_hidden: int = 16, control_norm: str = "none",
                  path_gate: bool | str = False, signal_std: float = 0.01, hidden_act: str = "relu",
-                 norm_momentum: float = 0.05, scale_target: str = "groups"):
+                 norm_momentum: float = 0.05, scale_target: str = "groups", scale_code: str = "outputs"):
         super().__init__()
         if isinstance(signal_std, bool) or not isinstance(signal_std, (int, float)) or not 0 <= signal_std < float("inf"):
             raise ValueError(f"CSG signal_std must be a number >= 0, got {signal_std}")
@@ -228,10 +245,14 @@ class ControlUnit(nn.Module):
         self.path_norm = (RunningStandardize(width, norm_momentum, 1e-4 if self.path_input == "statistics" else 1e-2)
                           if self.path_input in ("standardized", "statistics", "scale") else None)
         self.scale_target = check_mode(scale_target, tuple(SCALE_TARGETS), "CSG scale_target")
+        self.scale_code = check_mode(scale_code, tuple(SCALE_CODES), "CSG scale_code")
+        if self.scale_code == "cells" and self.scale_target != "presence":
+            raise ValueError(f"CSG scale_code 'cells' needs scale_target 'presence', got {self.scale_target!r}")
         outputs = SCALE_TARGETS[self.scale_target]
         self.scale_head = nn.Conv2d(width, outputs, 1) if self.path_input == "scale" else None
         self.scale_logits: Tensor | None = None  # the last forward's head logits [B, outputs] (scale only)
-        self.path = nn.Conv2d(outputs if self.scale_head is not None else width, num_inputs, 1) if self.path_input else None
+        code = SCALE_CODES[self.scale_code] or outputs
+        self.path = nn.Conv2d(code if self.scale_head is not None else width, num_inputs, 1) if self.path_input else None
         init_conv(self)
         if self.path is not None:
             nn.init.normal_(self.path.weight, std=signal_std)
@@ -262,7 +283,8 @@ class ControlUnit(nn.Module):
             elif self.path_input == "scale":  # the head learns from the boxes only, the path layer from the loss
                 logits = self.scale_head(self.path_norm(descriptor).detach()).flatten(1)
                 self.scale_logits = logits if self.training else logits.detach()
-                source = scale_probabilities(logits.detach(), self.scale_target)[..., None, None]
+                q = scale_probabilities(logits.detach(), self.scale_target)
+                source = (presence_cells(q) if self.scale_code == "cells" else q)[..., None, None]
             else:
                 source = descriptor if self.path_norm is None else self.path_norm(descriptor)
             w = w + self.path(source).unsqueeze(2)
@@ -329,7 +351,7 @@ class CSG(nn.Module):
                  select_mode: str = "sigmoid", reduction: int = 4, output_conv: bool = True,
                  control_norm: str = "none", gain: str = "input", path_gate: bool | str = False,
                  signal_std: float = 0.01, control_act: str = "relu", norm_momentum: float = 0.05,
-                 scale_target: str = "groups"):
+                 scale_target: str = "groups", scale_code: str = "outputs"):
         super().__init__()
         n = len(in_channels)
         self.gain_mode = check_mode(gain, GAINS, "CSG gain")
@@ -337,7 +359,7 @@ class CSG(nn.Module):
         self.control = nn.ModuleList(
             ControlUnit(n, out_channels, mode, select_mode, reduction, control_norm=control_norm, path_gate=path_gate,
                         signal_std=signal_std, hidden_act=control_act, norm_momentum=norm_momentum,
-                        scale_target=scale_target)
+                        scale_target=scale_target, scale_code=scale_code)
             for _ in range(n)
         )
         self.output = nn.ModuleList(conv(out_channels, out_channels, 3) for _ in range(n)) if output_conv else None
@@ -395,11 +417,11 @@ class CSGNeck(Neck):
                  output_conv: bool = True, csg_control_norm: str = "none",
                  csg_gain: str = "input", csg_path_gate: bool | str = False, csg_signal_std: float = 0.01,
                  csg_control_act: str = "relu", csg_norm_momentum: float = 0.05,
-                 csg_scale_target: str = "groups"):
+                 csg_scale_target: str = "groups", csg_scale_code: str = "outputs"):
         super().__init__(spec, out_channels, extra)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
                        csg_control_norm, csg_gain, csg_path_gate, csg_signal_std, csg_control_act,
-                       csg_norm_momentum, csg_scale_target)
+                       csg_norm_momentum, csg_scale_target, csg_scale_code)
 
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
         return self.csg([b[-1] for b in blocks])

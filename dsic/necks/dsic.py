@@ -25,12 +25,12 @@ class DSICNeck(Neck):
                  csg_reduction: int = 4, output_conv: bool = True, csg_control_norm: str = "none",
                  csg_gain: str = "input", csg_path_gate: bool | str = False, csg_signal_std: float = 0.01,
                  csg_control_act: str = "relu", csg_norm_momentum: float = 0.05,
-                 csg_scale_target: str = "groups"):
+                 csg_scale_target: str = "groups", csg_scale_code: str = "outputs"):
         super().__init__(spec, out_channels, extra)
         self.isg = ISG(spec, isg_mode, isg_reduction, isg_control, isg_init)
         self.csg = CSG(self.in_channels, out_channels, csg_mode, select_mode, csg_reduction, output_conv,
                        csg_control_norm, csg_gain, csg_path_gate, csg_signal_std, csg_control_act,
-                       csg_norm_momentum, csg_scale_target)
+                       csg_norm_momentum, csg_scale_target, csg_scale_code)
 
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:
         return self.csg(self.isg(blocks))
