@@ -70,7 +70,8 @@
   image has a small and a large object (``dsic_gatelr01_gateft_pathpresence_fitted``, seeds 0-1
   first; "Presence instead of groups"). Session 17: the path layer of those heads reads the four
   cells of their two answers, so images with both kinds of object get a code of their own
-  (``dsic_gatelr01_gateft_pathcells_fitted``, seeds 0-1 first; "Cells of the two answers").
+  (``dsic_gatelr01_gateft_pathcells_fitted``, seeds 0-1; 2-3 only by its rule, which they did not
+  meet; "Cells of the two answers").
   21-28 min per run on one core of the 2026-11-29 machine (v5 took ~49 min per run on the machine
   of its day).
 """
