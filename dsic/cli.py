@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from .config import DEVICE_NAMES, is_device_name
+
 SYNTH_PRESETS = ["default", "hard", "scenes"]  # dsic.data.synth.PRESETS, named here so the parser imports no numpy
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # dsic.engine.precision.PRECISIONS (not imported: --help stays instant)
@@ -190,13 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _config_command(sub, "train", _train, "train a detector from a YAML config (works under torchrun)",
                         "[CONFIG] [key=value ...]")
     p.add_argument("--resume", action="store_true", help="continue from output_dir/last.pth (or interrupted.pth)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (the config's 'device')")
+    p.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda or cuda:N (the config's 'device')")
 
     p = _config_command(sub, "eval", _eval, "COCO evaluation of a checkpoint (works under torchrun)",
                         "[CONFIG] CHECKPOINT [key=value ...]")
     p.add_argument("--evaluator", choices=["faster_coco_eval", "pycocotools"], default=None)
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (fp16: CUDA only)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda or cuda:N")
 
     for name, func, help_ in (("predict", _predict, "detections on images: drawn PNGs and COCO results JSON"),
                               ("visualize", _visualize, "detections + CSG state matrix + ISG gates (Fig. 3)")):
@@ -204,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="output folder")
         p.add_argument("--score-thresh", type=_score, default=0.5, help="draw and write detections scoring at "
                        "least this, in [0, 1] (default: 0.5)")
-        p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the config's device)")
+        p.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda or cuda:N (default: the config's device)")
         if name == "predict":
             p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (fp16: CUDA only)")
             p.add_argument("--per-image-json", action="store_true", help="also write <image>.json per image")
@@ -260,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=512, help="square input side in pixels")
     p.add_argument("--warmup", type=int, default=2, help="untimed passes first")
     p.add_argument("--repeats", type=int, default=10, help="timed passes (the median is reported)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--reference", default="fpn", help="neck the ratios are relative to")
     p.add_argument("--precision", type=_precision_list, default="fp32",
                    help="comma-separated precisions to profile, e.g. fp32,bf16 (fp16: CUDA only)")
@@ -335,6 +337,13 @@ def _describe(err: Exception) -> str:
     if isinstance(err, NotADirectoryError):
         return f"{err.filename}: part of this path is a file, not a folder"
     return f"{err.filename}: {err.strerror}"
+
+
+def _device(text: str) -> str:
+    """argparse type of --device: auto, cpu, cuda or cuda:N (whether CUDA is there is checked on use)."""
+    if not is_device_name(text):
+        raise argparse.ArgumentTypeError(f"expected {DEVICE_NAMES}, got {text!r}")
+    return text
 
 
 def _score(text: str) -> float:

@@ -33,6 +33,13 @@ from pathlib import Path
 
 import yaml
 
+DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
+
+
+def is_device_name(name: str) -> bool:
+    """Whether ``name`` is a device the config and the command line take (DEVICE_NAMES)."""
+    return re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None
+
 
 class ConfigError(ValueError):
     """A config file or override is malformed; the message names the file and the key."""
@@ -396,8 +403,8 @@ def finalize(cfg: dict, where: str = "config") -> dict:
     except ValueError as err:
         raise ConfigError(f"{where}: {err}") from None
     device = cfg["device"]
-    if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise ConfigError(f"{where}: 'device' = {device!r}, expected auto, cpu, cuda or cuda:N")
+    if device is not None and not is_device_name(device):
+        raise ConfigError(f"{where}: 'device' = {device!r}, expected {DEVICE_NAMES}")
     try:
         from .necks import NECKS
     except ImportError:  # pragma: no cover - the necks package is optional for config handling

@@ -34,6 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor
 
 from .data.pixels import to_rgb
+from .engine.distributed import resolve_device
 from .models import gate_states
 from .necks import GATED_NECKS
 from .visualize import draw_detections, gate_figure, save
@@ -105,18 +106,10 @@ def load_trained(checkpoint: str | Path, config: str | Path | None = None, overr
                          f"{detail}") from err
     if model.classes is None and isinstance(model_cfg["classes"], list):
         model.classes = model_cfg["classes"]
-    dev = pick_device(device or cfg.get("device"))
+    dev = resolve_device(device or cfg.get("device"))
     return model.to(dev).eval(), cfg, dev
 
 
-def pick_device(name: str | None) -> torch.device:
-    """``None`` / ``auto``: CUDA when available, else the CPU; ``cpu``, ``cuda``, ``cuda:N`` as given."""
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
-    return dev
 
 
 def load_model(config: str | Path | None, checkpoint: str | Path, overrides: list[str] | None = None,

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .engine.distributed import resolve_device
 from .engine.precision import autocast, check_precision
 from .models import build_detector
 
@@ -191,7 +192,7 @@ def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[s
     """
     necks = [necks] if isinstance(necks, str) else list(necks)
     precisions = [precisions] if isinstance(precisions, str) else list(precisions)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     for p in precisions:
         check_precision(p, dev)
     if threads:

@@ -47,6 +47,27 @@ def test_predict_takes_the_config_from_the_checkpoint_and_writes_coco_results(ch
         assert d["box"][2] - d["box"][0] == pytest.approx(r["bbox"][2], abs=0.02)
 
 
+def test_a_device_this_machine_lacks_is_one_line_and_exit_2_for_every_command(checkpoint, image_folder, tiny_synth,
+                                                                              tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    no_cuda = "dsic: error: device 'cuda' asked for, but CUDA is not available here; use --device cpu"
+    config = ROOT / "configs" / "_base_" / "embedded.yaml"
+    calls = [["train", str(config), *tiny_overrides(tiny_synth, tmp_path / "run"), "--device", "cuda"],
+             ["predict", str(checkpoint), str(image_folder), "--out", str(tmp_path / "p"), "--device", "cuda"],
+             ["profile", "--necks", "fpn", "--device", "cuda"]]
+    for call in calls:
+        assert main(call) == 2, call[0]
+        assert capsys.readouterr().err == f"{no_cuda} (--debug shows the traceback)\n", call[0]
+    assert not (tmp_path / "run").exists()  # nothing written before the device was checked
+    for command in ("train", "eval", "predict", "profile"):  # not a device at all: argparse's own usage error
+        words = [command] + (["--out", str(tmp_path)] if command == "predict" else []) + ["--device", "gpu0"]
+        with pytest.raises(SystemExit) as exit_:
+            main(words)
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"dsic {command}: error: argument --device: expected auto, cpu, cuda or cuda:N, got 'gpu0'")
+
+
 def test_predict_accepts_globs_and_an_optional_config(checkpoint, image_folder, tmp_path):
     out = tmp_path / "glob"
     assert main(["predict", str(checkpoint), str(image_folder / "*.png"), "--out", str(out)]) == 0

@@ -35,16 +35,17 @@ def launched_by_torchrun() -> bool:
 
 
 def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
-    """``None``/``auto``: CUDA when available, else CPU. ``cuda`` under torchrun: ``cuda:LOCAL_RANK``."""
+    """``None``/``auto``: CUDA when available, else CPU. ``cuda`` under torchrun: ``cuda:LOCAL_RANK``.
+    A CUDA device this machine does not have is a user error (ValueError: one line from the CLI)."""
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+            raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
         index = int(device.split(":")[1]) if ":" in device else local_rank
         if index >= torch.cuda.device_count():
-            raise RuntimeError(f"cuda:{index} requested (LOCAL_RANK={local_rank}) but only "
-                               f"{torch.cuda.device_count()} GPU(s) are visible")
+            raise ValueError(f"device cuda:{index} asked for (LOCAL_RANK={local_rank}), but only "
+                             f"{torch.cuda.device_count()} GPU(s) are visible")
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     return torch.device(device)
