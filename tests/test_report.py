@@ -303,3 +303,28 @@ def test_scale_head_fit_table_from_its_files(tmp_path):
             "0.36 / 0.36 / 0.36 / 0.36 | 0.82 / 0.82 / 0.82 / 0.82 | 0.41 / 0.41 / 0.41 / 0.41 | "
             "0.69 / 0.69 / 0.69 / 0.69 | 0.81 |") in text
     assert _report().scale_head_fit_table(tmp_path / "none") == ""
+
+
+def _frontier():
+    spec = importlib.util.spec_from_file_location("bench_frontier", ROOT / "benchmarks" / "routing_frontier.py")
+    frontier = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(frontier)
+    return frontier
+
+
+def test_routing_frontier_pairs_each_run_with_dsic_as_shipped_from_its_own_machine(tmp_path):
+    frontier = _frontier()
+    recorded, rerun = tmp_path / "v7", tmp_path / "v7" / "rerun"
+    for seed, ap in ((0, 71.0), (1, 72.0)):
+        _record(recorded, "dsic_gatelr01", seed, ap, {"W_max_diff": 0.02, "W_effect_size": 2.5})
+    _record(rerun, "dsic_gatelr01", 0, 70.5)  # the start trained again: rows learned second pair with it
+    _record(recorded, "dsic_pathstats_gatelr01", 0, 70.0, {"W_max_diff": 0.12, "W_effect_size": 1.5})
+    _record(recorded, "dsic_pathstats_gatelr01", 2, 70.0, {"W_max_diff": 0.12, "W_effect_size": 3.0})  # no pair
+    _record(recorded, "dsic_gatelr01_gateft_pathcells_fitted", 0, 70.75, {"W_max_diff": 0.09, "W_effect_size": 8.0})
+    _record(recorded, "dsic_gatelr01_gateft_pathcells_fitted", 1, 72.5, {"W_max_diff": 0.11, "W_effect_size": 4.0})
+    points = frontier.frontier_points(frontier.load_records(recorded), frontier.load_records(rerun))
+    got = [(p["row"], p["seed"], p["w"], p["reliable"], round(p["dap"], 4)) for p in points]
+    assert got == [("dsic_gatelr01_gateft_pathcells_fitted", 0, 0.09, True, 0.25),  # against the rerun's 70.5
+                   ("dsic_pathstats_gatelr01", 0, 0.12, False, -1.0)]  # from scratch: against the record
+    out = frontier.plot(points, tmp_path / "f.png", "t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
