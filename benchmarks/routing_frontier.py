@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from report import GOAL_EFFECT, GOAL_W_DIFF, START_ROW, STARTED_FROM_RERUN  # noqa: E402
+from report import GOAL_EFFECT, GOAL_W_DIFF, START_ROW, STARTED_FROM_RERUN
 
-from dsic.protocol import get_protocol  # noqa: E402
-from dsic.results import load_records  # noqa: E402
+from dsic.protocol import get_protocol
+from dsic.results import load_records
 
 
 def frontier_points(records: dict, rerun: dict) -> list[dict]:
