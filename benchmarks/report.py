@@ -106,6 +106,50 @@ def extra_seeds(records: dict, protocol: str) -> list[str]:
     return out
 
 
+# rows given seeds beyond the protocol's fixed ones on a later machine, paired with reference rows trained
+# again there (<results>/rerun) for those seeds (docs/design.md, "Tables 4 and 5 at 8 seeds on v3")
+RERUN_SEEDS = {
+    "v3": {"title": "v3's Table 4 at seeds 0-7", "seeds": 8, "again": ["fpn", "dsic_gatelr01"], "tables": [
+        ("fpn", ["fpn", "isg_gatelr01", "csg_gatelr01", "dsic_gatelr01"]),
+        ("dsic_gatelr01", ["dsic_gatelr01", "isg_gatelr01", "csg_gatelr01"])]},
+}
+
+
+def with_reruns(records: dict, again: dict, rows: list[str], first_seed: int) -> dict:
+    """``records`` with the runs of ``rows`` at seeds >= ``first_seed`` taken from ``again`` (the same
+    runs trained again on a later machine); such a seed without a run there is dropped, so that a
+    pair never mixes machines."""
+    out = {row: dict(runs) for row, runs in records.items()}
+    for row in rows:
+        kept = {s: r for s, r in out.get(row, {}).items() if s < first_seed}
+        kept.update({s: r for s, r in again.get(row, {}).items() if s >= first_seed})
+        out[row] = kept
+    return {row: runs for row, runs in out.items() if runs}
+
+
+def rerun_seeds(records: dict, again: dict, protocol: str) -> list[str]:
+    """The RERUN_SEEDS tables of ``protocol`` (empty until a new row has a run beyond its fixed seeds)."""
+    extra = RERUN_SEEDS.get(protocol)
+    fixed = get_protocol(protocol).seeds
+    if not extra:
+        return []
+    new_rows = {r for _, rows in extra["tables"] for r in rows} - set(extra["again"])
+    if not any(s >= fixed for row in new_rows for s in records.get(row, {})):
+        return []
+    merged = fixed_seeds(with_reruns(records, again, extra["again"], fixed), extra["seeds"])
+    added = f"{fixed}-{extra['seeds'] - 1}"
+    out = ["", f"### {extra['title']}", "",
+           (f"Seeds {added} were added after the tables above, n fixed at {extra['seeds']} before their runs "
+            f"(docs/design.md). At seeds {added}, {' and '.join(extra['again'])} are the runs trained again on "
+            f"the new rows' machine (`rerun/`), so every pair comes from one machine. Each row's difference to the "
+            "first, paired by seed, with the 95 % t-interval.")]
+    for reference, rows in extra["tables"]:
+        present = [r for r in rows if r in merged]
+        if reference in present and len(present) > 1:
+            out += ["", paired_table(merged, present, reference=reference)]
+    return out
+
+
 @functools.cache
 def _bench_run():
     """benchmarks/run.py as a module, loaded once."""
@@ -389,8 +433,8 @@ def rerun_table(folder: Path, records: dict) -> str:
     if not lines:
         return ""
     return "\n".join(["", ("The same runs trained again on a later machine (same row, seed, code and one thread; "
-                       "`benchmarks/run.py scenes --protocol <p> --variants <row> --seeds <n>`, then `--report-only "
-                       "--results benchmarks/results/<p>/rerun`): the spread of one seed between machines."), "",
+                       "`benchmarks/run.py <table> --protocol <p> --variants <row>` with `--results "
+                       "benchmarks/results/<p>/rerun`): the spread of one seed between machines."), "",
                        "| row | seed | commits (recorded / again) | AP recorded | AP again | again − recorded |",
                        "|---|---|---|---|---|---|", *lines])
 
@@ -492,6 +536,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
                 "95 % t-interval." + (f" Not measured yet: {', '.join(missing)}." if missing else ""), "",
                 paired_table(records, present, reference=ref)]
     out += extra_seeds(everything, protocol)
+    out += rerun_seeds(everything, load_records(results / "rerun") if (results / "rerun").is_dir() else {}, protocol)
     out += ["", "### Do the gates route images differently? (gate probe)", "",
             ("Each gated run's `gate_probe` (50 images per probe group; `dsic.models.probe`). "
             f"Goal: a W entry differing by >= {GOAL_W_DIFF:.2f} between all-small and all-large images with effect "

@@ -21,7 +21,7 @@ def _report():
 def _record(folder, row, seed, ap, probe=None):
     bbox = {m: ap / 100 for m in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
     extra = {"gate_probe": probe} if probe else {}
-    write_record(folder, run_record("v4", row, seed, [], bbox, threads=1, wall_s=900.0, **extra))
+    write_record(folder, run_record("v4", row, seed, [], bbox, threads=1, wall_s=900.0, commit="0123abcd", **extra))
 
 
 def test_v4_section_pairs_scenes_rows_and_counts_seeds_meeting_the_gate_goal(tmp_path):
@@ -155,6 +155,30 @@ def test_v3_tables_keep_their_fixed_seeds_and_the_extra_seeds_get_their_own_tabl
     assert "Seeds 4-7 were added after the tables above" in extra
     _record(tmp_path / "fixed", "fpn", 0, 50)
     assert "headline comparisons" not in _report().section(tmp_path / "fixed", "v3")
+
+
+def test_v3_table4_at_8_seeds_pairs_seeds_4_to_7_with_the_references_trained_again(tmp_path):
+    for seed in range(8):
+        _record(tmp_path, "fpn", seed, 50)  # recorded on an earlier machine
+        _record(tmp_path, "dsic_gatelr01", seed, 53)
+        _record(tmp_path, "isg_gatelr01", seed, 50.5)
+    for seed in range(4, 8):  # the references trained again beside the new rows: fpn 1 AP lower there
+        _record(tmp_path / "rerun", "fpn", seed, 49)
+    _record(tmp_path / "rerun", "dsic_gatelr01", 4, 52)  # dsic_gatelr01 again at seed 4 only so far
+    text = _report().section(tmp_path, "v3")
+    table4 = text.split("### v3's Table 4 at seeds 0-7")[1].split("###")[0]
+    against_fpn, against_dsic = table4.split("| row |")[1:3]
+    # isg - fpn: +0.5 at seeds 0-3 (recorded fpn), +1.5 at seeds 4-7 (fpn trained again)
+    assert "| isg_gatelr01 | 0,1,2,3,4,5,6,7 | 50.5 |" in against_fpn and "+1.00 [" in against_fpn
+    assert "| fpn | 0,1,2,3,4,5,6,7 | 49.5 |" in against_fpn
+    # dsic_gatelr01 keeps seeds 0-3 and the one seed trained again; recorded seeds 5-7 are not mixed in
+    assert "| dsic_gatelr01 | 0,1,2,3,4 | 52.8 |" in against_fpn
+    assert "| isg_gatelr01 | 0,1,2,3,4,5,6,7 | 50.5 |" in against_dsic and "-2.30 [" in against_dsic  # (4 x -2.5 - 1.5) / 5
+    assert "rerun/" in table4 and "n fixed at 8" in table4
+    assert "| fpn | 4 |" in text.split("The same runs trained again")[1]  # and the reproduction table shows it
+    _record(tmp_path / "old", "fpn", 4, 50)  # no new row beyond seed 3: no such table
+    _record(tmp_path / "old", "isg_gatelr01", 0, 50)
+    assert "Table 4 at seeds 0-7" not in _report().section(tmp_path / "old", "v3")
 
 
 def test_v7_extra_seeds_4_and_5_get_their_own_table(tmp_path):
