@@ -110,8 +110,6 @@ def load_trained(checkpoint: str | Path, config: str | Path | None = None, overr
     return model.to(dev).eval(), cfg, dev
 
 
-
-
 def load_model(config: str | Path | None, checkpoint: str | Path, overrides: list[str] | None = None,
                device: str | None = None):
     """Build the detector and load ``checkpoint`` (see :func:`load_trained`)."""
