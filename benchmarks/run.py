@@ -231,8 +231,12 @@ def v2_table(table: str, args, rows: dict[str, list[str]], seeds: list[int]) -> 
     table_md = (f"{TITLES[table]}, protocol {proto.name}; COCO bbox metrics in %, mean over the seeds each row "
                 f"has; difference to {args.reference} paired by seed, 95 % t-interval\n\n"
                 + paired_table(records, list(rows), reference=args.reference))
-    (results / f"{table}.md").write_text(table_md + "\n")
     print(table_md)
+    if args.variants or args.only_seed is not None:  # a subset would overwrite the whole table with its own rows
+        print(f"[dsic] {results / f'{table}.md'} left as it is (only the whole table writes it); "
+              "benchmarks/report.py makes BENCHMARKS.md from every record", flush=True)
+    else:
+        (results / f"{table}.md").write_text(table_md + "\n")
     return 0
 
 

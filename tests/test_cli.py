@@ -128,6 +128,9 @@ def test_benchmark_script_quick(quick_demo, capsys):
     run()  # without --results a smoke run's records and table stay in --out, off the committed ones
     assert (quick_demo / "results" / "table4.md").read_text() == table
     assert (quick_demo / "results" / "fpn_seed0.json").is_file() and committed.read_bytes() == before
+    run("--results", str(results), "--variants", "fpn")  # a subset prints its rows and leaves the table whole
+    assert (results / "table4.md").read_text() == table
+    assert f"{results / 'table4.md'} left as it is" in capsys.readouterr().out
 
 
 def test_summary_reports_mean_std_and_every_seed():
