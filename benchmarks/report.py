@@ -432,10 +432,15 @@ def scale_head_fit_table(folder: Path) -> str:
          "probe large named large | q(small), small images | q(large), large images | prior CE |"), row)
 
 
-def rerun_table(folder: Path, records: dict) -> str:
-    """Runs trained again on a later machine (``<results>/rerun/``, the same row, seed, code and
-    thread count) beside the recorded runs they repeat: how far a run moves between machines."""
-    again = load_records(folder) if folder.is_dir() else {}
+def load_reruns(results: Path) -> dict:
+    """The runs trained again on a later machine (``<results>/rerun/``), by row and seed; {} if none."""
+    folder = results / "rerun"
+    return load_records(folder) if folder.is_dir() else {}
+
+
+def rerun_table(again: dict, records: dict) -> str:
+    """Runs trained again on a later machine (``again``, from :func:`load_reruns`: the same row, seed,
+    code and thread count) beside the recorded runs they repeat: how far a run moves between machines."""
     lines = [f"| {row} | {seed} | {first['commit'][:7]} / {rec['commit'][:7]} | {first['metrics']['AP']:.2f} | "
              f"{rec['metrics']['AP']:.2f} | {rec['metrics']['AP'] - first['metrics']['AP']:+.2f} |"
              for row, runs in sorted(again.items()) for seed, rec in sorted(runs.items())
@@ -457,10 +462,11 @@ STARTED_FROM_RERUN = ("dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_path
                       "dsic_gatelr01_gateft_pathpresence_fitted", "dsic_gatelr01_gateft_pathcells_fitted")
 
 
-def started_from_table(folder: Path, records: dict) -> str:
-    """Rows learned second on networks trained again on the same machine (:data:`STARTED_FROM_RERUN`):
-    every seed's AP beside the network it started from, and the mean paired difference."""
-    start = (load_records(folder) if folder.is_dir() else {}).get(START_ROW, {})
+def started_from_table(again: dict, records: dict) -> str:
+    """Rows learned second on networks trained again on the same machine (:data:`STARTED_FROM_RERUN`,
+    their starts in ``again``, from :func:`load_reruns`): every seed's AP beside the network it
+    started from, and the mean paired difference."""
+    start = again.get(START_ROW, {})
     lines = []
     for row in STARTED_FROM_RERUN:
         pairs = [(seed, rec["metrics"]["AP"], start[seed]["metrics"]["AP"])
@@ -525,6 +531,7 @@ def unit_drift_table(folder: Path) -> str:
 
 def section(results: Path, protocol: str = "v2", earlier: Path | None = None) -> str:
     everything = load_records(results)
+    again = load_reruns(results)
     seeds = get_protocol(protocol).seeds
     records = fixed_seeds(everything, seeds)
     start, end = markers(protocol)
@@ -546,7 +553,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
                 "95 % t-interval." + (f" Not measured yet: {', '.join(missing)}." if missing else ""), "",
                 paired_table(records, present, reference=ref)]
     out += extra_seeds(everything, protocol)
-    out += rerun_seeds(everything, load_records(results / "rerun") if (results / "rerun").is_dir() else {}, protocol)
+    out += rerun_seeds(everything, again, protocol)
     out += ["", "### Do the gates route images differently? (gate probe)", "",
             ("Each gated run's `gate_probe` (50 images per probe group; `dsic.models.probe`). "
             f"Goal: a W entry differing by >= {GOAL_W_DIFF:.2f} between all-small and all-large images with effect "
@@ -563,7 +570,7 @@ def section(results: Path, protocol: str = "v2", earlier: Path | None = None) ->
                 unit_dynamics_table(results / "unit_dynamics"), unit_drift_table(results / "unit_drift"),
                 static_routing_table(results / "static_routing"), scale_oracle_table(results / "scale_oracle"),
                 scale_head_table(results / "scale_head"), scale_head_fit_table(results / "scale_head_fit"),
-                rerun_table(results / "rerun", everything), started_from_table(results / "rerun", everything)]
+                rerun_table(again, everything), started_from_table(again, everything)]
     out += [table for table in analyses if table]  # an analysis with no record adds nothing
     return "\n".join(out + ["", end])
 

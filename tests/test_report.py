@@ -287,9 +287,10 @@ def test_rerun_table_sets_runs_made_again_beside_their_records(tmp_path):
     (tmp_path / "rerun" / "dsic_x_seed1.json").write_text(json.dumps(
         {"row": "dsic_x", "seed": 1, "metrics": metrics, "commit": "ebb0b48abc"}))
     records = {"dsic_x": {1: {"metrics": dict(metrics, AP=71.963), "commit": "bf02c94def"}}}
-    text = _report().rerun_table(tmp_path / "rerun", records)
+    text = _report().rerun_table(_report().load_reruns(tmp_path), records)
     assert "| dsic_x | 1 | bf02c94 / ebb0b48 | 71.96 | 71.51 | -0.46 |" in text
-    assert _report().rerun_table(tmp_path / "none", records) == ""
+    assert _report().load_reruns(tmp_path / "none") == {}
+    assert _report().rerun_table({}, records) == ""
 
 
 def test_started_from_table_pairs_rows_learned_second_with_the_networks_they_started_from(tmp_path):
@@ -301,11 +302,11 @@ def test_started_from_table_pairs_rows_learned_second_with_the_networks_they_sta
             {"row": "dsic_gatelr01", "seed": seed, "metrics": {"AP": ap}, "commit": "ebb0b48"}))
     records = {"dsic_gatelr01_gateft_pathstd": {0: {"metrics": {"AP": 71.406}}, 1: {"metrics": {"AP": 71.156}},
                                                  2: {"metrics": {"AP": 70.0}}}}
-    text = _report().started_from_table(tmp_path / "rerun", records)
+    text = _report().started_from_table(_report().load_reruns(tmp_path), records)
     # seed 2 has no network trained again to pair with; the interval of two differences -0.48, -0.35
     assert ("| dsic_gatelr01_gateft_pathstd | dsic_gatelr01 (trained again) | 0: 71.41 vs 71.89 (-0.48); "
             "1: 71.16 vs 71.51 (-0.35) | -0.41 [-1.24, +0.41] |") in text
-    assert _report().started_from_table(tmp_path / "none", records) == ""
+    assert _report().started_from_table({}, records) == ""
 
 
 def test_scale_head_table_from_its_files(tmp_path):
