@@ -100,6 +100,18 @@ def test_atomic_save_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pth"]
 
 
+def test_atomic_save_gives_the_permissions_of_a_plain_save(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = save_atomic({"x": 1}, tmp_path / "a.pth")
+        assert path.stat().st_mode & 0o777 == 0o640  # 0666 less the umask, not mkstemp's 0600
+        path.chmod(0o604)
+        save_atomic({"x": 2}, path)
+        assert path.stat().st_mode & 0o777 == 0o604  # an existing file keeps its permissions
+    finally:
+        os.umask(old)
+
+
 def test_atomic_save_syncs_before_renaming(tmp_path, monkeypatch):
     events = []
     real_fsync, real_replace = os.fsync, os.replace

@@ -102,9 +102,19 @@ def _os_error_in(err: BaseException) -> OSError | None:
     return None
 
 
+def _file_mode(path: Path) -> int:
+    """The permissions ``open(path, "wb")`` would leave: the existing file's, else 0666 less the umask."""
+    with contextlib.suppress(OSError):
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_atomic(obj, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` it over
     ``path``: a crash or an error while saving leaves the previous file intact and no partial file.
+    The file gets the permissions a plain ``torch.save`` would give it (umask, or the old file's).
     A failed write (full disk, unwritable folder) raises :class:`CheckpointWriteError` naming the path."""
     path = Path(path)
     tmp = None
@@ -116,6 +126,7 @@ def save_atomic(obj, path: str | Path) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), _file_mode(path))  # mkstemp's 0600 would hide the file from others
         os.replace(tmp, path)
     except BaseException as err:
         if tmp is not None:
