@@ -1,6 +1,7 @@
 """Engine pieces without training: lr policy, parameter groups, atomic checkpoints, samplers."""
 
 import os
+import re
 
 import pytest
 import torch
@@ -129,6 +130,11 @@ def test_load_checkpoint_errors_and_model_state(tmp_path):
     (tmp_path / "cut.pth").write_bytes(good.read_bytes()[:40])
     with pytest.raises(ValueError, match="cannot read checkpoint .*cut.pth"):
         load_checkpoint(tmp_path / "cut.pth")
+    for size in (400, len(good.read_bytes()) - 10):  # torch says "[Errno 22] Invalid argument" or miniz errors
+        (tmp_path / "cut.pth").write_bytes(good.read_bytes()[:size])
+        with pytest.raises(ValueError, match=rf"^cannot read checkpoint {re.escape(str(tmp_path))}/cut.pth: "
+                                             rf"truncated or damaged \({size} bytes; the zip archive"):
+            load_checkpoint(tmp_path / "cut.pth")
     (tmp_path / "notes.txt").write_text("root:x:0:0:root:/root:/bin/bash\n")  # a file passed by mistake
     with pytest.raises(ValueError, match=r"cannot read checkpoint .*notes.txt: not a PyTorch file \(torch.save writes"):
         load_checkpoint(tmp_path / "notes.txt")

@@ -20,6 +20,7 @@ import random
 import re
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,9 @@ def load_weights_file(path: str | Path, what: str = "checkpoint"):
     if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (older: a pickle)
         raise CheckpointError(f"cannot read {what} {path}: not a PyTorch file (torch.save writes a zip archive, "
                               "older versions a pickle; this file starts like neither)")
+    if head == b"PK" and not zipfile.is_zipfile(path):  # torch reports this as miniz errors or EINVAL
+        raise CheckpointError(f"cannot read {what} {path}: truncated or damaged ({path.stat().st_size} bytes; the "
+                              "zip archive torch.save writes has no intact end), e.g. an interrupted copy")
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
