@@ -1,9 +1,11 @@
 """A state dict that does not fit the model is explained in one line (dsic.models.state_fit)."""
 
+import pytest
 import torch
 
 from dsic.cli import main
 from dsic.config import dump_config
+from dsic.models import build_detector
 from dsic.models.state_fit import mismatch_summary
 
 OWN = {"backbone.body.conv1.weight": torch.zeros(8, 3, 3, 3), "backbone.body.bn1.weight": torch.zeros(8),
@@ -40,3 +42,19 @@ def test_predict_with_backbone_weights_says_where_they_belong(checkpoint, image_
     assert err.count("\n") == 1 and f"dsic: error: {weights}: does not fit the configured model" in err
     assert "key(s) missing (backbone.body." in err and "2 unexpected (meta, state_dict)" in err
     assert "The file holds backbone weights alone: give it as model.pretrained_backbone" in err
+
+
+def test_init_from_of_which_no_tensor_fits_is_refused(tmp_path):
+    weights = tmp_path / "backbone.pth"
+    torch.save({"conv1.weight": torch.zeros(8, 3, 3, 3), "fc.weight": torch.zeros(10, 8)}, weights)
+    with pytest.raises(ValueError, match=rf"^{weights}: none of its 2 tensors fits this detector \(conv1.weight, "
+                                         r"fc.weight\); init_from takes detector weights, a backbone's go in "
+                                         r"model.pretrained_backbone$"):
+        build_detector("faster_rcnn", "resnet_tiny", "fpn", num_classes=3, norm="gn", init_from=str(weights))
+
+
+def test_pretrained_backbone_file_without_a_state_dict_is_one_line(tmp_path):
+    weights = tmp_path / "list.pth"
+    torch.save([1, 2, 3], weights)
+    with pytest.raises(ValueError, match=rf"^{weights}: holds no state dict of backbone weights \(a list\)$"):
+        build_detector("faster_rcnn", "resnet_tiny", "fpn", num_classes=3, norm="gn", pretrained_backbone=str(weights))

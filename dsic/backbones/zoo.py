@@ -109,6 +109,8 @@ def load_classification_weights(network: nn.Module, path: str | Path) -> None:
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: holds no state dict of backbone weights (a {type(state).__name__})")  # noqa: TRY004
     state = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
     own = {k for k in network.state_dict() if not k.startswith(_CLASSIFIER_PREFIXES)}
     # BatchNorm's step counter is meaningless for FrozenBatchNorm2d (which has none), and optional

@@ -189,7 +189,8 @@ def load_detector_weights(model: nn.Module, source: str | Path | dict, strict: b
     torchvision checkpoints with an FPN load into any neck. Unless ``strict``: keys the model does
     not have (e.g. the FPN of a CSG model) are skipped, tensors of another shape (e.g. the box
     predictor of another class count) keep the model's initialisation, and model keys the
-    checkpoint lacks (e.g. the gates of a DSIC model) too. Returns the load report
+    checkpoint lacks (e.g. the gates of a DSIC model) too; a file of which no tensor fits is refused
+    (ValueError). Returns the load report
     ``{"loaded", "skipped", "reinitialised": {key: (checkpoint shape, model shape)}, "missing",
     "result"}`` (see :func:`format_load_report`).
     """
@@ -218,6 +219,10 @@ def load_detector_weights(model: nn.Module, source: str | Path | dict, strict: b
     renamed = dict(state)
     model.backbone._rename_torchvision_fpn(renamed, "backbone.")
     keep = {k: v for k, v in renamed.items() if k in own and own[k].shape == v.shape}
+    if not keep:  # e.g. a backbone's classification weights: training would silently start from scratch
+        raise ValueError(f"{source if not isinstance(source, dict) else 'init_from'}: none of its {len(renamed)} "
+                         f"tensors fits this detector ({first_keys(sorted(renamed)) or 'no tensors'}); "
+                         f"init_from takes detector weights, a backbone's go in model.pretrained_backbone")
     reinit = {k: (_shape(v), _shape(own[k])) for k, v in renamed.items() if k in own and k not in keep}
     result = model.load_state_dict(keep, strict=False)
     return {"result": result, "loaded": sorted(keep), "skipped": sorted(set(renamed) - set(own)),
