@@ -145,8 +145,12 @@ def _profile(args) -> int:
     model_cfg = None
     if args.config:  # the config's model settings (proposal counts, widths, ...); flags given win
         from .config import load_config
+        from .data.classes import resolve_classes
 
-        model_cfg = load_config(args.config)["model"]
+        cfg = load_config(args.config)
+        if cfg["model"]["num_classes"] is None:  # null: the training JSON's categories, as training takes them
+            cfg = resolve_classes(cfg, "train")
+        model_cfg = cfg["model"]
     args.arch = args.arch or (model_cfg or {}).get("arch", "faster_rcnn")
     args.backbone = args.backbone or (model_cfg or {}).get("backbone", "resnet50")
     rows = profile(args.arch, args.backbone, args.necks.split(","), args.size, warmup=args.warmup,

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from dsic.cli import main
@@ -22,8 +23,6 @@ def test_profile_rows_and_table():
 
 
 def pytest_approx(x):
-    import pytest
-
     return pytest.approx(x, rel=1e-6, abs=1e-9)
 
 
@@ -33,3 +32,19 @@ def test_profile_command_writes_json(tmp_path, capsys):
           "--warmup", "0", "--repeats", "1", "--batch", "1", "--no-train", "--no-memory", "--out", str(out)])
     assert "| retinanet | resnet_tiny | csg | 96 |" in capsys.readouterr().out
     assert out.is_file() and '"neck": "csg"' in out.read_text()
+
+
+def test_profile_takes_the_class_count_of_a_config_with_num_classes_null(tiny_synth, tmp_path, capsys, monkeypatch):
+    import dsic.profiling
+
+    seen = {}
+    real = dsic.profiling.profile
+    monkeypatch.setattr(dsic.profiling, "profile", lambda *a, **kw: seen.update(kw) or real(*a, **kw))
+    config = tmp_path / "mine.yaml"  # the own-data config of README.md: classes from the training JSON
+    config.write_text("model: {backbone: resnet_tiny, norm: gn, num_classes: null, out_channels: 32}\n"
+                      f"data: {{train: {{images: {tiny_synth}/train, "
+                      f"annotations: {tiny_synth}/annotations/instances_train.json}}}}\n")
+    assert main(["profile", "--config", str(config), "--necks", "fpn", "--size", "64", "--warmup", "0",
+                 "--repeats", "1", "--batch", "0", "--no-train", "--no-memory"]) == 0
+    assert seen["num_classes"] == 10 and "| faster_rcnn | resnet_tiny | fpn | 64 |" in capsys.readouterr().out
+
