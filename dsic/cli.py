@@ -231,14 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="generate the embedded multi-scale COCO-format dataset")
     p.add_argument("--out", required=True, help="dataset folder to write (train/, val/, annotations/)")
-    p.add_argument("--num-train", type=int, default=None, help="training images (default: the preset's)")
-    p.add_argument("--num-val", type=int, default=None, help="validation images (default: the preset's)")
-    p.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's)")
-    p.add_argument("--seed", type=int, default=0, help="the same seed writes the same dataset")
+    p.add_argument("--num-train", type=_at_least(0), default=None, help="training images (default: the preset's)")
+    p.add_argument("--num-val", type=_at_least(0), default=None, help="validation images (default: the preset's)")
+    p.add_argument("--size", type=_at_least(32), default=None, help="image side in pixels (default: the preset's)")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="the same seed writes the same dataset")
     p.add_argument("--preset", choices=SYNTH_PRESETS, default="default",
                    help="hard: the benchmark-v2 set (half small objects, 4-250 px, cluttered backgrounds); "
                         "scenes: hard whose images are small-object, large-object or mixed scenes (v4)")
-    p.add_argument("--probe", type=int, default=0, metavar="N",
+    p.add_argument("--probe", type=_at_least(0), default=0, metavar="N",
                    help="also write N images each of the all-small / all-large / mixed probe groups")
     p.set_defaults(func=_synth)
 
@@ -249,12 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="weights file to write (+ OUT.json with the metrics)")
     p.add_argument("--backbone", default="resnet_tiny", help="backbone name (dsic.backbones)")
     p.add_argument("--norm", default="gn", choices=["bn", "gn"], help="normalisation layers")
-    p.add_argument("--steps", type=int, default=1200, help="SGD steps")
-    p.add_argument("--batch", type=int, default=64, help="crops per step")
+    p.add_argument("--steps", type=_at_least(1), default=1200, help="SGD steps")
+    p.add_argument("--batch", type=_at_least(1), default=64, help="crops per step")
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
-    p.add_argument("--size", type=int, default=64, help="crop side in pixels")
+    p.add_argument("--size", type=_at_least(8), default=64, help="crop side in pixels")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=_at_least(1), default=None, help="torch threads (default: torch's)")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_pretrain)
 
@@ -263,15 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default=None, help="default: the config's, else faster_rcnn")
     p.add_argument("--backbone", default=None, help="default: the config's, else resnet50")
     p.add_argument("--necks", default="fpn,isg,csg,dsic", help="comma-separated neck names")
-    p.add_argument("--size", type=int, default=512, help="square input side in pixels")
-    p.add_argument("--warmup", type=int, default=2, help="untimed passes first")
-    p.add_argument("--repeats", type=int, default=10, help="timed passes (the median is reported)")
+    p.add_argument("--size", type=_at_least(32), default=512, help="square input side in pixels")
+    p.add_argument("--warmup", type=_at_least(0), default=2, help="untimed passes first")
+    p.add_argument("--repeats", type=_at_least(1), default=10, help="timed passes (the median is reported)")
     p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--reference", default="fpn", help="neck the ratios are relative to")
     p.add_argument("--precision", type=_precision_list, default="fp32",
                    help="comma-separated precisions to profile, e.g. fp32,bf16 (fp16: CUDA only)")
-    p.add_argument("--batch", type=int, default=2, help="images per pass for throughput and memory (0: skip)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--batch", type=_at_least(0), default=2, help="images per pass for throughput and memory (0: skip)")
+    p.add_argument("--threads", type=_at_least(1), default=None, help="torch threads (default: torch's)")
     p.add_argument("--no-train", action="store_true", help="skip the training-step figures")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory figures")
     p.add_argument("--cpu-time", action="store_true",
@@ -359,6 +359,20 @@ def _score(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not a score: detector scores lie in [0, 1]")
     return value
+
+
+def _at_least(minimum: int):
+    """argparse type of a count or size: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -156,3 +156,19 @@ def test_gate_stats_script_reads_a_trained_run(quick_demo):
     assert "ISG stage 3: a mean" in text and "CSG W std over images" in text
     with pytest.raises(SystemExit, match="has no gates"):
         script["collect"](quick_demo / "fpn_seed0", images=1)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["profile", "--size", "-64"], "argument --size: must be at least 32, got -64"),
+    (["profile", "--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+    (["profile", "--threads", "-1"], "argument --threads: must be at least 1, got -1"),
+    (["profile", "--warmup", "x"], "argument --warmup: expected an integer >= 0, got 'x'"),
+    (["data", "synth", "--out", "s", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+    (["data", "synth", "--out", "s", "--num-train", "-3"], "argument --num-train: must be at least 0, got -3"),
+    (["data", "pretrain", "--images", "i", "--annotations", "a", "--out", "o", "--threads", "0"],
+     "argument --threads: must be at least 1, got 0"),
+])
+def test_counts_and_sizes_out_of_range_are_refused_by_the_parser(argv, message, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2 and capsys.readouterr().err.strip().endswith(f"error: {message}")
