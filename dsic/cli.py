@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _config_command(sub, "export", _export, "ONNX or TorchScript file of a checkpoint (see docs/export.md)",
                         "[CONFIG] CHECKPOINT [key=value ...]")
     p.add_argument("--out", required=True, help="the file to write (.onnx or .pt)")
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default=None,
+                   help="default: the one --out's suffix names (.onnx: onnx; .pt, .pth, .ts: torchscript)")
     p.add_argument("--size", type=int, nargs=2, default=[800, 800], metavar=("H", "W"),
                    help="example input size for ONNX (any size works at run time)")
 

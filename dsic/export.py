@@ -20,6 +20,22 @@ from pathlib import Path
 import torch
 
 FORMATS = ("onnx", "torchscript")
+SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
+
+
+def output_format(out: str | Path, fmt: str | None = None) -> str:
+    """``fmt``, or the format ``out``'s suffix names when ``fmt`` is None; a suffix of the other
+    format is refused (an ONNX file named ``.pt`` would pass for TorchScript)."""
+    suffix = Path(out).suffix.lower()
+    implied = SUFFIXES.get(suffix)
+    if fmt is None and implied is None:
+        raise ValueError(f"{out}: the suffix does not say the format; name the file .onnx or .pt, or give --format")
+    if fmt is not None and fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt is not None and implied is not None and implied != fmt:
+        raise ValueError(f"{out}: a {suffix} file would hold {implied}, but the format is {fmt}; "
+                         f"name the file {'.onnx' if fmt == 'onnx' else '.pt'}")
+    return fmt or implied
 
 
 def output_names(arch: str) -> list[str]:
@@ -65,12 +81,13 @@ def export_torchscript(model: torch.nn.Module, path: str | Path) -> Path:
     return path
 
 
-def export(checkpoint, out, fmt: str = "onnx", config=None, overrides=None, size: tuple[int, int] = (800, 800)) -> Path:
-    """Load ``checkpoint`` (its own config, or ``config``) and write it as ``fmt`` to ``out``."""
+def export(checkpoint, out, fmt: str | None = None, config=None, overrides=None,
+           size: tuple[int, int] = (800, 800)) -> Path:
+    """Load ``checkpoint`` (its own config, or ``config``) and write it as ``fmt`` (None: the one
+    ``out``'s suffix names, :func:`output_format`) to ``out``."""
     from .inference import load_trained
 
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    fmt = output_format(out, fmt)
     if min(size) < 32:
         raise ValueError(f"the example size must be at least 32x32 pixels, got {size[0]}x{size[1]}")
     model, cfg, _ = load_trained(checkpoint, config, overrides, device="cpu")

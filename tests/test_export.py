@@ -55,3 +55,23 @@ def test_export_refuses_bad_arguments(tmp_path, capsys):
     _, ckpt = tiny_checkpoint(tmp_path, "fpn")
     assert main(["export", str(ckpt), "--size", "8", "8", "--out", str(tmp_path / "x.onnx")]) == 2
     assert "the example size must be at least 32x32 pixels, got 8x8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out, fmt, message", [
+    ("m.txt", None, "m.txt: the suffix does not say the format; name the file .onnx or .pt, or give --format"),
+    ("m.pt", "onnx", "m.pt: a .pt file would hold torchscript, but the format is onnx; name the file .onnx"),
+    ("m.onnx", "torchscript", "m.onnx: a .onnx file would hold onnx, but the format is torchscript; name the file .pt"),
+])
+def test_the_output_suffix_and_the_format_must_agree(tmp_path, capsys, out, fmt, message):
+    _, ckpt = tiny_checkpoint(tmp_path, "fpn")
+    argv = ["export", str(ckpt), "--out", str(tmp_path / out)] + (["--format", fmt] if fmt else [])
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"dsic: error: {tmp_path}/{message} (--debug shows the traceback)\n"
+    assert not (tmp_path / out).exists()
+
+
+def test_the_format_follows_the_output_suffix():
+    from dsic.export import output_format
+
+    assert output_format("a/m.onnx") == "onnx" and output_format("m.PT") == "torchscript"
+    assert output_format("m.ts") == "torchscript" and output_format("m.bin", "onnx") == "onnx"
