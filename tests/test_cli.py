@@ -100,6 +100,20 @@ def test_data_synth_command(tmp_path, capsys):
     stats = json.loads(capsys.readouterr().out)
     assert stats["train"]["images"] == 3 and stats["val"]["images"] == 2
     assert (tmp_path / "s" / "annotations" / "instances_val.json").is_file()
+    main(["data", "synth", "--out", str(tmp_path / "s"), "--num-train", "2", "--num-val", "1", "--size", "96"])
+    assert json.loads(capsys.readouterr().out)["train"]["images"] == 2  # an earlier synthetic set is rewritten
+
+
+def test_data_synth_does_not_write_over_a_folder_of_other_files(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    (mine / "annotations").mkdir(parents=True)
+    (mine / "annotations" / "instances_train.json").write_text("{}")
+    assert main(["data", "synth", "--out", str(mine), "--num-train", "1", "--num-val", "1", "--size", "96"]) == 2
+    assert capsys.readouterr().err == (f"dsic: error: {mine}: the folder holds files that dsic data synth did not "
+                                       f"write (an earlier synthetic set has its README.txt); give a new or empty "
+                                       f"--out (--debug shows the traceback)\n")
+    assert (mine / "annotations" / "instances_train.json").read_text() == "{}"
+    assert not (mine / "train").exists()
 
 
 def test_benchmark_script_quick(quick_demo, capsys):
