@@ -216,3 +216,19 @@ def test_dsic_train_with_a_wrong_num_classes_exits_2_before_building_anything(ti
     err = capsys.readouterr().err
     assert err.startswith("dsic: error: model.num_classes = 5 but ") and "instances_train.json has 10 categories" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("override, line", [
+    ("data.train.images=/no/such/train", "data.train.images = '/no/such/train': no such folder"),
+    ("data.val.annotations=/no/val.json", "data.val.annotations = '/no/val.json': no such file"),
+    ("data.train.annotations=mine/train.json",
+     "data.train.annotations = 'mine/train.json': no such file (relative to the current folder {cwd})"),
+])
+def test_a_data_path_that_does_not_exist_is_named_by_its_key(tiny_synth, tmp_path, capsys, monkeypatch, override,
+                                                              line):
+    from dsic.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *tiny_overrides(tiny_synth, tmp_path / "run", override)]) == 2
+    assert capsys.readouterr().err == f"dsic: error: {line.format(cwd=tmp_path)} (--debug shows the traceback)\n"
+    assert not (tmp_path / "run").exists()

@@ -54,6 +54,17 @@ def check_class_list(classes, where: str = "model.classes") -> list[dict]:
     return [{"id": c["id"], "name": str(c.get("name", c["id"]))} for c in classes]
 
 
+def check_split_paths(cfg: dict, split: str) -> None:
+    """``data.<split>.images`` is a folder and ``data.<split>.annotations`` a file where set (a
+    DatasetError naming the key otherwise; a relative path is read from the current folder)."""
+    paths = (cfg.get("data") or {}).get(split) or {}
+    for key, exists, what in (("annotations", Path.is_file, "file"), ("images", Path.is_dir, "folder")):
+        value = paths.get(key)
+        if value and not exists(Path(value)):
+            where = "" if Path(value).is_absolute() else f" (relative to the current folder {Path.cwd()})"
+            raise DatasetError(f"data.{split}.{key} = {str(value)!r}: no such {what}{where}")
+
+
 def resolve_classes(cfg: dict, split: str = "train", adopt: list | None = None) -> dict:
     """A copy of ``cfg`` with ``model.classes`` and ``model.num_classes`` filled in and checked
     against the ``split`` annotations (``train`` for training, ``val`` for evaluation).
@@ -63,6 +74,7 @@ def resolve_classes(cfg: dict, split: str = "train", adopt: list | None = None) 
     cfg = copy.deepcopy(cfg)
     model = cfg["model"]
     classes = adopt if adopt is not None else model.get("classes")
+    check_split_paths(cfg, split)
     ann = ((cfg.get("data") or {}).get(split) or {}).get("annotations")
     cats = categories_of(ann) if ann else None
     if classes is None:
