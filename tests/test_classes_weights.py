@@ -232,3 +232,15 @@ def test_a_data_path_that_does_not_exist_is_named_by_its_key(tiny_synth, tmp_pat
     assert main(["train", *tiny_overrides(tiny_synth, tmp_path / "run", override)]) == 2
     assert capsys.readouterr().err == f"dsic: error: {line.format(cwd=tmp_path)} (--debug shows the traceback)\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_training_json_without_categories_is_named(tmp_path):
+    ann = tmp_path / "train.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 8}],
+                               "annotations": [], "categories": []}))
+    cfg = load_config(None, [f"data.train.annotations={ann}", f"data.train.images={tmp_path}"])
+    for num_classes in (None, 3, 90):
+        cfg["model"]["num_classes"] = num_classes
+        with pytest.raises(ValueError, match=rf"^{ann}: field 'categories' is empty; the classes are taken from it "
+                                             r"\(ids and names\)$"):
+            check_classes(cfg)

@@ -83,6 +83,8 @@ def resolve_classes(cfg: dict, split: str = "train", adopt: list | None = None) 
                 raise ConfigError(f"model.num_classes is null and data.{split}.annotations is not set: "
                                   f"nothing to take the classes from")
             return cfg
+        if not cats:
+            raise DatasetError(f"{ann}: field 'categories' is empty; the classes are taken from it (ids and names)")
         classes = cats
         if model["num_classes"] is not None and model["num_classes"] != len(cats):
             hint = (f" (for torchvision's COCO detectors, whose labels are the category ids: model.classes: "
