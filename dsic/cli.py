@@ -119,12 +119,10 @@ def _plot(args) -> int:
 
 
 def _synth(args) -> int:
-    from .data.synth import generate, generate_probe
+    from .data.synth import generate, generate_probe, written_by_synth
 
     out = Path(args.out)
-    readme = out / "README.txt"
-    earlier = readme.is_file() and readme.read_text(errors="replace").startswith("dsic embedded multi-scale dataset")
-    if out.is_dir() and any(out.iterdir()) and not earlier:  # a dataset of one's own, say: not written over
+    if out.is_dir() and any(out.iterdir()) and not written_by_synth(out):  # a dataset of one's own, say: not written over
         raise UsageError(f"{out}: the folder holds files that dsic data synth did not write (an earlier synthetic "
                          f"set has its README.txt); give a new or empty --out")
     given = {"num_train": args.num_train, "num_val": args.num_val, "image_size": args.size}
