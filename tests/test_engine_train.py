@@ -222,6 +222,14 @@ def test_max_iters_stops_mid_epoch_and_evaluates(tiny_synth, tmp_path):
     assert load_checkpoint(tmp_path / "last.pth")["epoch_iter"] == 2
 
 
+def test_max_iters_past_the_schedule_is_said_once(tiny_synth, tmp_path, capsys):
+    result = train(cfg_for(tiny_synth, tmp_path, "train.epochs=1", "train.max_iters=50"), factory())
+    assert result["iteration"] == 3
+    said = [line for line in capsys.readouterr().err.splitlines() if "max_iters" in line]
+    assert said == [("[dsic] train.max_iters = 50 is past the end of the schedule (1 epoch x 3 iterations = 3); "
+                     "training stops at iteration 3")]
+
+
 def test_main_train_builds_the_configured_detector(tiny_synth, tmp_path):
     """The config path end to end with the real builder (resnet_tiny + DSIC neck), one step."""
     cfg_file = tmp_path / "tiny.yaml"

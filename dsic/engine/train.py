@@ -346,6 +346,11 @@ def train(cfg: dict, model_factory=None, resume: bool | str | Path = False) -> d
 def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard) -> dict:
     run = _Run(cfg, info, model_factory, guard)
     tcfg, out = run.tcfg, run.out
+    total = tcfg["epochs"] * run.iters_per_epoch
+    if tcfg["max_iters"] and tcfg["max_iters"] > total:  # the epochs end training first
+        epochs = f"{tcfg['epochs']} epoch{'s' if tcfg['epochs'] > 1 else ''}"
+        run._note(f"train.max_iters = {tcfg['max_iters']} is past the end of the schedule ({epochs} x "
+                  f"{run.iters_per_epoch} iterations = {total}); training stops at iteration {total}")
     source, state = _resume_source(run, resume)  # may move an earlier run's outputs aside first
     log = RunReport(JsonLog(out / "log.jsonl" if info.is_main else None), cfg, run.iters_per_epoch,
                     str(info.device), info.world_size)
