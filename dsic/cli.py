@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -134,9 +135,24 @@ def _synth(args) -> int:
     return 0
 
 
+def _output_file(option: str, value: str, what: str, example: str) -> Path:
+    """``value`` of ``option`` as a file that can be written (missing folders are made then), checked
+    before the work that ends in writing it: a UsageError naming the option otherwise."""
+    path = Path(value)
+    if path.is_dir():
+        raise UsageError(f"{option} {value!r}: is a folder; expected {what} to write, e.g. {str(path / example)!r}")
+    folder = next(p for p in path.absolute().parents if p.exists())  # the nearest existing one
+    if not folder.is_dir():
+        raise UsageError(f"{option} {value!r}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {value!r}: cannot write in {folder} (permission denied)")
+    return path
+
+
 def _pretrain(args) -> int:
     from .engine.pretrain import pretrain_backbone
 
+    _output_file("--out", args.out, "the weights file", f"{args.backbone}_{args.norm}.pth")
     pretrain_backbone(args.images, args.annotations, args.out, backbone=args.backbone, norm=args.norm,
                       steps=args.steps, batch_size=args.batch, lr=args.lr, size=args.size, seed=args.seed,
                       threads=args.threads)
@@ -339,8 +355,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def _describe(err: Exception) -> str:
     """The error's message; an error the OS raised on a path reads as 'path: what is wrong'."""
-    if not isinstance(err, OSError) or err.filename is None or not err.strerror:
+    if not isinstance(err, OSError) or not err.strerror:
         return str(err)
+    if err.filename is None:  # OSError(errno, text), e.g. CheckpointWriteError: the text, no '[Errno N]'
+        return err.strerror
     if isinstance(err, FileExistsError):  # mkdir(exist_ok=True) on a file
         return f"{err.filename}: exists and is not a folder (a folder is written there)"
     if isinstance(err, NotADirectoryError):

@@ -76,6 +76,32 @@ def test_cli_pretrain_names_a_missing_file(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "none.json" in err[0]
 
 
+def test_cli_pretrain_checks_out_before_training(tiny_synth, tmp_path, capsys, monkeypatch):
+    import dsic.engine.pretrain
+
+    monkeypatch.setattr(dsic.engine.pretrain, "pretrain_backbone", lambda *a, **kw: pytest.fail("trained"))
+    images, ann_file = _files(tiny_synth)
+    (tmp_path / "file").write_text("")
+
+    def error(out):
+        code = main(["data", "pretrain", "--images", str(images), "--annotations", str(ann_file), "--out", str(out)])
+        lines = capsys.readouterr().err.splitlines()
+        assert code == 2 and len(lines) == 1
+        return lines[0].removeprefix("dsic: error: ").removesuffix(" (--debug shows the traceback)")
+
+    assert error(tmp_path) == (f"--out '{tmp_path}': is a folder; expected the weights file to write, "
+                               f"e.g. '{tmp_path}/resnet_tiny_gn.pth'")
+    assert error(tmp_path / "file" / "w.pth") == f"--out '{tmp_path}/file/w.pth': {tmp_path}/file is a file, not a folder"
+
+
+def test_cli_errors_of_the_os_read_without_the_errno_prefix():
+    from dsic.cli import _describe
+    from dsic.engine.checkpoint import CheckpointWriteError
+
+    err = CheckpointWriteError(28, "cannot write w.pth: No space left on device (nothing was written)")
+    assert _describe(err) == "cannot write w.pth: No space left on device (nothing was written)"
+
+
 def test_protocol_v3_passes_the_committed_weights_to_every_run(tmp_path):
     from dsic.demo import train_command
 
