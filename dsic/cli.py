@@ -162,6 +162,8 @@ def _pretrain(args) -> int:
 def _profile(args) -> int:
     from .profiling import format_table, profile, run_conditions
 
+    if args.out:  # checked before the minutes of profiling
+        _output_file("--out", args.out, "the JSON file", "profile.json")
     model_cfg = None
     if args.config:  # the config's model settings (proposal counts, widths, ...); flags given win
         from .config import load_config

@@ -34,6 +34,18 @@ def test_profile_command_writes_json(tmp_path, capsys):
     assert out.is_file() and '"neck": "csg"' in out.read_text()
 
 
+def test_profile_checks_out_before_profiling(tmp_path, capsys, monkeypatch):
+    import dsic.profiling
+
+    monkeypatch.setattr(dsic.profiling, "profile", lambda *a, **kw: pytest.fail("profiled"))
+    (tmp_path / "file").write_text("")
+    for out, said in ((tmp_path, f"is a folder; expected the JSON file to write, e.g. '{tmp_path}/profile.json'"),
+                      (tmp_path / "file" / "p.json", f"{tmp_path}/file is a file, not a folder")):
+        assert main(["profile", "--out", str(out)]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"dsic: error: --out '{out}': {said} (--debug shows the traceback)"]
+
+
 def test_profile_takes_the_class_count_of_a_config_with_num_classes_null(tiny_synth, tmp_path, capsys, monkeypatch):
     import dsic.profiling
 
