@@ -149,9 +149,19 @@ def _output_file(option: str, value: str, what: str, example: str) -> Path:
     return path
 
 
+def _input_path(option: str, value: str, what: str) -> None:
+    """A UsageError naming ``option`` when ``value`` is not an existing ``what`` ("file" or "folder")."""
+    path = Path(value)
+    if not (path.is_dir() if what == "folder" else path.is_file()):
+        where = "" if path.is_absolute() else f" (relative to the current folder {Path.cwd()})"
+        raise UsageError(f"{option} {value!r}: no such {what}{where}")
+
+
 def _pretrain(args) -> int:
     from .engine.pretrain import pretrain_backbone
 
+    _input_path("--images", args.images, "folder")
+    _input_path("--annotations", args.annotations, "file")
     _output_file("--out", args.out, "the weights file", f"{args.backbone}_{args.norm}.pth")
     pretrain_backbone(args.images, args.annotations, args.out, backbone=args.backbone, norm=args.norm,
                       steps=args.steps, batch_size=args.batch, lr=args.lr, size=args.size, seed=args.seed,

@@ -73,7 +73,18 @@ def test_cli_pretrain_names_a_missing_file(tmp_path, capsys):
     code = main(["data", "pretrain", "--images", str(tmp_path), "--annotations", str(tmp_path / "none.json"),
                  "--out", str(tmp_path / "w.pth"), "--steps", "1"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "none.json" in err[0]
+    assert err == [f"dsic: error: --annotations '{tmp_path}/none.json': no such file (--debug shows the traceback)"]
+    assert code == 2
+
+
+def test_cli_pretrain_names_a_missing_images_folder(tiny_synth, tmp_path, capsys, monkeypatch):
+    _, ann_file = _files(tiny_synth)
+    monkeypatch.chdir(tmp_path)
+    for images, said in (("/nope", "--images '/nope': no such folder"),
+                         ("nope", f"--images 'nope': no such folder (relative to the current folder {tmp_path})")):
+        code = main(["data", "pretrain", "--images", images, "--annotations", str(ann_file), "--out", "w.pth"])
+        assert code == 2 and capsys.readouterr().err.splitlines() == [
+            f"dsic: error: {said} (--debug shows the traceback)"]
 
 
 def test_cli_pretrain_checks_out_before_training(tiny_synth, tmp_path, capsys, monkeypatch):
