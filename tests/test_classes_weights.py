@@ -57,8 +57,20 @@ def test_val_categories_outside_the_training_classes_are_refused(tmp_path):
     val_images, val_ann = gappy_dataset(tmp_path / "val", GAPPY + [{"id": 50, "name": "boat"}])
     cfg = load_config(None, [f"data.train.annotations={ann}", f"data.train.images={images}",
                              f"data.val.annotations={val_ann}", f"data.val.images={val_images}"])
-    with pytest.raises(ValueError, match=r"val/ann.json: categories 50 are not among the model's 3 classes"):
+    with pytest.raises(ValueError) as err:
         check_classes(cfg)
+    assert str(err.value) == (f"{val_ann}: category ids [50] are not among the training set's category ids "
+                              "[5, 9, 42] (num_classes 3)")
+    ten = [{"id": i, "name": str(i)} for i in range(10)]  # model.classes given: named as such
+    images, ann = gappy_dataset(tmp_path / "ten", ten)
+    val_images, val_ann = gappy_dataset(tmp_path / "eleven", ten + [{"id": 10, "name": "10"}])
+    cfg = load_config(None, [f"data.train.annotations={ann}", f"data.train.images={images}",
+                             f"data.val.annotations={val_ann}", f"data.val.images={val_images}"])
+    cfg["model"]["classes"] = ten
+    with pytest.raises(ValueError) as err:
+        check_classes(cfg)
+    assert str(err.value) == (f"{val_ann}: category ids [10] are not among the category ids of model.classes [0..9] "
+                              "(num_classes 10)")
 
 
 def test_num_classes_90_on_coco_like_ids_suggests_the_torchvision_label_space(tmp_path):

@@ -56,6 +56,14 @@ def dataset(tmp_path):
     return CocoDetection(img_dir, ann, with_masks=True), m_rle, m_unc
 
 
+def test_categories_outside_the_given_classes_are_named(dataset):
+    ds = dataset[0]
+    with pytest.raises(ValueError) as err:
+        CocoDetection(ds.images_dir, ds.ann_file, classes=[{"id": 3, "name": "cat"}])
+    assert str(err.value) == (f"{ds.ann_file}: category ids [7] are not among the model's category ids [3] "
+                              "(num_classes 1)")
+
+
 def test_targets_boxes_labels_masks(dataset):
     ds, m_rle, m_unc = dataset
     assert ds.cat_ids == [3, 7] and ds.class_names == ["cat", "dog"] and ds.label_to_cat_id(2) == 7

@@ -40,6 +40,18 @@ def _ids(classes: list[dict]) -> str:
     return ", ".join(map(str, ids)) if len(ids) <= 12 else f"{', '.join(map(str, ids[:10]))}, ... {ids[-1]}"
 
 
+def id_list(ids) -> str:
+    """Category ids for a message, sorted, runs of three or more as ``a..b``: ``[0..9]``, ``[5, 9, 42]``."""
+    runs: list[list[int]] = []
+    for i in sorted(ids):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    parts = [f"{a}..{b}" if b - a >= 2 else ", ".join(map(str, range(a, b + 1))) for a, b in runs]
+    return f"[{', '.join(parts) if len(parts) <= 12 else ', '.join(parts[:10]) + ', ... ' + parts[-1]}]"
+
+
 def check_class_list(classes, where: str = "model.classes") -> list[dict]:
     """``classes`` as a list of ``{"id": int, "name": str}`` with distinct ids (ConfigError otherwise)."""
     if classes == TORCHVISION_COCO:
@@ -65,12 +77,13 @@ def check_split_paths(cfg: dict, split: str) -> None:
             raise DatasetError(f"data.{split}.{key} = {str(value)!r}: no such {what}{where}")
 
 
-def resolve_classes(cfg: dict, split: str = "train", adopt: list | None = None) -> dict:
+def resolve_classes(cfg: dict, split: str = "train", adopt: list | None = None, source: str | None = None) -> dict:
     """A copy of ``cfg`` with ``model.classes`` and ``model.num_classes`` filled in and checked
     against the ``split`` annotations (``train`` for training, ``val`` for evaluation).
 
-    ``adopt``: classes that win over the config's (a checkpoint's own). A ConfigError names the
-    file and the key when the numbers or the category ids do not fit."""
+    ``adopt``: classes that win over the config's (a checkpoint's own); ``source``: whose category
+    ids they are, for the message (default: the checkpoint's, or model.classes). A ConfigError
+    names the file and the key when the numbers or the category ids do not fit."""
     cfg = copy.deepcopy(cfg)
     model = cfg["model"]
     classes = adopt if adopt is not None else model.get("classes")
@@ -98,10 +111,12 @@ def resolve_classes(cfg: dict, split: str = "train", adopt: list | None = None) 
                           f"classes")
     if cats is not None:
         known = {c["id"] for c in classes}
-        foreign = [c for c in cats if c["id"] not in known]
+        foreign = [c["id"] for c in cats if c["id"] not in known]
         if foreign:
-            raise DatasetError(f"{ann}: categories {_ids(foreign)} are not among the model's {len(classes)} "
-                               f"classes (ids {_ids(classes)})")
+            source = source or ("the checkpoint's category ids" if adopt is not None else
+                                "the category ids of model.classes")
+            raise DatasetError(f"{ann}: category ids {id_list(foreign)} are not among {source} {id_list(known)} "
+                               f"(num_classes {len(classes)})")
     model["classes"], model["num_classes"] = classes, len(classes)
     return cfg
 
@@ -109,9 +124,11 @@ def resolve_classes(cfg: dict, split: str = "train", adopt: list | None = None) 
 def check_classes(cfg: dict) -> dict:
     """Before training: the classes resolved from the training annotations, and the validation
     annotations' categories checked against them (a ConfigError / DatasetError otherwise)."""
+    given = cfg["model"].get("classes") is not None
     cfg = resolve_classes(cfg, "train")
     if ((cfg.get("data") or {}).get("val") or {}).get("annotations") and cfg["model"]["classes"] is not None:
-        resolve_classes(cfg, "val", cfg["model"]["classes"])
+        source = "the category ids of model.classes" if given else "the training set's category ids"
+        resolve_classes(cfg, "val", cfg["model"]["classes"], source)
     return cfg
 
 

@@ -40,6 +40,7 @@ from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from .classes import id_list
 from .errors import DatasetError
 from .pixels import mode_problem, to_rgb
 
@@ -293,8 +294,8 @@ class CocoDetection(torch.utils.data.Dataset):
         self.cat_ids = [c["id"] for c in classes] if classes is not None else own
         foreign = sorted(set(own) - set(self.cat_ids))
         if foreign:
-            raise DatasetError(f"{self.ann_file}: categories {foreign} are not among the model's classes "
-                               f"(ids {self.cat_ids})")
+            raise DatasetError(f"{self.ann_file}: category ids {id_list(foreign)} are not among the model's "
+                               f"category ids {id_list(self.cat_ids)} (num_classes {len(self.cat_ids)})")
         self.class_names = ([c["name"] for c in classes] if classes is not None
                             else [self.coco.cats[c].get("name", str(c)) for c in self.cat_ids])
         self._label_of = {c: i + 1 for i, c in enumerate(self.cat_ids)}
