@@ -7,6 +7,8 @@ are dotted ``key=value`` words anywhere on the line (values parsed as YAML), e.g
 
 Errors in what a user gives (configs, data, missing files, unreadable checkpoints, bad options)
 print one line ``dsic: error: ...`` and exit with code 2; ``--debug`` shows the traceback instead.
+dsic's own warnings (:class:`dsic.DsicWarning`: dropped boxes, slow settings) print one line
+``[dsic] warning: ...``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .config import DEVICE_NAMES, is_device_name
@@ -410,11 +413,26 @@ def _at_least(minimum: int):
     return parse
 
 
+def _one_line_warnings(default):
+    """A ``warnings.showwarning`` that prints dsic's own warnings (DsicWarning) as one line
+    ``[dsic] warning: ...``, without the source line; ``default`` shows the others."""
+    from . import DsicWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, DsicWarning):
+            return default(message, category, filename, lineno, file, line)
+        print(f"[dsic] warning: {' '.join(str(message).split())}", file=file or sys.stderr, flush=True)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return args.func(args)
     except USER_ERRORS as err:
         if getattr(args, "debug", False):
             raise

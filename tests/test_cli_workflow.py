@@ -142,6 +142,22 @@ def test_an_output_folder_that_is_a_file_is_named_in_one_line(checkpoint, image_
     assert taken.read_text() == "a user's file"
 
 
+def test_a_dropped_box_is_warned_in_one_line_without_a_source_line(checkpoint, tiny_synth, tmp_path):
+    data = json.loads((tiny_synth / "annotations" / "instances_val.json").read_text())
+    data["annotations"].append({**data["annotations"][0], "id": 999, "bbox": [500, 500, 4, 4]})  # outside
+    bad = tmp_path / "val.json"
+    bad.write_text(json.dumps(data))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # the real stderr, no pytest capture
+    done = subprocess.run([sys.executable, "-m", "dsic.cli", "eval", str(checkpoint), f"data.val.annotations={bad}",
+                           f"data.val.images={tiny_synth / 'val'}", f"output_dir={tmp_path / 'eval'}",
+                           "--evaluator", "pycocotools"], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    err = done.stderr.splitlines()
+    assert f"[dsic] warning: {bad}: dropped 1 degenerate box(es) (empty inside their image) from training and " \
+           "evaluation alike: annotation(s) 999" in err
+    assert not [line for line in err if ".py:" in line or "warnings.warn" in line or line.startswith(" ")]
+
+
 def test_help_shows_the_defaults(capsys):
     for command in (["profile"], ["data", "synth"], ["data", "pretrain"], ["demo"]):
         with pytest.raises(SystemExit):

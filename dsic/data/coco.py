@@ -40,6 +40,7 @@ from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from .. import DsicWarning
 from .classes import id_list
 from .errors import DatasetError
 from .pixels import mode_problem, to_rgb
@@ -147,7 +148,7 @@ def drop_empty_boxes(data: dict, where) -> int:
         data["annotations"] = kept
         ids = ", ".join(str(a["id"]) for a in dropped[:10]) + (", ..." if len(dropped) > 10 else "")
         warnings.warn(f"{where}: dropped {len(dropped)} degenerate box(es) (empty inside their image) from "
-                      f"training and evaluation alike: annotation(s) {ids}", stacklevel=3)
+                      f"training and evaluation alike: annotation(s) {ids}", DsicWarning, stacklevel=3)
     return len(dropped)
 
 
@@ -342,7 +343,7 @@ class CocoDetection(torch.utils.data.Dataset):
             dropped = int((~keep).sum())
             self.dropped_boxes += dropped
             warnings.warn(f"{self.ann_file}: image {image_id}: dropped {dropped} degenerate box(es) "
-                          f"(empty after clipping to {width}x{height})", stacklevel=2)
+                          f"(empty after clipping to {width}x{height})", DsicWarning, stacklevel=2)
         anns = [a for a, k in zip(anns, keep.tolist()) if k]
         target = {
             "boxes": boxes[keep],

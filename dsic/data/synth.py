@@ -58,6 +58,8 @@ from matplotlib import cbook
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from pycocotools import mask as mask_utils
 
+from .. import DsicWarning
+
 CLASSES = [("A", "letter_a"), ("K", "letter_k"), ("R", "letter_r"), ("Z", "letter_z"), ("7", "digit_7"),
            ("\u2605", "star"), ("\u2660", "spade"), ("\u2665", "heart"), ("\u2663", "club"),
            ("\u2708", "plane")]
@@ -303,7 +305,7 @@ def generate(out_dir: str | Path, num_train: int = 500, num_val: int = 100, imag
         if preset == "default" and st["objects"] >= 200 and not st["buckets_balanced"]:
             warnings.warn(f"synthetic {split} split: a COCO size bucket holds < 25 % of the objects "
                           f"({st['small_fraction']:.2f} / {st['medium_fraction']:.2f} / {st['large_fraction']:.2f} "
-                          f"small / medium / large; image_size {image_size} may be too small)", stacklevel=2)
+                          f"small / medium / large; image_size {image_size} may be too small)", DsicWarning, stacklevel=2)
     params = {"num_train": num_train, "num_val": num_val, "image_size": image_size, "seed": seed,
               "max_objects": max_objects}
     if preset != "default":  # the default set's README stays byte-identical to earlier versions

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from .. import DsicWarning
+
 
 @dataclass
 class DistInfo:
@@ -120,7 +122,7 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, find_unused_parameters: b
     if sync_bn and info.device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     elif sync_bn:
-        warnings.warn("train.sync_bn needs CUDA; keeping per-process BatchNorm on the CPU", stacklevel=2)
+        warnings.warn("train.sync_bn needs CUDA; keeping per-process BatchNorm on the CPU", DsicWarning, stacklevel=2)
     device_ids = [info.device.index] if info.device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
                                                      find_unused_parameters=find_unused_parameters)

@@ -24,6 +24,8 @@ import warnings
 
 import torch
 
+from .. import DsicWarning
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 AMP_VALUES = (False, True, "bf16", "fp16")  # accepted values of train.amp
@@ -31,6 +33,10 @@ AMP_VALUES = (False, True, "bf16", "fp16")  # accepted values of train.amp
 
 class PrecisionError(ValueError):
     """A precision name that is unknown or not available on the device."""
+
+
+class SlowPrecisionWarning(DsicWarning, RuntimeWarning):
+    """bf16 on a CPU without native bf16 kernels: valid, but slow."""
 
 
 def native_bf16_cpu() -> bool:
@@ -53,7 +59,7 @@ def check_precision(precision: str, device: str | torch.device = "cpu", warn: bo
         raise PrecisionError(f"precision bf16 is not supported by {torch.cuda.get_device_name(dev)}; use fp16")
     if precision == "bf16" and dev.type == "cpu" and warn and not native_bf16_cpu():
         warnings.warn("bf16 on a CPU without native bf16 kernels (AVX512-BF16 / AMX): expect it to be "
-                      "much slower than fp32", RuntimeWarning, stacklevel=2)
+                      "much slower than fp32", SlowPrecisionWarning, stacklevel=2)
     return precision
 
 
