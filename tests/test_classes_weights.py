@@ -48,7 +48,7 @@ def test_a_wrong_num_classes_is_refused_before_training(tmp_path, given):
     cfg = load_config(None, [f"data.train.annotations={ann}", f"data.train.images={images}",
                              f"model.num_classes={given}"])
     with pytest.raises(ConfigError, match=rf"^model.num_classes = {given} but .*ann.json has 3 categories "
-                                          r"\(ids 5, 9, 42\); set model.num_classes: 3, or null"):
+                                          r"\(ids \[5, 9, 42\]\); set model.num_classes: 3, or null"):
         check_classes(cfg)
 
 
@@ -77,7 +77,7 @@ def test_num_classes_90_on_coco_like_ids_suggests_the_torchvision_label_space(tm
     cats = [{"id": 1, "name": "person"}, {"id": 13, "name": "stop sign"}, {"id": 85, "name": "clock"}]
     images, ann = gappy_dataset(tmp_path, cats)
     cfg = load_config(None, [f"data.val.annotations={ann}", f"data.val.images={images}", "model.num_classes=90"])
-    with pytest.raises(ConfigError, match=r"has 3 categories \(ids 1, 13, 85\); set model.num_classes: 3, or null "
+    with pytest.raises(ConfigError, match=r"has 3 categories \(ids \[1, 13, 85\]\); set model.num_classes: 3, or null "
                                           r"to take it from the annotations \(for torchvision's COCO detectors, "
                                           r"whose labels are the category ids: model.classes: torchvision_coco\)$"):
         resolve_classes(cfg, "val")

@@ -35,11 +35,6 @@ def categories_of(ann_file: str | Path) -> list[dict]:
     return [{"id": c["id"], "name": str(c.get("name", c["id"]))} for c in sorted(cats, key=lambda c: c["id"])]
 
 
-def _ids(classes: list[dict]) -> str:
-    ids = [c["id"] for c in classes]
-    return ", ".join(map(str, ids)) if len(ids) <= 12 else f"{', '.join(map(str, ids[:10]))}, ... {ids[-1]}"
-
-
 def id_list(ids) -> str:
     """Category ids for a message, sorted, runs of three or more as ``a..b``: ``[0..9]``, ``[5, 9, 42]``."""
     runs: list[list[int]] = []
@@ -103,7 +98,7 @@ def resolve_classes(cfg: dict, split: str = "train", adopt: list | None = None, 
             hint = (f" (for torchvision's COCO detectors, whose labels are the category ids: model.classes: "
                     f"{TORCHVISION_COCO})" if model["num_classes"] == 90 and max(c["id"] for c in cats) <= 90 else "")
             raise ConfigError(f"model.num_classes = {model['num_classes']} but {ann} has {len(cats)} categories "
-                              f"(ids {_ids(cats)}); set model.num_classes: {len(cats)}, or null to take it from "
+                              f"(ids {id_list(c['id'] for c in cats)}); set model.num_classes: {len(cats)}, or null to take it from "
                               f"the annotations{hint}")
     classes = check_class_list(classes)
     if model["num_classes"] is not None and adopt is None and model["num_classes"] != len(classes):
