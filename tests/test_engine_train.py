@@ -18,6 +18,7 @@ from dsic.config import load_config
 from dsic.demo import data_overrides
 from dsic.engine.checkpoint import load_checkpoint
 from dsic.engine.evaluate import main_eval
+from dsic.engine.schedule import late_steps
 from dsic.engine.train import NonFiniteLossError, TrainingInterrupted, main_train, train
 
 
@@ -271,3 +272,17 @@ def test_a_second_ctrl_c_waits_for_the_checkpoint(tiny_synth, tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         train(cfg_for(tiny_synth, tmp_path), factory(fail_at=2))
     assert load_checkpoint(tmp_path / "interrupted.pth")["iteration"] == 1
+
+
+def test_lr_steps_past_the_end_of_training_are_said_once(tiny_synth, tmp_path, capsys):
+    """A drop at or past the last iteration never happens (detectron2 warns for SOLVER.STEPS past MAX_ITER)."""
+    train(cfg_for(tiny_synth, tmp_path, "train.epochs=1", "train.steps=[0.5,1,3]"), factory())
+    said = [line for line in capsys.readouterr().err.splitlines() if "train.steps" in line]
+    assert said == [("[dsic] train.steps = [0.5, 1, 3] (in epochs): [1, 3] at or past the end of training "
+                    "(iteration 3); the lr is not lowered there")]
+
+
+def test_late_steps_are_those_at_or_past_the_end():
+    assert late_steps([0.5, 1, 3], iters_per_epoch=3, end=3) == [1, 3]
+    assert late_steps([0.5, 1], iters_per_epoch=4, end=4) == [1]
+    assert late_steps([0.75, 0.9], iters_per_epoch=1600, end=1600) == []

@@ -20,6 +20,12 @@ def step_iterations(step_epochs: list[float], iters_per_epoch: int) -> list[int]
     return sorted(math.floor(e * iters_per_epoch + 0.5) for e in step_epochs)
 
 
+def late_steps(step_epochs: list[float], iters_per_epoch: int, end: int) -> list[float]:
+    """The lr drops (in epochs) whose iteration is at or past ``end``, the iteration training stops
+    at: they never take effect."""
+    return [e for e in step_epochs if step_iterations([e], iters_per_epoch)[0] >= end]
+
+
 class WarmupMultiStep:
     """LR factor for the update at (0-based) iteration ``it``.
 

@@ -81,7 +81,7 @@ from .evaluate import evaluate
 from .param_groups import parameter_groups
 from .precision import amp_precision, autocast, needs_grad_scaler
 from .reporting import RunReport
-from .schedule import build_scheduler, scaled_lr
+from .schedule import build_scheduler, late_steps, scaled_lr
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -351,6 +351,10 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
         epochs = f"{tcfg['epochs']} epoch{'s' if tcfg['epochs'] > 1 else ''}"
         run._note(f"train.max_iters = {tcfg['max_iters']} is past the end of the schedule ({epochs} x "
                   f"{run.iters_per_epoch} iterations = {total}); training stops at iteration {total}")
+    late = late_steps(tcfg["steps"], run.iters_per_epoch, min(total, tcfg["max_iters"] or total))
+    if late:  # as detectron2 does for SOLVER.STEPS past MAX_ITER
+        run._note(f"train.steps = {tcfg['steps']} (in epochs): {late} at or past the end of training (iteration "
+                  f"{min(total, tcfg['max_iters'] or total)}); the lr is not lowered there")
     source, state = _resume_source(run, resume)  # may move an earlier run's outputs aside first
     log = RunReport(JsonLog(out / "log.jsonl" if info.is_main else None), cfg, run.iters_per_epoch,
                     str(info.device), info.world_size)
