@@ -347,14 +347,15 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
     run = _Run(cfg, info, model_factory, guard)
     tcfg, out = run.tcfg, run.out
     total = tcfg["epochs"] * run.iters_per_epoch
+    end = min(total, tcfg["max_iters"] or total)  # the iteration training stops at
     if tcfg["max_iters"] and tcfg["max_iters"] > total:  # the epochs end training first
         epochs = f"{tcfg['epochs']} epoch{'s' if tcfg['epochs'] > 1 else ''}"
         run._note(f"train.max_iters = {tcfg['max_iters']} is past the end of the schedule ({epochs} x "
                   f"{run.iters_per_epoch} iterations = {total}); training stops at iteration {total}")
-    late = late_steps(tcfg["steps"], run.iters_per_epoch, min(total, tcfg["max_iters"] or total))
+    late = late_steps(tcfg["steps"], run.iters_per_epoch, end)
     if late:  # as detectron2 does for SOLVER.STEPS past MAX_ITER
         run._note(f"train.steps = {tcfg['steps']} (in epochs): {late} at or past the end of training (iteration "
-                  f"{min(total, tcfg['max_iters'] or total)}); the lr is not lowered there")
+                  f"{end}); the lr is not lowered there")
     source, state = _resume_source(run, resume)  # may move an earlier run's outputs aside first
     log = RunReport(JsonLog(out / "log.jsonl" if info.is_main else None), cfg, run.iters_per_epoch,
                     str(info.device), info.world_size)
