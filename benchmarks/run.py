@@ -8,6 +8,7 @@
     python benchmarks/run.py scenes --protocol v5 --seeds 2  # the same, gated rows, 4x schedule
     python benchmarks/run.py scenes --protocol v6 --seeds 2  # the same, gated rows, 8x schedule
     python benchmarks/run.py scenes --protocol v7 --seeds 4  # the same, v5's schedule over 8x the images
+    python benchmarks/run.py table1 --protocol v3 # FPN / DSIC / CSG in FCOS, RetinaNet and Mask R-CNN
     python benchmarks/run.py profile              # Faster R-CNN R50 at 512x512: params, GFLOPs, latency
 
 Protocol v2 (default, :mod:`dsic.protocol`): trains every missing (row, seed) run in ``--out``
@@ -39,6 +40,7 @@ from dsic.protocol import PROTOCOLS, get_protocol, on_scenes
 from dsic.results import load_records, paired_table, write_record
 
 TITLES = {
+    "table1": "Table 1 analog: FPN, DSIC and CSG in each detector (resnet_tiny, embedded dataset)",
     "table2": "Table 2 analog: necks compared in Faster R-CNN (resnet_tiny, embedded dataset)",
     "table4": "Table 4 analog: ISG / CSG ablation (Faster R-CNN, resnet_tiny, embedded dataset)",
     "table5": "Table 5 analog: gate modes of DSIC, ISG and CSG alike (Faster R-CNN, embedded dataset)",
@@ -47,9 +49,29 @@ TITLES = {
 }
 
 
+# Table 1's detectors besides Faster R-CNN (whose rows are table 2's and 4's): each is v3 with the
+# architecture swapped. The one-stage detectors take torchvision's own detector settings (the
+# protocol's are the R-CNNs' RPN and RoI sampling). Each detector's setting is kept only if FPN's AP
+# sd over seeds 0-3 is <= 1.0 at <= 15 min per run (BENCHMARKS.md, "Table 1").
+TABLE1_ARCHS = {
+    "fcos": ["model.arch=fcos", "model.detector_cfg={_replace_: true}"],
+    "retinanet": ["model.arch=retinanet", "model.detector_cfg={_replace_: true}"],
+    "mask_rcnn": ["model.arch=mask_rcnn"],
+}
+
+
+def table1_rows() -> dict[str, list[str]]:
+    """``<arch>_fpn``, ``<arch>_dsic_gatelr01`` (DSIC as shipped), ``<arch>_csg_gatelr01`` per detector."""
+    necks = [("fpn", ["model.neck=fpn"]), gate_lr_row("dsic", 0.1), gate_lr_row("csg", 0.1)]
+    return {f"{arch}_{name}": arch_overrides + overrides
+            for arch, arch_overrides in TABLE1_ARCHS.items() for name, overrides in necks}
+
+
 def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
     if (table == "scenes") != on_scenes(protocol):
         return {}  # the scenes set is the data of v4 to v7, and they have no other table
+    if table == "table1":
+        return table1_rows() if protocol == "v3" else {}
     if table == "table2":
         out = neck_variants(["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"])
         if protocol not in ("v1", "v2"):  # v3: DSIC as shipped (gate lr x0.1) beside the necks
@@ -214,6 +236,21 @@ def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
     raise SystemExit(f"unknown table {table!r}")
 
 
+def table1_markdown(records: dict, protocol: str) -> str:
+    """One paired table per detector, against its own FPN (Faster R-CNN's rows are tables 2 and 4's)."""
+    parts = [(f"{TITLES['table1']}, protocol {protocol}; COCO bbox metrics in %, mean over the seeds each row has; "
+              "difference to the detector's FPN paired by seed, 95 % t-interval")]
+    groups = {"faster_rcnn": ["fpn", "dsic_gatelr01", "csg_gatelr01"]}
+    groups.update({arch: [f"{arch}_{n}" for n in ("fpn", "dsic_gatelr01", "csg_gatelr01")] for arch in TABLE1_ARCHS})
+    for arch, rows in groups.items():
+        parts += [f"**{arch}**", paired_table(records, rows, reference=rows[0])]
+        if arch == "mask_rcnn":
+            masks = {r: {s: dict(rec, metrics=rec["mask_metrics"]) for s, rec in records.get(r, {}).items()
+                         if "mask_metrics" in rec} for r in rows}
+            parts += ["**mask_rcnn, mask AP**", paired_table(masks, rows, reference=rows[0])]
+    return "\n\n".join(parts)
+
+
 def v2_table(table: str, args, rows: dict[str, list[str]], seeds: list[int]) -> int:
     proto = get_protocol(args.protocol)
     out = Path(args.out or f"runs/{proto.name}")
@@ -228,9 +265,12 @@ def v2_table(table: str, args, rows: dict[str, list[str]], seeds: list[int]) -> 
                 print(f"[dsic] recording {name} seed {seed} -> {path}", flush=True)
                 write_record(results, record_run(out, proto, name, overrides, seed, args.quick))
     records = load_records(results)
-    table_md = (f"{TITLES[table]}, protocol {proto.name}; COCO bbox metrics in %, mean over the seeds each row "
-                f"has; difference to {args.reference} paired by seed, 95 % t-interval\n\n"
-                + paired_table(records, list(rows), reference=args.reference))
+    if table == "table1":
+        table_md = table1_markdown(records, proto.name)
+    else:
+        table_md = (f"{TITLES[table]}, protocol {proto.name}; COCO bbox metrics in %, mean over the seeds each row "
+                    f"has; difference to {args.reference} paired by seed, 95 % t-interval\n\n"
+                    + paired_table(records, list(rows), reference=args.reference))
     print(table_md)
     if args.variants or args.only_seed is not None:  # a subset would overwrite the whole table with its own rows
         print(f"[dsic] {results / f'{table}.md'} left as it is (only the whole table writes it); "
@@ -242,7 +282,7 @@ def v2_table(table: str, args, rows: dict[str, list[str]], seeds: list[int]) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=["table2", "table4", "table5", "gates", "scenes", "profile"])
+    parser.add_argument("table", choices=["table1", "table2", "table4", "table5", "gates", "scenes", "profile"])
     parser.add_argument("--protocol", default="v2", choices=list(PROTOCOLS))
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1")
     parser.add_argument("--only-seed", type=int, default=None, help="this seed alone")

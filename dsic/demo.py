@@ -53,13 +53,14 @@ def gate_lr_row(neck: str, factor: float) -> tuple[str, list[str]]:
     return f"{neck}_gatelr{str(factor).replace('.', '')}", [f"model.neck={neck}", f"train.gate_lr_mult={factor}"]
 
 
-def final_metrics(run_dir: Path) -> dict:
-    """The last evaluation a run wrote (``eval_epoch*.json``), bbox metrics."""
+def final_metrics(run_dir: Path, iou_type: str = "bbox") -> dict | None:
+    """The last evaluation a run wrote (``eval_epoch*.json``): its ``iou_type`` metrics (bbox, or
+    segm: None when the run evaluated no masks)."""
     evals = sorted(run_dir.glob("eval_epoch*.json"), key=lambda p: int(p.stem.removeprefix("eval_epoch")))
     if not evals:
         raise FileNotFoundError(f"{run_dir}: the run wrote no evaluation (eval_epoch*.json)")
     data = json.loads(evals[-1].read_text())
-    return data.get("bbox", data)
+    return data.get(iou_type, data if iou_type == "bbox" else None)
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -174,8 +175,10 @@ def train_command(protocol: Protocol, data: Path, overrides: list[str], run: Pat
 
 
 def _stamp(run: Path, start: float, threads: int, commit: str) -> None:
+    from .results import host_fingerprint
+
     (run / "wall.json").write_text(json.dumps({"wall_s": round(time.time() - start, 1), "threads": threads,
-                                               "commit": commit}))
+                                               "commit": commit, "host": host_fingerprint()}))
 
 
 def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str]], seeds: list[int],
@@ -255,7 +258,7 @@ def record_run(out: str | Path, protocol: Protocol, row: str, overrides: list[st
 
     from .inference import load_model
     from .models.probe import probe_model
-    from .results import git_commit, run_record
+    from .results import git_commit, host_fingerprint, percent_metrics, run_record
 
     run = Path(out) / f"{row}_seed{seed}"
     stamp = json.loads((run / "wall.json").read_text()) if (run / "wall.json").is_file() else {}
@@ -264,7 +267,11 @@ def record_run(out: str | Path, protocol: Protocol, row: str, overrides: list[st
     record = run_record(protocol.name, row, seed, overrides, final_metrics(run),
                         commit=stamp.get("commit") or git_commit(), threads=stamp.get("threads"),
                         wall_s=stamp.get("wall_s"), iterations=_iterations(run), neck=cfg["model"]["neck"],
-                        ema=bool(cfg["train"].get("ema")))
+                        ema=bool(cfg["train"].get("ema")), arch=cfg["model"]["arch"],
+                        backbone=cfg["model"]["backbone"], host=stamp.get("host") or host_fingerprint())
+    segm = final_metrics(run, "segm")
+    if segm is not None:  # Mask R-CNN: mask AP beside the box AP
+        record["mask_metrics"] = percent_metrics(segm)
     if cfg["model"]["neck"] in GATED_NECKS and protocol.probe:
         model, _, _ = load_model(cfg_path, run / "final.pth", device="cpu")
         record["gate_probe"] = probe_model(model, protocol.data_dir(out), 4 if quick else protocol.probe)

@@ -6,6 +6,8 @@ Every finished benchmark run writes one record (:func:`run_record`), e.g.
     {"protocol": "v2", "row": "dsic", "seed": 0, "overrides": [...],
      "metrics": {"AP": 41.2, "AP50": ..., "AP75": ..., "APs": ..., "APm": ..., "APl": ...},
      "commit": "5ad2bd6...", "threads": 1, "wall_s": 1234.5, "iterations": 400,
+     "arch": "faster_rcnn", "backbone": "resnet_tiny",
+     "host": {"cpu": "AMD EPYC", "cores": 2, "bf16_native": false, "torch": "2.14.1"},
      "gate_probe": {...}}          # gated rows: dsic.models.probe.individuality
 
 Metrics are COCO bbox metrics in percent. Tables are made from these files alone
@@ -16,13 +18,19 @@ and the initial weights of everything but the neck (paired initialisation,
 :mod:`dsic.models.builder`), so the per-seed difference d_s = AP(row, s) - AP(ref, s) measures the
 rows' difference with the shared randomness removed. The table gives mean(d) and the 95 %
 Student-t interval mean(d) +- t(0.975, n-1) * sd(d) / sqrt(n) over the n seeds both rows have.
-An interval that contains 0 means the difference is not established.
+An interval that contains 0 means the difference is not established; one whose end sits at
+0.00 (rounded) is "at the edge". Records made since 2026-12-07 name the machine that trained them
+(:func:`host_fingerprint`); a pair of runs from two machines is flagged in the tables, since the
+same run trained again on another machine moved by up to 1.3 AP (protocol v3's ``rerun/``).
+Earlier records carry no host.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import platform
 import statistics
 import subprocess
 from pathlib import Path
@@ -56,6 +64,33 @@ def git_commit(root: str | Path = ".") -> str:
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    """(CPU model name, feature flags) from /proc/cpuinfo; ('', set()) where there is none."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "", set()
+    model, flags = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
+def host_fingerprint() -> dict:
+    """The machine a run trained on: CPU model, core count, native bf16 (AVX512-BF16 / AMX on x86,
+    the bf16 feature on Arm) and torch's version. Two records pair on one machine when these agree."""
+    import torch
+
+    model, flags = _cpuinfo()
+    return {"cpu": model or platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "bf16_native": bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}), "torch": torch.__version__}
 
 
 def percent_metrics(bbox: dict) -> dict[str, float]:
@@ -116,17 +151,25 @@ def paired_rows(records: dict[str, dict[int, dict]], rows: list[str], reference:
             entry["diff"], entry["low"], entry["high"] = mean_ci(diffs)
             entry["paired"] = common
             entry["diffs"] = diffs
+            entry["two_machines"] = [s for s in common if not same_machine(runs[s], ref[s])]
         out.append(entry)
     return out
 
 
+def same_machine(a: dict, b: dict) -> bool:
+    """Whether two records were trained on one machine, as far as their ``host`` tells (records
+    without one, made before hosts were recorded, are taken at their pairing rule's word)."""
+    return "host" not in a or "host" not in b or a["host"] == b["host"]
+
+
 def verdict(entry: dict) -> str:
+    """What the interval says; an end that rounds to 0.00 is "at the edge", not a difference."""
     if "diff" not in entry or math.isnan(entry["low"]):
         return "-"
-    if entry["low"] > 0:
-        return "higher"
-    if entry["high"] < 0:
-        return "lower"
+    if entry["low"] > 0 or entry["high"] < 0:
+        if round(entry["low"], 2) == 0 or round(entry["high"], 2) == 0:
+            return "at the edge"
+        return "higher" if entry["low"] > 0 else "lower"
     return "not established"
 
 
@@ -146,5 +189,6 @@ def paired_table(records: dict[str, dict[int, dict]], rows: list[str], reference
         sd = "-" if math.isnan(e["sd"]) else f"{e['sd']:.2f}"
         diff = format_ci(e["diff"], e["low"], e["high"]) if "diff" in e else "-"
         seeds = ",".join(map(str, e["seeds"]))
-        lines.append(f"| {e['row']} | {seeds} | {cells} | {per_seed} | {sd} | {diff} | {verdict(e)} |")
+        note = f" (seeds {','.join(map(str, e['two_machines']))} on two machines)" if e.get("two_machines") else ""
+        lines.append(f"| {e['row']} | {seeds} | {cells} | {per_seed} | {sd} | {diff} | {verdict(e)}{note} |")
     return "\n".join(lines)

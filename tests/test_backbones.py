@@ -83,5 +83,15 @@ def test_resnet_tiny_for_cpu_runs():
     body = build_backbone("resnet_tiny", norm="gn", trainable_layers=5)
     assert body.spec.stage_channels == (32, 64, 128, 256) and body.spec.num_blocks == (2, 2, 2, 2)
     assert body.spec.strides == (4, 8, 16, 32)
-    with pytest.raises(ValueError, match="no pretrained weights"):
+    with pytest.raises(ValueError, match="^resnet_tiny has no ImageNet weights; use pretrained: null or a local path$"):
         build_backbone("resnet_tiny", pretrained="imagenet")
+
+
+def test_resnet_tiny34_has_resnet50s_stage_depths():
+    body = build_backbone("resnet_tiny34", norm="gn", trainable_layers=5)
+    assert body.spec.stage_channels == (32, 64, 128, 256) and body.spec.num_blocks == (3, 4, 6, 3)
+    assert body.spec.strides == (4, 8, 16, 32)
+    blocks = body(torch.zeros(1, 3, 64, 64))
+    assert [len(stage) for stage in blocks] == [3, 4, 6, 3] and blocks[3][-1].shape == (1, 256, 2, 2)
+    with pytest.raises(ValueError, match="^resnet_tiny34 has no ImageNet weights"):
+        build_backbone("resnet_tiny34", pretrained="imagenet")

@@ -1,9 +1,11 @@
 """torchvision classification networks as :class:`StagedBackbone` s.
 
 Supported: ResNet-18/34/50/101/152, ResNeXt-50/101, RegNet (any torchvision ``regnet_*``),
-ConvNeXt (``convnext_*``) and ``resnet_tiny`` (a ResNet-18 layout at half width, 32-256 channels,
-built from torchvision's BasicBlock: no pretrained weights; for CPU runs and the embedded
-benchmark). Anything else can be wrapped with :class:`StagedBackbone` and a plan.
+ConvNeXt (``convnext_*``), ``resnet_tiny`` (a ResNet-18 layout at half width, 32-256 channels,
+built from torchvision's BasicBlock: no ImageNet weights; for CPU runs and the embedded benchmark)
+and ``resnet_tiny34`` (the same at ResNet-34's and ResNet-50's stage depths, 3, 4, 6 and 3 blocks:
+a CPU backbone whose stages give ISG blocks to choose from). Anything else can be wrapped with
+:class:`StagedBackbone` and a plan.
 
 ``pretrained``:
     * ``None``: random init (training from scratch);
@@ -50,7 +52,10 @@ def norm_layer(norm: str):
     raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
 
 
-def resnet_tiny(weights=None, norm_layer=nn.BatchNorm2d, width: int = 32, layers=(2, 2, 2, 2)) -> nn.Module:
+TINY = {"resnet_tiny": (2, 2, 2, 2), "resnet_tiny34": (3, 4, 6, 3)}  # blocks per stage
+
+
+def resnet_tiny(weights=None, norm_layer=nn.BatchNorm2d, width: int = 32, layers=TINY["resnet_tiny"]) -> nn.Module:
     """ResNet with BasicBlocks and ``width`` * (1, 2, 4, 8) channels (no ImageNet weights exist)."""
     if weights is not None:
         raise ValueError("resnet_tiny has no pretrained weights; use pretrained: null or a local path")
@@ -81,13 +86,13 @@ def hub_file(url: str) -> Path:
 
 
 def available_backbones() -> list[str]:
-    names = [*_RESNETS, "resnet_tiny"]
+    names = [*_RESNETS, *TINY]
     names += [n for n in torchvision.models.list_models(torchvision.models) if n.startswith(("regnet_", "convnext_"))]
     return names
 
 
 def _plan(name: str, network: nn.Module) -> list[tuple[str, bool]]:
-    if name in _RESNETS or name == "resnet_tiny":
+    if name in _RESNETS or name in TINY:
         return [("conv1", False), ("bn1", False), ("relu", False), ("maxpool", False)] + [
             (f"layer{i}", True) for i in range(1, 5)
         ]
@@ -136,13 +141,15 @@ def build_backbone(
     """Build a staged backbone (see module docstring for the arguments)."""
     if name not in available_backbones():
         raise ValueError(f"unknown backbone {name!r}; available: {', '.join(available_backbones())}")
-    ctor = resnet_tiny if name == "resnet_tiny" else getattr(torchvision.models, name)
+    ctor = getattr(torchvision.models, name, None)
     kwargs = {}
+    if name in TINY:
+        ctor, kwargs["layers"] = resnet_tiny, TINY[name]
     if not name.startswith("convnext_"):
         kwargs["norm_layer"] = norm_layer(norm)
     weights = None
-    if pretrained == "imagenet" and name == "resnet_tiny":
-        raise ValueError("resnet_tiny has no pretrained weights; use pretrained: null or a local path")
+    if pretrained == "imagenet" and name in TINY:
+        raise ValueError(f"{name} has no ImageNet weights; use pretrained: null or a local path")
     if pretrained == "imagenet":
         enum = torchvision.models.get_model_weights(name)
         weights = enum.IMAGENET1K_V1 if name in _RESNETS else enum.DEFAULT

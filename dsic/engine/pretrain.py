@@ -26,7 +26,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ..backbones.zoo import norm_layer, resnet_tiny
+from ..backbones.zoo import TINY, norm_layer, resnet_tiny
 from ..data.crops import extract_crops
 from ..results import git_commit
 from .checkpoint import save_atomic
@@ -37,9 +37,10 @@ STD = (0.229, 0.224, 0.225)
 
 
 def classification_network(name: str, norm: str, num_classes: int) -> nn.Module:
-    """``name`` (``resnet_tiny`` or a torchvision ResNet) with ``norm`` layers and a ``num_classes``-way fc."""
-    if name == "resnet_tiny":
-        net = resnet_tiny(norm_layer=norm_layer(norm))
+    """``name`` (``resnet_tiny``, ``resnet_tiny34`` or a torchvision ResNet) with ``norm`` layers and a
+    ``num_classes``-way fc."""
+    if name in TINY:
+        net = resnet_tiny(norm_layer=norm_layer(norm), layers=TINY[name])
     elif name.startswith(("resnet", "resnext", "wide_resnet")) and hasattr(torchvision.models, name):
         net = getattr(torchvision.models, name)(weights=None, norm_layer=norm_layer(norm))
     else:
