@@ -174,11 +174,15 @@ def train_command(protocol: Protocol, data: Path, overrides: list[str], run: Pat
     return [str(protocol.base_config), *args, *(QUICK["train"] if quick else [])]
 
 
-def _stamp(run: Path, start: float, threads: int, commit: str) -> None:
+def _stamp(run: Path, start: float, threads: int, commit: str, cpu_s: float | None = None) -> None:
+    """``wall.json``: wall time, threads, commit and machine; ``cpu_s``, the CPU time of a run trained
+    in this process (a shared machine stretches the wall time, not the CPU time)."""
     from .results import host_fingerprint
 
-    (run / "wall.json").write_text(json.dumps({"wall_s": round(time.time() - start, 1), "threads": threads,
-                                               "commit": commit, "host": host_fingerprint()}))
+    stamp = {"wall_s": round(time.time() - start, 1), "threads": threads, "commit": commit, "host": host_fingerprint()}
+    if cpu_s is not None:
+        stamp["cpu_s"] = round(cpu_s, 1)
+    (run / "wall.json").write_text(json.dumps(stamp))
 
 
 def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str]], seeds: list[int],
@@ -205,9 +209,9 @@ def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str
     if jobs <= 1:
         for name, seed, run, (config, *args) in todo:
             print(f"[dsic] training {name} (seed {seed}) -> {run}", flush=True)
-            start = time.time()
+            start, cpu = time.time(), time.process_time()
             main_train(config, args, resume=(run / "last.pth").is_file())
-            _stamp(run, start, torch.get_num_threads(), commit)
+            _stamp(run, start, torch.get_num_threads(), commit, cpu_s=time.process_time() - cpu)
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(protocol.threads), MKL_NUM_THREADS=str(protocol.threads))
     running: list = []
@@ -266,7 +270,8 @@ def record_run(out: str | Path, protocol: Protocol, row: str, overrides: list[st
     cfg = yaml.safe_load(cfg_path.read_text())
     record = run_record(protocol.name, row, seed, overrides, final_metrics(run),
                         commit=stamp.get("commit") or git_commit(), threads=stamp.get("threads"),
-                        wall_s=stamp.get("wall_s"), iterations=_iterations(run), neck=cfg["model"]["neck"],
+                        wall_s=stamp.get("wall_s"), **({"cpu_s": stamp["cpu_s"]} if "cpu_s" in stamp else {}),
+                        iterations=_iterations(run), neck=cfg["model"]["neck"],
                         ema=bool(cfg["train"].get("ema")), arch=cfg["model"]["arch"],
                         backbone=cfg["model"]["backbone"], host=stamp.get("host") or host_fingerprint())
     segm = final_metrics(run, "segm")
