@@ -25,13 +25,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet
+from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
 from ..backbones import build_backbone
 from ..necks import build_neck
 from .backbone import DetectorBackbone
+from .one_stage import FCOS, RetinaNet
 from .scale_supervision import attach_scale_supervision
 from .state_fit import first_keys
 
