@@ -52,9 +52,12 @@ TITLES = {
 # Table 1's detectors besides Faster R-CNN (whose rows are table 2's and 4's): each is v3 with the
 # architecture swapped. The one-stage detectors take torchvision's own detector settings (the
 # protocol's are the R-CNNs' RPN and RoI sampling). Each detector's setting is kept only if FPN's AP
-# sd over seeds 0-3 is <= 1.0 at <= 15 min per run (BENCHMARKS.md, "Table 1").
+# sd over seeds 0-3 is <= 1.0 at <= 15 min per run (docs/breadth.md). FCOS's one change, made after
+# FPN's seed 0 (16.0 AP): the size per level that assigns objects to P3-P7 is torchvision's 8..128
+# (v3's 16..256 are Faster R-CNN's anchors on P2-P6; on FCOS's levels they sent every object of
+# these 256 px images to P3 and P4).
 TABLE1_ARCHS = {
-    "fcos": ["model.arch=fcos", "model.detector_cfg={_replace_: true}"],
+    "fcos": ["model.arch=fcos", "model.detector_cfg={_replace_: true}", "model.anchor_sizes=[8, 16, 32, 64, 128]"],
     "retinanet": ["model.arch=retinanet", "model.detector_cfg={_replace_: true}"],
     "mask_rcnn": ["model.arch=mask_rcnn"],
 }

@@ -52,6 +52,7 @@ def test_table1_rows_per_detector_against_its_own_fpn():
     assert list(rows) == [f"{a}_{n}" for a in ("fcos", "retinanet", "mask_rcnn")
                           for n in ("fpn", "dsic_gatelr01", "csg_gatelr01")]
     assert rows["fcos_dsic_gatelr01"] == ["model.arch=fcos", "model.detector_cfg={_replace_: true}",
+                                          "model.anchor_sizes=[8, 16, 32, 64, 128]",
                                           "model.neck=dsic", "train.gate_lr_mult=0.1"]
     assert run.variants("table1", "v2") == {}
     masks = {"mask_rcnn_fpn": {0: dict(_record("mask_rcnn_fpn", 0, 40.0), mask_metrics=_record("", 0, 30.0)["metrics"])}}
