@@ -9,6 +9,7 @@
     python benchmarks/run.py scenes --protocol v6 --seeds 2  # the same, gated rows, 8x schedule
     python benchmarks/run.py scenes --protocol v7 --seeds 4  # the same, v5's schedule over 8x the images
     python benchmarks/run.py table1 --protocol v3 # FPN / DSIC / CSG in FCOS, RetinaNet and Mask R-CNN
+    python benchmarks/run.py table4_tiny34 --protocol v3 --reference r34_fpn  # ISG / CSG on resnet_tiny34
     python benchmarks/run.py profile              # Faster R-CNN R50 at 512x512: params, GFLOPs, latency
 
 Protocol v2 (default, :mod:`dsic.protocol`): trains every missing (row, seed) run in ``--out``
@@ -41,6 +42,7 @@ from dsic.results import load_records, paired_table, write_record
 
 TITLES = {
     "table1": "Table 1 analog: FPN, DSIC and CSG in each detector (resnet_tiny, embedded dataset)",
+    "table4_tiny34": "Table 4 analog on resnet_tiny34, where ISG has 2-5 former blocks to choose from (Faster R-CNN)",
     "table2": "Table 2 analog: necks compared in Faster R-CNN (resnet_tiny, embedded dataset)",
     "table4": "Table 4 analog: ISG / CSG ablation (Faster R-CNN, resnet_tiny, embedded dataset)",
     "table5": "Table 5 analog: gate modes of DSIC, ISG and CSG alike (Faster R-CNN, embedded dataset)",
@@ -70,11 +72,22 @@ def table1_rows() -> dict[str, list[str]]:
             for arch, arch_overrides in TABLE1_ARCHS.items() for name, overrides in necks}
 
 
+def table4_tiny34_rows() -> dict[str, list[str]]:
+    """Table 4 on resnet_tiny34 (ResNet-50's stage depths: ISG has blocks to choose), pre-trained as v3's
+    resnet_tiny was: ``r34_fpn`` and ISG, CSG, DSIC as shipped (docs/breadth.md)."""
+    weights = Path(__file__).resolve().parents[1] / "benchmarks" / "weights" / "resnet_tiny34_gn_crops.pth"
+    backbone = ["model.backbone=resnet_tiny34", f"model.pretrained_backbone={weights}"]
+    necks = [("fpn", ["model.neck=fpn"]), *(gate_lr_row(n, 0.1) for n in ("isg", "csg", "dsic"))]
+    return {f"r34_{name}": backbone + overrides for name, overrides in necks}
+
+
 def variants(table: str, protocol: str = "v1") -> dict[str, list[str]]:
     if (table == "scenes") != on_scenes(protocol):
         return {}  # the scenes set is the data of v4 to v7, and they have no other table
     if table == "table1":
         return table1_rows() if protocol == "v3" else {}
+    if table == "table4_tiny34":
+        return table4_tiny34_rows() if protocol == "v3" else {}
     if table == "table2":
         out = neck_variants(["fpn", "fcfpn", "panet", "fpg", "fpt", "dsic"])
         if protocol not in ("v1", "v2"):  # v3: DSIC as shipped (gate lr x0.1) beside the necks
@@ -285,7 +298,7 @@ def v2_table(table: str, args, rows: dict[str, list[str]], seeds: list[int]) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=["table1", "table2", "table4", "table5", "gates", "scenes", "profile"])
+    parser.add_argument("table", choices=["table1", "table4_tiny34", "table2", "table4", "table5", "gates", "scenes", "profile"])
     parser.add_argument("--protocol", default="v2", choices=list(PROTOCOLS))
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1")
     parser.add_argument("--only-seed", type=int, default=None, help="this seed alone")

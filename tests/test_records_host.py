@@ -55,6 +55,11 @@ def test_table1_rows_per_detector_against_its_own_fpn():
                                           "model.anchor_sizes=[8, 16, 32, 64, 128]",
                                           "model.neck=dsic", "train.gate_lr_mult=0.1"]
     assert run.variants("table1", "v2") == {}
+    deep = run.variants("table4_tiny34", "v3")
+    assert list(deep) == ["r34_fpn", "r34_isg_gatelr01", "r34_csg_gatelr01", "r34_dsic_gatelr01"]
+    assert deep["r34_isg_gatelr01"][0] == "model.backbone=resnet_tiny34"
+    assert deep["r34_isg_gatelr01"][1].endswith("benchmarks/weights/resnet_tiny34_gn_crops.pth")
+    assert Path(deep["r34_isg_gatelr01"][1].split("=", 1)[1]).is_file()
     masks = {"mask_rcnn_fpn": {0: dict(_record("mask_rcnn_fpn", 0, 40.0), mask_metrics=_record("", 0, 30.0)["metrics"])}}
     text = run.table1_markdown(masks, "v3")
     assert "**mask_rcnn, mask AP**" in text and "| mask_rcnn_fpn | 0 | 30.0 |" in text
