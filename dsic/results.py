@@ -6,7 +6,7 @@ Every finished benchmark run writes one record (:func:`run_record`), e.g.
     {"protocol": "v2", "row": "dsic", "seed": 0, "overrides": [...],
      "metrics": {"AP": 41.2, "AP50": ..., "AP75": ..., "APs": ..., "APm": ..., "APl": ...},
      "commit": "5ad2bd6...", "threads": 1, "wall_s": 1234.5, "iterations": 400,
-     "gate_probe": {...}}          # gated rows: dsic.models.probe.individuality
+     "gate_probe": {...}}          # gated rows: dsic.analysis.individuality
 
 Metrics are COCO bbox metrics in percent. Tables are made from these files alone
 (:func:`paired_table`), so a lost run folder loses nothing and any machine can regenerate them.

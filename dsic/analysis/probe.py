@@ -35,12 +35,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.pixels import read_image
+from ..models.states import gate_states
+from ..necks.csg import ControlUnit
+
 GROUP_NAMES = ("small", "large", "mixed")
 
 
-def _control_units(model: nn.Module) -> list[nn.Module]:
-    from ..necks.csg import ControlUnit
-
+def control_units(model: nn.Module) -> list[nn.Module]:
+    """The CSG control units of ``model`` (:class:`dsic.necks.csg.ControlUnit`), one per output level,
+    in the order of the levels; empty for necks without CSG."""
     return [m for m in model.modules() if isinstance(m, ControlUnit)]
 
 
@@ -61,10 +65,8 @@ def collect_states(model: nn.Module, images: list[torch.Tensor]) -> dict:
     """Per image: ``W`` [N, n, n] (or None), ``w_channels`` [N, n_out, n_in, C] (act(w_ik[c]), or
     None), ``S`` [N, n, n] (or None), ``a`` [N, stages] (or None) and ``alive`` (per control unit, a
     bool vector of hidden units that were > 0 for some image)."""
-    from .states import gate_states
-
     model.eval()
-    units = _control_units(model)
+    units = control_units(model)
     relus = [u.channel[1] for u in units]
     alive = [None] * len(relus)
     channels: list[list] = [[] for _ in units]  # per unit, per image: act(w) [n_in, C]
@@ -197,8 +199,6 @@ def probe_images(data_root: str | Path, limit: int | None = None) -> dict[str, l
 
 def probe_model(model: nn.Module, data_root: str | Path, limit: int | None = None) -> dict:
     """:func:`individuality` of ``model`` over the probe groups in ``data_root``."""
-    from ..inference import read_image
-
     device = next(model.parameters()).device
     groups = {g: collect_states(model, [read_image(p).to(device) for p in paths])
               for g, paths in probe_images(data_root, limit).items()}

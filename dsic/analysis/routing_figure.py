@@ -9,18 +9,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .visualize import draw_detections, plot_state_matrix, plt, save
+from ..data.pixels import read_image
+from ..models.states import gate_states
+from ..visualize import draw_detections, plot_state_matrix, plt, save
 
 
 @torch.no_grad()
 def routing_figure(model, images: dict[str, Path], path: str | Path, class_names: list[str] | None = None,
                    group_means: dict[str, list] | None = None, score_thresh: float = 0.5) -> Path:
     """One row per ``{group: image path}``: detections and that image's state matrix W[i, k];
-    with ``group_means`` (``W_small`` / ``W_large`` of :func:`dsic.models.probe.individuality`) a
+    with ``group_means`` (``W_small`` / ``W_large`` of :func:`dsic.analysis.individuality`) a
     last row shows W_small - W_large."""
-    from .inference import read_image
-    from .models.states import gate_states
-
     rows = len(images) + (group_means is not None)
     fig, axes = plt.subplots(rows, 2, figsize=(8.4, 4 * rows), squeeze=False)
     model.eval()

@@ -26,15 +26,15 @@ out = {}
 for name, (neck, cfg) in CASES.items():
     torch.manual_seed(0)
     model = build_neck(neck, SPEC, 8, "pool", **cfg)
-    with torch.no_grad():  # weights a half-precision file holds exactly
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.copy_(t.half().float())
     g = torch.Generator().manual_seed(1)
     blocks = [[torch.randn(2, c, 128 // s, 128 // s, generator=g) for c in cs]
               for cs, s in zip(SPEC.block_channels, SPEC.strides)]
     model.train()
     model(blocks)  # a training forward: running statistics initialised as in training
+    with torch.no_grad():  # weights and statistics a half-precision file holds exactly
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half().float())
     model.eval()
     with torch.no_grad():
         outputs = list(model(blocks).values())
