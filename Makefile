@@ -13,14 +13,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check dsic tests benchmarks
+	$(VENV)/bin/ruff check dsic tests benchmarks projects
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(PY) -m dsic.cli demo --out $(DEMO_OUT)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dsic tests benchmarks
+	$(VENV)/bin/ruff check dsic tests benchmarks projects
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -12,7 +12,7 @@ validation images one at a time (eval mode) and prints, from :func:`dsic.models.
 
 With ``--probe DATA`` (a synth folder with probe groups, ``dsic data synth --probe N``) it prints
 instead how differently the neck routes all-small, all-large and mixed images
-(:func:`dsic.models.probe.individuality`: group means and stds of W, the largest small-vs-large
+(:func:`dsic.analysis.individuality`: group means and stds of W, the largest small-vs-large
 difference and its effect size, how well W predicts the group, live control units), as JSON:
 
     python benchmarks/gate_stats.py runs/v2/dsic_seed0 --probe runs/v2/data/synth_hard --images 50
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     if args.probe is not None:
         import json
 
-        from dsic.models.probe import probe_model
+        from dsic.analysis import probe_model
 
         model, _, _ = load_model(args.run / "config.yaml", args.run / "final.pth", device="cpu")
         print(json.dumps(probe_model(model, args.probe, args.images), indent=1))

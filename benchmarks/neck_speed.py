@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import inspect
 import json
 import subprocess
 import sys
@@ -62,12 +63,13 @@ def main(argv=None) -> int:
         m.rpn.register_forward_hook(shared)
         return m
 
-    # control_norm none: the descriptor normalisation every revision has, so only the code paths differ
-    fpn, now = detector("fpn"), detector("dsic", {"csg_control_norm": "none"})
+    fpn, now = detector("fpn"), detector("dsic")
     before = copy.deepcopy(now)
     new_csg = now.backbone.neck.csg
-    old_csg = csg_at(args.before)(before.backbone.neck.in_channels, new_csg.paths.lateral[0].out_channels,
-                                  control_norm="none")
+    old_class = csg_at(args.before)
+    # control_norm none (the revisions that had the option): the descriptors of today's CSG
+    old_options = {"control_norm": "none"} if "control_norm" in inspect.signature(old_class).parameters else {}
+    old_csg = old_class(before.backbone.neck.in_channels, new_csg.paths.lateral[0].out_channels, **old_options)
     old_csg.load_state_dict(new_csg.state_dict())
     before.backbone.neck.csg = old_csg.eval()
     models = {"fpn": fpn, "dsic_before": before, "dsic_now": now}

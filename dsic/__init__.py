@@ -6,3 +6,7 @@ __version__ = "0.1.0"
 class DsicWarning(UserWarning):
     """A warning about what a user gave (data, config, device). The ``dsic`` command prints it as one
     line, ``[dsic] warning: ...``, without the source line; library callers filter it as any warning."""
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed; the message names the file and the key."""

@@ -25,7 +25,6 @@ schedule, ``data.with_masks`` and ``eval.iou_types`` from the architecture and `
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -33,16 +32,15 @@ from pathlib import Path
 
 import yaml
 
+from . import ConfigError
+from .messages import closest
+
 DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
 
 
 def is_device_name(name: str) -> bool:
     """Whether ``name`` is a device the config and the command line take (DEVICE_NAMES)."""
     return re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None
-
-
-class ConfigError(ValueError):
-    """A config file or override is malformed; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -220,20 +218,6 @@ def _strip_replace(cfg):
     return cfg
 
 
-def closest(word: str, choices) -> str | None:
-    """The choice a mistyped ``word`` most likely meant, or None.
-
-    difflib's closest matches, a transposition first among them ('fnp' means 'fpn', not 'fpt'); failing
-    those, the first choice that has ``word`` as one of its '_'-separated parts ('lr' -> 'base_lr').
-    """
-    choices = [str(c) for c in choices]
-    close = difflib.get_close_matches(word, choices, n=max(1, len(choices)), cutoff=0.6)
-    same_letters = [c for c in close if sorted(c) == sorted(word)]
-    if close:
-        return (same_letters or close)[0]
-    return next((c for c in choices if word in c.split("_")), None)
-
-
 def _hint(key: str, prefix: str, schema: dict) -> str:
     close = closest(key, schema)
     if close:
@@ -285,6 +269,23 @@ def _check_leaf(leaf: Leaf, value, where: str, dotted: str) -> None:
                                               leaf.max is not None and f"<= {leaf.max}",
                                               leaf.below is not None and f"< {leaf.below}") if b)
             raise ConfigError(f"{where}: '{dotted}' = {value!r} is out of range (must be {bounds})")
+
+
+def check_lr_mults(lr_mults: dict | None, where: str = "train.lr_mults") -> dict[str, float]:
+    """``lr_mults`` as {pattern: float}; ValueError (one line, naming the key) for anything else."""
+    if lr_mults is None:
+        return {}
+    if not isinstance(lr_mults, dict):
+        raise ValueError(f"{where}: expected a mapping of parameter-name patterns to lr factors, "  # noqa: TRY004
+                         f"got {type(lr_mults).__name__}")
+    out = {}
+    for pattern, factor in lr_mults.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(f"{where}: pattern {pattern!r} is not a non-empty string")
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor < float("inf"):
+            raise ValueError(f"{where}.{pattern}: lr factor must be a number >= 0, got {factor!r}")
+        out[pattern] = float(factor)
+    return out
 
 
 def validate(cfg: dict, where: str, schema: dict = SCHEMA, prefix: str = "") -> None:
@@ -396,8 +397,6 @@ def finalize(cfg: dict, where: str = "config") -> dict:
     if model["norm"] == "frozen_bn" and model["pretrained_backbone"] is None and model["init_from"] is None:
         raise ConfigError(f"{where}: 'model.norm' = 'frozen_bn' with no pretrained weights (model.pretrained_backbone "
                           f"and model.init_from are null) would freeze random statistics; use bn or gn, or null")
-    from .engine.param_groups import check_lr_mults  # imports torch, as the necks check below does
-
     try:
         check_lr_mults(train["lr_mults"])
     except ValueError as err:

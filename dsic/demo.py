@@ -10,7 +10,7 @@ committed pre-trained backbone) with one seed; all outputs under ``out``:
    to the 1.0 their older rows were run with, and a gated neck at the default 0.1 is the protocol
    row ``<neck>_gatelr01``;
 3. ``results/<row>_seed0.json`` - each run's record (:mod:`dsic.results`), with the gate probe of
-   DSIC (:mod:`dsic.models.probe`);
+   DSIC (:mod:`dsic.analysis.probe`);
 4. ``summary.md`` - the demo's own numbers: metrics, DSIC - FPN at this seed (one seed: no
    interval), how differently DSIC routes small- and large-object images; then the committed
    protocol-v3 table (``benchmarks/results/v3``: every seed, paired differences with 95 % intervals);
@@ -186,10 +186,12 @@ def _stamp(run: Path, start: float, threads: int, commit: str, cpu_s: float | No
 
 
 def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str]], seeds: list[int],
-               quick: bool = False, jobs: int = 1) -> None:
+               quick: bool = False, jobs: int = 1, command: tuple[str, ...] | None = None) -> None:
     """Train every missing (variant, seed) run of ``protocol`` under ``out``; ``jobs`` > 1 trains
     that many at once, each in its own process with ``protocol.threads`` threads (its output in
-    ``<run>.log``). Each run gets ``wall.json`` (wall time, threads, commit)."""
+    ``<run>.log``). Each run gets ``wall.json`` (wall time, threads, commit). ``command``: the program
+    that trains a run in its own process (default ``python -m dsic.cli``; a project's, e.g.
+    projects/routing/train.py, registers the project's necks), then always in processes of their own."""
     import torch
 
     from .engine.train import main_train
@@ -206,7 +208,7 @@ def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str
                 print(f"[dsic] {run} is complete, reusing it", flush=True)
             else:
                 todo.append((name, seed, run, train_command(protocol, data, overrides, run, seed, quick)))
-    if jobs <= 1:
+    if jobs <= 1 and command is None:
         for name, seed, run, (config, *args) in todo:
             print(f"[dsic] training {name} (seed {seed}) -> {run}", flush=True)
             start, cpu = time.time(), time.process_time()
@@ -223,7 +225,7 @@ def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str
             resume = ["--resume"] if (run / "last.pth").is_file() else []
             log = open(run.with_name(run.name + ".log"), "a")  # noqa: SIM115 - closed when the run ends
             print(f"[dsic] training {name} (seed {seed}) -> {run} (log: {log.name})", flush=True)
-            proc = subprocess.Popen([sys.executable, "-m", "dsic.cli", "train", *cmd, *resume], env=env,
+            proc = subprocess.Popen([*(command or (sys.executable, "-m", "dsic.cli")), "train", *cmd, *resume], env=env,
                                     stdout=log, stderr=subprocess.STDOUT)
             running.append((proc, log, run, time.time(), name, seed))
         time.sleep(1.0)
@@ -260,8 +262,8 @@ def record_run(out: str | Path, protocol: Protocol, row: str, overrides: list[st
     """The :mod:`dsic.results` record of a finished run, with the gate probe for gated necks."""
     import yaml
 
+    from .analysis import probe_model
     from .inference import load_model
-    from .models.probe import probe_model
     from .results import git_commit, host_fingerprint, percent_metrics, run_record
 
     run = Path(out) / f"{row}_seed{seed}"
@@ -293,10 +295,10 @@ def _iterations(run: Path) -> int | None:
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, seeds: int = 1,
              necks: list[str] = ("fpn", "dsic"), protocol: str = "v3", jobs: int = 2) -> dict:
     """The ``make demo`` job (module doc): FPN vs DSIC under the protocol, table, probe and plots."""
+    from .analysis import probe_images
+    from .analysis.routing_figure import routing_figure
     from .inference import class_names_of, load_model
-    from .models.probe import probe_images
     from .results import load_records, paired_table, write_record
-    from .routing_figure import routing_figure
     from .visualize import ap_bars, loss_curves
 
     out = Path(out)

@@ -23,97 +23,20 @@ references and pycocotools do (:mod:`dsic.data.coco`).
 
 from __future__ import annotations
 
-import copy
 import glob
 import json
 import sys
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms.functional import pil_to_tensor
 
-from .data.pixels import to_rgb
-from .engine.distributed import resolve_device
+from .data.pixels import read_image
+from .engine.loading import checkpoint_config, load_model, load_trained  # noqa: F401 - the public names
 from .models import gate_states
 from .necks import GATED_NECKS
 from .visualize import draw_detections, gate_figure, save
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-def checkpoint_config(checkpoint: str | Path, state: dict, config: str | Path | None = None,
-                      overrides: list[str] | None = None) -> dict:
-    """The run config: ``config`` when given, else the one saved in the checkpoint (the defaults for a
-    bare state dict); ``overrides`` on top."""
-    from .config import DEFAULTS, ConfigError, finalize, load_config, merge, parse_override, validate
-
-    if config is not None:
-        return load_config(config, overrides or [])
-    saved = state.get("config") if isinstance(state, dict) else None
-    if not isinstance(saved, dict):
-        if overrides:  # a bare state dict (e.g. torchvision's) described by overrides alone
-            return load_config(None, overrides)
-        raise ConfigError(f"{checkpoint}: holds no config (a bare state dict); pass a config file with --config")
-    validate(saved, f"{checkpoint} (its config)")
-    cfg = merge(copy.deepcopy(DEFAULTS), saved)
-    for item in overrides or []:
-        patch = parse_override(item)
-        validate(patch, f"override {item!r}")
-        cfg = merge(cfg, patch)
-    return finalize(cfg, str(checkpoint))
-
-
-def _num_classes_from_weights(weights: dict) -> int | None:
-    w = weights.get("roi_heads.box_predictor.cls_score.weight")
-    return int(w.shape[0]) - 1 if w is not None else None
-
-
-def load_trained(checkpoint: str | Path, config: str | Path | None = None, overrides: list[str] | None = None,
-                 device: str | None = None, split: str | None = None):
-    """``(model in eval mode, cfg, device)`` for a dsic checkpoint or a bare state dict (e.g. one of
-    torchvision's). The checkpoint's classes win over the config's; with ``split`` they are checked
-    against that split's annotations (:func:`dsic.data.classes.resolve_classes`)."""
-    from .config import ConfigError
-    from .data.classes import check_class_list, checkpoint_classes, resolve_classes
-    from .engine.builders import build_model
-    from .engine.checkpoint import load_checkpoint, model_state
-    from .models.builder import inference_config
-
-    state = load_checkpoint(checkpoint)
-    cfg = checkpoint_config(checkpoint, state, config, overrides)
-    weights = model_state(state)
-    own = checkpoint_classes(state)
-    if split is not None:
-        cfg = resolve_classes(cfg, split, own)
-    elif own is not None or cfg["model"]["classes"] is not None:
-        classes = check_class_list(own if own is not None else cfg["model"]["classes"])
-        cfg["model"]["classes"], cfg["model"]["num_classes"] = classes, len(classes)
-    model_cfg = cfg["model"]
-    if model_cfg["num_classes"] is None and model_cfg["classes"] is None:
-        model_cfg["num_classes"] = _num_classes_from_weights(weights)
-        if model_cfg["num_classes"] is None:
-            raise ConfigError(f"{checkpoint}: the number of classes is unknown; set model.num_classes")
-    model = build_model({**cfg, "model": inference_config(model_cfg)})
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        from .models.state_fit import mismatch_summary
-
-        detail = mismatch_summary(model.state_dict(), weights)
-        raise ValueError(f"{checkpoint}: does not fit the configured model ({model_cfg['arch']}, "
-                         f"{model_cfg['backbone']}, {model_cfg['neck']}, {model_cfg['num_classes']} classes): "
-                         f"{detail}") from err
-    if model.classes is None and isinstance(model_cfg["classes"], list):
-        model.classes = model_cfg["classes"]
-    dev = resolve_device(device or cfg.get("device"))
-    return model.to(dev).eval(), cfg, dev
-
-
-def load_model(config: str | Path | None, checkpoint: str | Path, overrides: list[str] | None = None,
-               device: str | None = None):
-    """Build the detector and load ``checkpoint`` (see :func:`load_trained`)."""
-    return load_trained(checkpoint, config, overrides, device)
 
 
 def class_names_of(cfg: dict) -> list[str] | None:
@@ -168,15 +91,6 @@ def output_names(files: list[Path]) -> dict[Path, str]:
         used.add(name)
         names[f] = name
     return names
-
-
-def read_image(path: Path) -> torch.Tensor:
-    """The image at ``path`` as a [3, H, W] float tensor in [0, 1], upright (EXIF orientation applied)."""
-    try:
-        with Image.open(path) as im:
-            return pil_to_tensor(to_rgb(ImageOps.exif_transpose(im))).float() / 255
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
 
 
 def _progress(files: list[Path]):

@@ -8,7 +8,7 @@ Every finished benchmark run writes one record (:func:`run_record`), e.g.
      "commit": "5ad2bd6...", "threads": 1, "wall_s": 1234.5, "iterations": 400,
      "arch": "faster_rcnn", "backbone": "resnet_tiny",
      "host": {"cpu": "AMD EPYC", "cores": 2, "bf16_native": false, "torch": "2.14.1"},
-     "gate_probe": {...}}          # gated rows: dsic.models.probe.individuality
+     "gate_probe": {...}}          # gated rows: dsic.analysis.individuality
 
 Metrics are COCO bbox metrics in percent. Tables are made from these files alone
 (:func:`paired_table`), so a lost run folder loses nothing and any machine can regenerate them.

@@ -10,14 +10,14 @@ from dsic.necks.csg import CSG
 
 def _neck():
     torch.manual_seed(0)
-    return CSG([8, 16, 32], out_channels=16, path_gate=True)
+    return CSG([8, 16, 32], out_channels=16)
 
 
 def test_first_matching_pattern_wins_over_the_gate_factor():
     neck = _neck()
     factors = lr_factors(neck, gate_lr_mult=0.1,
-                         lr_mults={"control.*.channel.2.*": 1.0, "control.*.path.*": 2.0, "control.*": 0.5})
-    assert factors["control.0.channel.2.weight"] == 1.0 and factors["control.2.path.bias"] == 2.0
+                         lr_mults={"control.*.channel.2.*": 1.0, "control.*.select.0.*": 2.0, "control.*": 0.5})
+    assert factors["control.0.channel.2.weight"] == 1.0 and factors["control.2.select.0.bias"] == 2.0
     assert factors["control.1.channel.0.weight"] == 0.5 and factors["control.1.select.2.bias"] == 0.5
     assert factors["paths.lateral.0.weight"] == 1.0 and factors["output.0.weight"] == 1.0
     # without patterns the gate signals keep gate_lr_mult
@@ -40,7 +40,7 @@ def test_factor_zero_freezes_and_groups_follow_the_factors():
     # a frozen parameter gets no gradient, the trained ones do
     out = neck([torch.randn(1, 8, 16, 16), torch.randn(1, 16, 8, 8), torch.randn(1, 32, 4, 4)])
     sum(o.sum() for o in out).backward()
-    assert neck.paths.lateral[0].weight.grad is None and neck.control[0].path.weight.grad is not None
+    assert neck.paths.lateral[0].weight.grad is None and neck.control[0].channel[2].weight.grad is not None
 
 
 def test_a_pattern_matching_nothing_is_named():

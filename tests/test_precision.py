@@ -233,8 +233,7 @@ def test_add_ratios_relative_to_the_reference_neck():
 
 # --- CSG's fast paths compute the reference formula ------------------------------------------------------
 
-@pytest.mark.parametrize("cfg", [{}, {"gain": "weights"}, {"mode": "softmax", "select_mode": "softmax"},
-                                 {"output_conv": False}])
+@pytest.mark.parametrize("cfg", [{}, {"mode": "softmax", "select_mode": "softmax"}, {"output_conv": False}])
 def test_csg_fast_paths_equal_the_materialised_formula(cfg):
     """CSG.forward (gating at the source resolution, gain folded into the signals, in-place sums,
     abs-mean magnitudes) equals P'_k = gain * sum_i G(w_ik, M_ik) * s_ik on every path materialised
@@ -260,8 +259,6 @@ def test_csg_fast_paths_equal_the_materialised_formula(cfg):
                                                                              m[k].shape[-2:])
                     for i, x in enumerate(src)]
             w, s = csg.control[k](pooled, mags)  # the control unit itself is not under test here
-            p = sum(w[:, i] * m[i] * s[:, i : i + 1] for i in range(4))
-            if csg.gain_mode == "input":
-                p = p * csg.init_gain
+            p = csg.init_gain * sum(w[:, i] * m[i] * s[:, i : i + 1] for i in range(4))
             ref = csg.output[k](p) if csg.output is not None else p
             torch.testing.assert_close(out[k], ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())

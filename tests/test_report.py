@@ -81,7 +81,7 @@ def test_incentive_table_from_its_files(tmp_path):
 
     import numpy as np
 
-    from dsic.models.incentive import incentive_statistics
+    from routing.incentive import incentive_statistics
 
     small = np.array([[[1.0, -0.5], [0.0, 2.0]], [[3.0, -0.5], [0.0, 2.0]]])
     large = np.array([[[-1.0, -0.5], [0.0, 2.0]], [[-3.0, -0.5], [0.0, 2.0]]])
@@ -341,7 +341,7 @@ def test_scale_head_fit_table_from_its_files(tmp_path):
 
 
 def _frontier():
-    spec = importlib.util.spec_from_file_location("bench_frontier", ROOT / "benchmarks" / "routing_frontier.py")
+    spec = importlib.util.spec_from_file_location("bench_frontier", ROOT / "projects" / "routing" / "routing_frontier.py")
     frontier = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(frontier)
     return frontier

@@ -7,7 +7,7 @@ import statistics
 import numpy as np
 import pytest
 
-from dsic.models.probe import individuality, nearest_centroid_cv
+from dsic.analysis.probe import individuality, nearest_centroid_cv
 from dsic.results import (
     load_records,
     mean_ci,
@@ -122,8 +122,8 @@ def test_individuality_of_single_channels():
 def test_collect_states_keeps_every_channel_of_a_real_dsic():
     import torch
 
+    from dsic.analysis.probe import collect_states
     from dsic.models.builder import build_detector
-    from dsic.models.probe import collect_states
 
     torch.manual_seed(0)
     model = build_detector("faster_rcnn", "resnet_tiny", "dsic", num_classes=3, min_size=64, max_size=64,

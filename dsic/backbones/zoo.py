@@ -108,7 +108,7 @@ def load_classification_weights(network: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained backbone weights not found: {path}")
-    from ..engine.checkpoint import load_weights_file  # weights only, with a clear message
+    from ..weights import load_weights_file  # weights only, with a clear message
 
     state = load_weights_file(path, "pretrained backbone weights")
     for key in ("state_dict", "model"):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from ..config import ConfigError
+from .. import ConfigError
+from ..messages import id_list
 from .errors import DatasetError
 
 TORCHVISION_COCO = "torchvision_coco"
@@ -33,18 +34,6 @@ def categories_of(ann_file: str | Path) -> list[dict]:
 
     cats = load_coco_json(ann_file)["categories"]
     return [{"id": c["id"], "name": str(c.get("name", c["id"]))} for c in sorted(cats, key=lambda c: c["id"])]
-
-
-def id_list(ids) -> str:
-    """Category ids for a message, sorted, runs of three or more as ``a..b``: ``[0..9]``, ``[5, 9, 42]``."""
-    runs: list[list[int]] = []
-    for i in sorted(ids):
-        if runs and i == runs[-1][1] + 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    parts = [f"{a}..{b}" if b - a >= 2 else ", ".join(map(str, range(a, b + 1))) for a, b in runs]
-    return f"[{', '.join(parts) if len(parts) <= 12 else ', '.join(parts[:10]) + ', ... ' + parts[-1]}]"
 
 
 def check_class_list(classes, where: str = "model.classes") -> list[dict]:

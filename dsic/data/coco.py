@@ -41,7 +41,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from .. import DsicWarning
-from .classes import id_list
+from ..messages import id_list
 from .errors import DatasetError
 from .pixels import mode_problem, to_rgb
 

@@ -14,9 +14,12 @@ convert to RGB.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
-from PIL import Image
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.functional import pil_to_tensor
 
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -50,3 +53,12 @@ def mode_problem(mode: str) -> str | None:
     except (ValueError, OSError):
         return f"pixel mode {mode!r} does not convert to RGB"
     return None
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """The image at ``path`` as a [3, H, W] float tensor in [0, 1], upright (EXIF orientation applied)."""
+    try:
+        with Image.open(path) as im:
+            return pil_to_tensor(to_rgb(ImageOps.exif_transpose(im))).float() / 255
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err

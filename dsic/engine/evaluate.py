@@ -239,10 +239,10 @@ def main_eval(config_path, checkpoint, overrides=None, evaluator: str | None = N
     Writes ``output_dir/eval.json`` and ``output_dir/results_eval.json``; returns the metrics on
     rank 0 (None on the other ranks)."""
     from ..config import load_config
-    from ..inference import checkpoint_config, load_trained
     from .builders import make_eval_loader
     from .checkpoint import load_checkpoint
     from .distributed import cleanup, init_distributed
+    from .loading import checkpoint_config, load_trained
 
     cfg = (load_config(config_path, overrides) if config_path is not None
            else checkpoint_config(checkpoint, load_checkpoint(checkpoint), None, overrides))

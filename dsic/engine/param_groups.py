@@ -20,6 +20,8 @@ from fnmatch import fnmatchcase
 
 import torch
 
+from ..config import check_lr_mults
+
 
 def gate_parameters(model: torch.nn.Module) -> set[int]:
     """ids of the parameters that compute gate signals: CSG's control units and ISG's stage gates."""
@@ -27,23 +29,6 @@ def gate_parameters(model: torch.nn.Module) -> set[int]:
     from ..necks.isg import StageSelectionGate
 
     return {id(p) for m in model.modules() if isinstance(m, (ControlUnit, StageSelectionGate)) for p in m.parameters()}
-
-
-def check_lr_mults(lr_mults: dict | None, where: str = "train.lr_mults") -> dict[str, float]:
-    """``lr_mults`` as {pattern: float}; ValueError (one line, naming the key) for anything else."""
-    if lr_mults is None:
-        return {}
-    if not isinstance(lr_mults, dict):
-        raise ValueError(f"{where}: expected a mapping of parameter-name patterns to lr factors, "  # noqa: TRY004
-                         f"got {type(lr_mults).__name__}")
-    out = {}
-    for pattern, factor in lr_mults.items():
-        if not isinstance(pattern, str) or not pattern:
-            raise ValueError(f"{where}: pattern {pattern!r} is not a non-empty string")
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor < float("inf"):
-            raise ValueError(f"{where}.{pattern}: lr factor must be a number >= 0, got {factor!r}")
-        out[pattern] = float(factor)
-    return out
 
 
 def lr_factors(model: torch.nn.Module, gate_lr_mult: float = 1.0, lr_mults: dict | None = None) -> dict[str, float]:

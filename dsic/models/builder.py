@@ -33,7 +33,6 @@ from ..backbones import build_backbone
 from ..necks import build_neck
 from .backbone import DetectorBackbone
 from .one_stage import FCOS, RetinaNet
-from .scale_supervision import attach_scale_supervision
 from .state_fit import first_keys
 
 ARCHS = {
@@ -149,7 +148,6 @@ def build_detector(
         model = cls(DetectorBackbone(body, pyramid), num_classes + 1, min_size=min_size, max_size=max_size,
                     **kwargs)
     model.classes = classes
-    model.scale_supervision = attach_scale_supervision(model)  # "scale" path gates only, else None
     if init_from is not None:
         model.load_report = load_detector_weights(model, init_from)
         print(f"[dsic] {format_load_report(model.load_report, init_from)}", file=sys.stderr, flush=True)
@@ -201,7 +199,7 @@ def load_detector_weights(model: nn.Module, source: str | Path | dict, strict: b
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"detector weights not found: {path}")
-        from ..engine.checkpoint import load_weights_file  # weights only: a pickle cannot run code
+        from ..weights import load_weights_file  # weights only: a pickle cannot run code
 
         state = load_weights_file(path, "detector weights")
         state = state.get("model", state) if isinstance(state, dict) else state

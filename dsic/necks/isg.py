@@ -46,7 +46,7 @@ INITS = ("identity", "mean")
 class StageSelectionGate(nn.Module):
     """ISG for one stage with ``num_blocks`` blocks of ``channels`` channels."""
 
-    def __init__(self, channels: int, num_blocks: int, mode: str = "tanh", reduction: int = 16,
+    def __init__(self, channels: int, num_blocks: int, *, mode: str = "tanh", reduction: int = 16,
                  control: str = "pooled", init: str = "identity"):
         super().__init__()
         self.mode = check_mode(mode, COARSE_MODES, "ISG coarse mode")
@@ -96,14 +96,15 @@ class StageSelectionGate(nn.Module):
 class ISG(nn.Module):
     """One :class:`StageSelectionGate` per returned stage; maps block lists to stage outputs C'_i."""
 
-    def __init__(self, spec: BackboneSpec, mode: str = "tanh", reduction: int = 16, control: str = "pooled",
+    def __init__(self, spec: BackboneSpec, *, mode: str = "tanh", reduction: int = 16, control: str = "pooled",
                  init: str = "identity"):
         super().__init__()
         for channels in spec.block_channels:
             if len(set(channels)) != 1:
                 raise ValueError(f"ISG needs blocks of equal channels within a stage, got {channels}")
         self.stages = nn.ModuleList(
-            StageSelectionGate(c[-1], len(c), mode, reduction, control, init) for c in spec.block_channels
+            StageSelectionGate(c[-1], len(c), mode=mode, reduction=reduction, control=control, init=init)
+            for c in spec.block_channels
         )
 
     def forward(self, blocks: list[list[Tensor]]) -> list[Tensor]:
@@ -123,11 +124,11 @@ class ISGFPN(Neck):
     needs_blocks = True
     torchvision_fpn_prefix = "fpn."
 
-    def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool",
+    def __init__(self, spec: BackboneSpec, out_channels: int = 256, extra: str | None = "pool", *,
                  isg_mode: str = "tanh", isg_reduction: int = 16, isg_control: str = "pooled",
                  isg_init: str = "identity"):
         super().__init__(spec, out_channels, extra)
-        self.isg = ISG(spec, isg_mode, isg_reduction, isg_control, isg_init)
+        self.isg = ISG(spec, mode=isg_mode, reduction=isg_reduction, control=isg_control, init=isg_init)
         self.fpn = TopDown(self.in_channels, out_channels)
 
     def levels(self, blocks: list[list[Tensor]]) -> list[Tensor]:

@@ -11,7 +11,6 @@ Modes (``act``):
 * ``tanh``    - each path is gated in (-1, 1): it can be enhanced, closed or *inverted*
   (suppressed with a negative sign). The paper's ablation finds tanh best; it is our default.
 * ``relu_tanh`` - max(tanh(eps), 0) in [0, 1): the Fine Selection activation of ISG.
-* ``identity`` - eps is used as given (already activated signals such as 1 - a).
 
 ``F`` is the path's transform; here it is an optional module (identity by default) because in
 ISG/CSG the transforms (resampling convs) are computed once and shared, then gated.
@@ -24,7 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-GATE_MODES = ("softmax", "sigmoid", "tanh", "relu_tanh", "identity")
+GATE_MODES = ("softmax", "sigmoid", "tanh", "relu_tanh")
 
 
 def check_mode(mode: str, allowed: tuple[str, ...] = GATE_MODES, where: str = "gate mode") -> str:
@@ -43,8 +42,6 @@ def gate_activation(eps: Tensor, mode: str, dim: int = 1) -> Tensor:
         return torch.tanh(eps)
     if mode == "relu_tanh":
         return torch.tanh(eps).clamp_min(0.0)
-    if mode == "identity":
-        return eps
     raise ValueError(f"unknown gate mode {mode!r}; expected one of {', '.join(GATE_MODES)}")
 
 
@@ -83,8 +80,6 @@ def bias_for(mode: str, target: float) -> float:
     """
     if mode == "softmax":
         return 0.0
-    if mode == "identity":
-        return target
     if mode == "sigmoid":
         t = min(max(target, 0.05), 0.95)
         return math.log(t / (1 - t))
