@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dsic.config import load_config
+from dsic.protocol import get_protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 BASES = ROOT / "configs" / "_base_"
@@ -67,3 +68,10 @@ def test_no_base_a_user_is_pointed_to_pins_the_historical_gate_lr():
     for base in ("tiny.yaml", "coco.yaml"):
         assert load_config(BASES / base)["train"]["gate_lr_mult"] == 0.1
     assert "pins the historical" in (BASES / "embedded.yaml").read_text()
+
+
+def test_protocol_records_live_with_the_benchmark_or_the_routing_study():
+    assert get_protocol("v3").results_dir == ROOT / "benchmarks" / "results" / "v3"
+    assert get_protocol("v7").results_dir == ROOT / "benchmarks" / "results" / "v7"
+    assert get_protocol("v5").results_dir == get_protocol("v5").study_dir == ROOT / "projects" / "routing" / "results" / "v5"
+    assert (get_protocol("v7").study_dir / "rerun").is_dir() and (get_protocol("v3").results_dir / "rerun").is_dir()
