@@ -20,7 +20,7 @@ committed pre-trained backbone) with one seed; all outputs under ``out``:
 Finished runs (``final.pth`` and an evaluation present) are reused and interrupted ones resumed
 from their ``last.pth``, so a command can be re-run with more variants or seeds to extend it.
 ``quick=True`` shrinks everything to a smoke run of seconds (used by the tests). The v1 tables
-(:func:`run_variants`) remain for the history in BENCHMARKS.md.
+(:func:`run_variants`) remain for the history in benchmarks/PROTOCOLS.md.
 """
 
 from __future__ import annotations
