@@ -8,7 +8,8 @@ committed pre-trained backbone) with one seed; all outputs under ``out``:
    core, one thread each), from ``configs/embedded_v3/faster_rcnn_tiny_<row>.yaml``. Each neck runs
    as the library ships it (:func:`demo_rows`): the benchmark configs pin ``train.gate_lr_mult``
    to the 1.0 their older rows were run with, and a gated neck at the default 0.1 is the protocol
-   row ``<neck>_gatelr01``;
+   row ``<neck>_gatelr01``. Run folders and records keep that row name, so they pair with the
+   committed records; the table, the plots and the probe lines show the neck's name (``dsic``);
 3. ``results/<row>_seed0.json`` - each run's record (:mod:`dsic.results`), with the gate probe of
    DSIC (:mod:`dsic.analysis.probe`);
 4. ``summary.md`` - the demo's own numbers: metrics, DSIC - FPN at this seed (one seed: no
@@ -19,7 +20,7 @@ committed pre-trained backbone) with one seed; all outputs under ``out``:
 Finished runs (``final.pth`` and an evaluation present) are reused and interrupted ones resumed
 from their ``last.pth``, so a command can be re-run with more variants or seeds to extend it.
 ``quick=True`` shrinks everything to a smoke run of seconds (used by the tests). The v1 tables
-(:func:`run_variants`) remain for the history in BENCHMARKS.md.
+(:func:`run_variants`) remain for the history in benchmarks/PROTOCOLS.md.
 """
 
 from __future__ import annotations
@@ -305,6 +306,11 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seeds: int = 1,
     proto = get_protocol(protocol)
     variants = demo_rows(necks, proto)
     names = list(variants)
+    shown = dict(zip(names, necks))  # what the user reads: the neck, not the protocol row (dsic_gatelr01)
+
+    def by_neck(recs: dict) -> dict:
+        return {shown[row]: recs[row] for row in names if row in recs}
+
     seed_list = list(range(seeds))
     train_runs(out, proto, variants, seed_list, quick, jobs=1 if quick else jobs)
     results_dir = out / "results"
@@ -315,28 +321,31 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seeds: int = 1,
             write_record(results_dir, rec)
             records.setdefault(name, {})[seed] = rec
     plots = out / "plots"
-    ap_bars({k: {m: statistics.mean(r["metrics"][m] for r in v.values()) for m in METRICS}
+    ap_bars({shown[k]: {m: statistics.mean(r["metrics"][m] for r in v.values()) for m in METRICS}
              for k, v in records.items()}, plots / "ap_bars.png")
-    loss_curves({f"{n} seed {s}": out / f"{n}_seed{s}" / "log.jsonl" for n in names for s in seed_list},
+    loss_curves({f"{shown[n]} seed {s}": out / f"{n}_seed{s}" / "log.jsonl" for n in names for s in seed_list},
                 plots / "loss_curves.png")
+    renamed = [f"{shown[n]} is the protocol row {n}" for n in names if shown[n] != n]
     lines = [f"# make demo: protocol {proto.name}, seed(s) {seed_list}" + (" (quick smoke run)" if quick else ""),
-             "", paired_table(load_records(results_dir), names, reference=names[0]), ""]
+             "", "Each neck as the library ships it" + (f" ({'; '.join(renamed)}: its run folder and record "
+                                                        "keep that name)" if renamed else "") + ".",
+             "", paired_table(by_neck(load_records(results_dir)), list(shown.values()), reference=shown[names[0]]), ""]
     for name in names:
         probe = records[name][0].get("gate_probe")
         if probe and "W_max_diff" in probe:
             i, k = probe["W_max_diff_at"]
-            lines.append(f"{name}: routing differs between all-small and all-large images by up to "
+            lines.append(f"{shown[name]}: routing differs between all-small and all-large images by up to "
                          f"{probe['W_max_diff']:.3f} (W[{i}, {k}], effect size {probe['W_effect_size']:.1f}); "
                          f"W alone tells small / large / mixed images apart "
                          f"{100 * probe['W_group_accuracy']:.0f} % of the time (chance 33 %).")
             run = out / f"{name}_seed0"
             model, cfg, _ = load_model(run / "config.yaml", run / "final.pth", device="cpu")
             picks = {g: paths[0] for g, paths in probe_images(proto.data_dir(out)).items()}
-            routing_figure(model, picks, plots / f"routing_{name}.png", class_names_of(cfg), probe)
+            routing_figure(model, picks, plots / f"routing_{shown[name]}.png", class_names_of(cfg), probe)
     committed = proto.results_dir
     if not quick and list(committed.glob("*_seed*.json")):
         lines += ["", f"## The full protocol {proto.name} (committed results in {committed}, every seed)", "",
-                  paired_table(load_records(committed), names, reference=names[0])]
+                  paired_table(by_neck(load_records(committed)), list(shown.values()), reference=shown[names[0]])]
     summary = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(summary)
     (out / "summary.json").write_text(json.dumps(records, indent=1))

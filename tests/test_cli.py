@@ -18,9 +18,11 @@ def quick_demo(tmp_path_factory):
 
 def test_demo_quick_writes_table_records_probe_and_plots(quick_demo, capsys):
     table = (quick_demo / "summary.md").read_text()
-    # DSIC as shipped: train.gate_lr_mult 0.1, the protocol-v3 row dsic_gatelr01 (the configs pin 1.0)
-    assert "| fpn |" in table and "| dsic_gatelr01 |" in table and "protocol v3" in table
-    assert "dsic_gatelr01: routing differs between all-small and all-large images by up to" in table
+    # DSIC as shipped (train.gate_lr_mult 0.1) is shown as dsic; its record keeps the protocol-v3 row
+    # name dsic_gatelr01 (the configs pin 1.0), so it pairs with the committed records
+    assert "| fpn |" in table and "| dsic |" in table and "protocol v3" in table and "| dsic_gatelr01 |" not in table
+    assert "dsic is the protocol row dsic_gatelr01" in table
+    assert "\ndsic: routing differs between all-small and all-large images by up to" in table
     summary = json.loads((quick_demo / "summary.json").read_text())
     assert set(summary) == {"fpn", "dsic_gatelr01"}
     for row in ("fpn", "dsic_gatelr01"):
@@ -38,7 +40,7 @@ def test_demo_quick_writes_table_records_probe_and_plots(quick_demo, capsys):
 
     trained = yaml.safe_load((quick_demo / "dsic_gatelr01_seed0" / "config.yaml").read_text())["train"]
     assert trained["gate_lr_mult"] == 0.1
-    for name in ("ap_bars.png", "loss_curves.png", "routing_dsic_gatelr01.png"):
+    for name in ("ap_bars.png", "loss_curves.png", "routing_dsic.png"):
         assert (quick_demo / "plots" / name).stat().st_size > 1000
     # a second run reuses the finished runs instead of training again
     main(["demo", "--quick", "--out", str(quick_demo)])

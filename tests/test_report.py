@@ -1,7 +1,9 @@
-"""benchmarks/report.py: BENCHMARKS.md's sections are computed from the run records alone."""
+"""benchmarks/report.py and projects/routing/report.py: every generated table is computed from the
+run records alone, and every headline number README.md and BENCHMARKS.md quote regenerates unchanged."""
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,16 +13,25 @@ from dsic.results import run_record, write_record
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _load(path, name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _report():
-    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
-    return report
+    return _load("benchmarks/report.py", "bench_report")
 
 
-def _record(folder, row, seed, ap, probe=None):
+def _routing():
+    return _load("projects/routing/report.py", "routing_report")
+
+
+def _record(folder, row, seed, ap, probe=None, **more):
     bbox = {m: ap / 100 for m in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
     extra = {"gate_probe": probe} if probe else {}
+    extra.update(more)
     write_record(folder, run_record("v4", row, seed, [], bbox, threads=1, wall_s=900.0, commit="0123abcd", **extra))
 
 
@@ -29,13 +40,12 @@ def test_v4_section_pairs_scenes_rows_and_counts_seeds_meeting_the_gate_goal(tmp
         _record(tmp_path, "fpn", seed, fpn)
         _record(tmp_path, "dsic_gatelr01", seed, dsic, {"W_max_diff": diff, "W_max_diff_at": [0, 1],
                                                         "W_effect_size": eff})
-    text = _report().section(tmp_path, "v4")
+    text = _routing().section("v4", tmp_path, tmp_path / "no benchmark records")
     assert "### FPN's run-to-run variance\n" in text  # v4 does not decide the comparison protocol
     assert "### Routing by image: scenes of different scales" in text
     assert "| dsic_gatelr01 | 0,1,2 |" in text and "+2.00 [" in text  # paired: 2, 1, 3 AP above fpn
-    assert "Not measured yet: fcfpn, csg_gatelr01." in text
     assert "Seeds meeting the goal: dsic_gatelr01 1 of 3." in text  # only seed 0 has both 0.10 and effect 2
-    assert "Table 4" not in text  # v4 has no ablation rows recorded
+    assert "Table 4" not in text and "(projects/routing/report.py)" in text
 
 
 def test_v5_section_has_the_gate_rows_against_dsic_as_shipped_and_no_fpn(tmp_path):
@@ -44,7 +54,7 @@ def test_v5_section_has_the_gate_rows_against_dsic_as_shipped_and_no_fpn(tmp_pat
                                                                "W_effect_size": 1.0})
         _record(tmp_path, "dsic_path_gatelr01", seed, 51 + seed, {"W_max_diff": 0.11, "W_max_diff_at": [3, 0],
                                                                     "W_effect_size": 2.2})
-    text = _report().section(tmp_path, "v5")
+    text = _routing().section("v5", tmp_path, tmp_path / "no benchmark records")
     assert "FPN's run-to-run variance" not in text
     assert "### Scenes: gate designs against DSIC as shipped (dsic_gatelr01)" in text
     assert "`benchmarks/run.py scenes --protocol v5 --seeds 2`" in text
@@ -52,28 +62,24 @@ def test_v5_section_has_the_gate_rows_against_dsic_as_shipped_and_no_fpn(tmp_pat
     assert "Seeds meeting the goal: dsic_gatelr01 0 of 2; dsic_path_gatelr01 2 of 2." in text
 
 
-def test_scenes_rows_are_protocol_v4s_v5s_and_v6s():
-    report = _report()
-    assert report.defined_rows("scenes", "v3") == set()
-    assert report.defined_rows("scenes", "v4") == {"fpn", "dsic_gatelr01", "fcfpn", "csg_gatelr01", "dsic_path_gatelr01",
-                                                     "dsic_path_head1_gatelr01", "dsic_pathdesc_head1_gatelr01",
-                                                     "dsic_pathstd_head1_gatelr01",
-                                                     "dsic_gatelr01_gateft_path"}
-    assert report.defined_rows("scenes", "v5") == {"dsic_gatelr01", "dsic_path_gatelr01", "dsic_path_head1_gatelr01",
-                                                     "dsic_path_pathlr03_gatelr01", "dsic_path_pathlr03_leaky_gatelr01",
-                                                     "dsic_path_leaky_gatelr01"}
-    assert report.defined_rows("scenes", "v6") == {"dsic_gatelr01", "dsic_path_gatelr01"}
-    assert report.defined_rows("table2", "v6") == set()
-    assert report.defined_rows("scenes", "v7") == {"dsic_gatelr01", "dsic_path_gatelr01", "fpn", "fcfpn",
-                                                      "dsic_path_running_gatelr01", "dsic_pathstats_gatelr01",
-                                                      "dsic_pathstats_pathlr03_gatelr01", "dsic_pathstats_pathlr1_gatelr01",
-                                                      "dsic_gatelr01_gateft_pathstats01", "dsic_gatelr01_gateft_pathstats03",
-                                                      "dsic_gatelr01_gateft_pathstats02", "dsic_gatelr01_gateft_pathstats01_long",
-                                                      "dsic_gatelr01_gateft_pathstd", "dsic_gatelr01_gateft_pathscale",
-                                                      "dsic_gatelr01_gateft_pathscale_head05",
-                                                      "dsic_gatelr01_gateft_pathscale_fitted",
-                                                      "dsic_gatelr01_gateft_pathpresence_fitted",
-                                                      "dsic_gatelr01_gateft_pathcells_fitted"}
+def test_the_benchmark_shows_its_rows_and_the_study_its_own(tmp_path):
+    """v7: FPN, FC-FPN and DSIC as shipped are the benchmark's; a routing row and its analyses are the
+    study's, whose section pairs them with the benchmark's records without repeating its tables."""
+    benchmark, study = tmp_path / "benchmark", tmp_path / "study"
+    for seed in range(4):
+        _record(benchmark, "fpn", seed, 70)
+        _record(benchmark, "fcfpn", seed, 70.5)
+        _record(benchmark, "dsic_gatelr01", seed, 72)
+    for seed in range(2):
+        _record(study, "dsic_pathstats_gatelr01", seed, 71.5, {"W_max_diff": 0.12, "W_max_diff_at": [0, 1],
+                                                               "W_effect_size": 2.5})
+    ours = _report().section(benchmark, "v7")
+    assert "### Scenes: DSIC as shipped and FC-FPN against FPN" in ours and "Table 2" not in ours  # scenes only
+    assert "dsic_pathstats" not in ours and "gate probe" not in ours
+    theirs = _routing().section("v7", study, benchmark)
+    assert "| dsic_pathstats_gatelr01 | 0,1 |" in theirs and "-0.50 [" in theirs  # paired with DSIC as shipped
+    assert "FPN's run-to-run variance" not in theirs and "Scenes: DSIC as shipped and FC-FPN" not in theirs
+    assert "Seeds meeting the goal: dsic_pathstats_gatelr01 2 of 2." in theirs
 
 
 def test_incentive_table_from_its_files(tmp_path):
@@ -88,10 +94,10 @@ def test_incentive_table_from_its_files(tmp_path):
     (tmp_path / "incentive").mkdir()
     (tmp_path / "incentive" / "dsic_gatelr01_seed0.json").write_text(
         json.dumps(incentive_statistics({"small": small, "large": large})))
-    text = _report().incentive_table(tmp_path / "incentive")
+    text = _routing().incentive_table(tmp_path / "incentive")
     assert "| dsic_gatelr01_seed0 | 4.000 (0,0) | 4.00 | 4.00 / 0.00 | (0,0) 4.00 | 2 |" in text
-    assert _report().incentive_table(tmp_path / "none") == ""
-    captioned = _report().incentive_table(tmp_path / "incentive", "On training images.")
+    assert _routing().incentive_table(tmp_path / "none") == ""
+    captioned = _routing().incentive_table(tmp_path / "incentive", "On training images.")
     assert captioned.startswith("\nOn training images.\n\n| run |") and "For each probe image" not in captioned
 
 
@@ -106,10 +112,10 @@ def test_control_inputs_table_from_its_files(tmp_path):
         {"descriptor_accuracy": [0.9, 0.8], "hidden_accuracy": [0.6, 0.5], "hidden_alive": [0.25, 1.0],
          "hidden_separation": [1.0, 2.0], "statistics_accuracy": [0.88, 0.84], "statistics_separation": [2.07, 1.5],
          "images": {"small": 50, "large": 50}}))
-    text = _report().control_inputs_table(tmp_path / "control_inputs")
+    text = _routing().control_inputs_table(tmp_path / "control_inputs")
     assert "| dsic_gatelr01_seed0 | 0.83 / 0.85 | 0.67 / 0.50 | 0.50 / 1.00 | 1.24 / 0.00 | - | - |" in text
     assert "| dsic_gatelr01_seed1 | 0.90 / 0.80 | 0.60 / 0.50 | 0.25 / 1.00 | 1.00 / 2.00 | 0.88 / 0.84 | 2.07 / 1.50 |" in text
-    assert _report().control_inputs_table(tmp_path / "none") == ""
+    assert _routing().control_inputs_table(tmp_path / "none") == ""
 
 
 def test_path_readout_table_from_its_files(tmp_path):
@@ -121,19 +127,21 @@ def test_path_readout_table_from_its_files(tmp_path):
               "p_effect": [[0.0, 2.9], [0.0, 0.0]], "W_slope": [[0.9, 0.95], [0.9, 0.9]], "run": "r"}
     (folder / "dsic_path_gatelr01_seed0.json").write_text(json.dumps(record))
     (folder / "dsic_gatelr01_seed0.json").write_text(json.dumps(dict(record, p_diff=zeros, p_effect=zeros)))
-    text = _report().path_readout_table(folder)
+    text = _routing().path_readout_table(folder)
     assert "| dsic_path_gatelr01_seed0 | (0,1) | -0.070 | -0.060 | -0.010 | -0.065 (2.90) | 0.95 |" in text
     assert "| dsic_gatelr01_seed0 | (0,1) | -0.070 | -0.060 | -0.010 | +0.000 (0.00) | 0.95 |" in text
-    assert _report().path_readout_table(tmp_path / "none") == ""
+    assert _routing().path_readout_table(tmp_path / "none") == ""
 
 
 @pytest.mark.parametrize("protocol", ["v2", "v3", "v4", "v5", "v6", "v7"])
-def test_every_row_a_protocol_trains_has_a_paired_table(protocol):
-    """A row benchmarks/run.py trains but no table of report.py lists would never reach BENCHMARKS.md."""
-    report = _report()
-    for table in {table for table, _, _ in report.TABLES.values()}:
-        listed = {row for name, rows, _ in report.TABLES.values() if name == table for row in rows}
-        assert report.defined_rows(table, protocol) <= listed, (table, protocol)
+def test_every_recorded_row_of_a_protocol_has_a_paired_table(protocol):
+    """A committed record whose row no table lists would never reach a generated file."""
+    report, routing = _report(), _routing()
+    listed = {row for spec in [*report.HISTORY_TABLES.values(), *routing.TABLES.values()] for row in spec[1]}
+    listed |= {prefix + neck for prefix in report.DETECTORS.values() for neck in report.BREADTH_NECKS}
+    listed |= set(report.TINY34_ROWS)
+    folders = [ROOT / "benchmarks" / "results" / protocol, ROOT / "projects" / "routing" / "results" / protocol]
+    assert set(report.read_records(folders)) <= listed
 
 
 def test_a_protocol_with_no_records_says_so(tmp_path):
@@ -169,7 +177,8 @@ def test_v3_table4_at_8_seeds_pairs_seeds_4_to_7_with_the_references_trained_aga
 
     def tables():
         text = _report().section(tmp_path, "v3")
-        return text, text.split("### v3's Tables 4 and 5 at seeds 0-7")[1].split("###")[0]
+        part = text.split("### v3's Tables 4 and 5 at seeds 0-7")[1].split("###")[0]
+        return text, part.split("The same runs trained again")[0]
 
     text, part = tables()
     assert part.count("| row |") == 1  # against fpn only: the dsic_gatelr01 reference lacks seeds 5-7 here
@@ -209,12 +218,12 @@ def test_unit_dynamics_table_from_its_files(tmp_path):
               "grad_path": [4.0, 2.0, 2.0, 0.0]},
              {"alive": [1.0] * 4, "preact": [0.0] * 4, "grad_channel": [1.0] * 4, "grad_path": [0.0] * 4}]
     (folder / "dsic_path_gatelr01_seed0.json").write_text(json.dumps({"iterations": 4, "per_iteration": units}))
-    text = _report().unit_dynamics_table(folder, early=2, window=2)
+    text = _routing().unit_dynamics_table(folder, early=2, window=2)
     # alive: first window 0.90 / 1.00, last 0.30 / 1.00, lowest window 0.30 / 1.00; pre-activation first
     # window 0.30 / 0.00, last -1.50 / 0.00; ratio early (4+2)/2, whole (4+2+1+0)/4
     assert ("| dsic_path_gatelr01_seed0 | 4 | 0.90 / 1.00 | 0.30 / 1.00 | 0.30 / 1.00 | 0.30 / 0.00 | -1.50 / 0.00 | "
             "3.00 / 0.00 | 1.75 / 0.00 |") in text
-    assert _report().unit_dynamics_table(tmp_path / "none") == ""
+    assert _routing().unit_dynamics_table(tmp_path / "none") == ""
 
 
 def test_unit_drift_table_from_its_files(tmp_path):
@@ -224,9 +233,9 @@ def test_unit_drift_table_from_its_files(tmp_path):
               "alive_init_init": [0.62, 0.66], "alive_init_final": [0.59, 0.59], "alive_final_final": [0.25, 0.56],
               "weight_change": [0.029, 0.003], "descriptor_spread": [0.196, 0.217]}
     (folder / "dsic_gatelr01_seed0.json").write_text(json.dumps(record))
-    text = _report().unit_drift_table(folder)
+    text = _routing().unit_drift_table(folder)
     assert "| dsic_gatelr01_seed0 | 109 → 74 / 50 → 35 | 0.62 / 0.66 | 0.59 / 0.59 | 0.25 / 0.56 | 2.9 / 0.3 % | 0.20 / 0.22 |" in text
-    assert _report().unit_drift_table(tmp_path / "none") == ""
+    assert _routing().unit_drift_table(tmp_path / "none") == ""
 
 
 def test_gate_goal_is_met_by_any_entry_far_apart_and_reliably():
@@ -257,9 +266,9 @@ def test_static_routing_table_from_its_files(tmp_path):
     (tmp_path / "static_routing" / "dsic_x_seed0.json").write_text(json.dumps(
         {"routed": metrics, "static": dict(metrics, AP=71.1, APs=65.5, APl=80.0), "static_minus_routed": 0.338,
          "units_frozen": 4}))
-    text = _report().static_routing_table(tmp_path / "static_routing")
+    text = _routing().static_routing_table(tmp_path / "static_routing")
     assert "| dsic_x_seed0 | 70.76 | 71.10 | +0.34 | 64.97 / 65.50 | 80.54 / 80.00 |" in text
-    assert _report().static_routing_table(tmp_path / "none") == ""
+    assert _routing().static_routing_table(tmp_path / "none") == ""
 
 
 def test_scale_oracle_table_from_its_files(tmp_path):
@@ -273,10 +282,10 @@ def test_scale_oracle_table_from_its_files(tmp_path):
     (tmp_path / "scale_oracle" / "dsic_gatelr01_seed0.json").write_text(json.dumps(
         {"lr_mult": 0.65, "gate_probe": probe, "offsets": offsets, "loss_first100": 0.4123, "loss_last100": 0.3987,
          "groups_trained": {"small": 770, "large": 1210, "mixed": 4400}}))
-    text = _report().scale_oracle_table(tmp_path / "scale_oracle")
+    text = _routing().scale_oracle_table(tmp_path / "scale_oracle")
     assert ("| dsic_gatelr01_seed0 | 0.65 | 0.120 (0,0) | 12.00 | yes | +0.130 | 0.412 -> 0.399 | 770 / 1210 / 4400 |"
             in text)
-    assert _report().scale_oracle_table(tmp_path / "none") == ""
+    assert _routing().scale_oracle_table(tmp_path / "none") == ""
 
 
 def test_rerun_table_sets_runs_made_again_beside_their_records(tmp_path):
@@ -302,11 +311,11 @@ def test_started_from_table_pairs_rows_learned_second_with_the_networks_they_sta
             {"row": "dsic_gatelr01", "seed": seed, "metrics": {"AP": ap}, "commit": "ebb0b48"}))
     records = {"dsic_gatelr01_gateft_pathstd": {0: {"metrics": {"AP": 71.406}}, 1: {"metrics": {"AP": 71.156}},
                                                  2: {"metrics": {"AP": 70.0}}}}
-    text = _report().started_from_table(_report().load_reruns(tmp_path), records)
+    text = _routing().started_from_table(_report().load_reruns(tmp_path), records)
     # seed 2 has no network trained again to pair with; the interval of two differences -0.48, -0.35
     assert ("| dsic_gatelr01_gateft_pathstd | dsic_gatelr01 (trained again) | 0: 71.41 vs 71.89 (-0.48); "
             "1: 71.16 vs 71.51 (-0.35) | -0.41 [-1.24, +0.41] |") in text
-    assert _report().started_from_table({}, records) == ""
+    assert _routing().started_from_table({}, records) == ""
 
 
 def test_scale_head_table_from_its_files(tmp_path):
@@ -317,10 +326,10 @@ def test_scale_head_table_from_its_files(tmp_path):
     (tmp_path / "scale_head" / "row_seed0.json").write_text(json.dumps(
         {"probe": {"accuracy": [0.67, 0.7, 0.68, 0.62], "mean_q": q}, "order": ["small", "large", "mixed"],
          "scale_first100": 0.6627, "scale_last100": 0.5066, "detection_first100": 0.3644, "detection_last100": 0.3577}))
-    text = _report().scale_head_table(tmp_path / "scale_head")
+    text = _routing().scale_head_table(tmp_path / "scale_head")
     assert ("| row_seed0 | 0.67 / 0.70 / 0.68 / 0.62 | 0.52 / 0.52 / 0.52 / 0.52 | 0.73 / 0.73 / 0.73 / 0.73 | "
             "0.663 -> 0.507 | 0.364 -> 0.358 |") in text
-    assert _report().scale_head_table(tmp_path / "none") == ""
+    assert _routing().scale_head_table(tmp_path / "none") == ""
 
 
 def test_scale_head_fit_table_from_its_files(tmp_path):
@@ -333,11 +342,11 @@ def test_scale_head_fit_table_from_its_files(tmp_path):
                        "large": {"accuracy": 0.82, "mean_q": [0.0211, 0.6925, 0.2864]}}}
     (tmp_path / "scale_head_fit" / "dsic_gatelr01_seed0.json").write_text(json.dumps(
         {"order": ["small", "large", "mixed"], "prior_ce": 0.8059, "levels": [level] * 4}))
-    text = _report().scale_head_fit_table(tmp_path / "scale_head_fit")
+    text = _routing().scale_head_fit_table(tmp_path / "scale_head_fit")
     assert ("| dsic_gatelr01_seed0 | 0.1 / 0.1 / 0.1 / 0.1 | 0.32 / 0.32 / 0.32 / 0.32 | 0.87 / 0.87 / 0.87 / 0.87 | "
             "0.36 / 0.36 / 0.36 / 0.36 | 0.82 / 0.82 / 0.82 / 0.82 | 0.41 / 0.41 / 0.41 / 0.41 | "
             "0.69 / 0.69 / 0.69 / 0.69 | 0.81 |") in text
-    assert _report().scale_head_fit_table(tmp_path / "none") == ""
+    assert _routing().scale_head_fit_table(tmp_path / "none") == ""
 
 
 def _frontier():
@@ -357,9 +366,76 @@ def test_routing_frontier_pairs_each_run_with_dsic_as_shipped_from_its_own_machi
     _record(recorded, "dsic_pathstats_gatelr01", 2, 70.0, {"W_max_diff": 0.12, "W_effect_size": 3.0})  # no pair
     _record(recorded, "dsic_gatelr01_gateft_pathcells_fitted", 0, 70.75, {"W_max_diff": 0.09, "W_effect_size": 8.0})
     _record(recorded, "dsic_gatelr01_gateft_pathcells_fitted", 1, 72.5, {"W_max_diff": 0.11, "W_effect_size": 4.0})
-    points = frontier.frontier_points(frontier.load_records(recorded), frontier.load_records(rerun))
+    points = frontier.frontier_points(frontier.bench.read_records([recorded]), frontier.bench.read_records([rerun]))
     got = [(p["row"], p["seed"], p["w"], p["reliable"], round(p["dap"], 4)) for p in points]
     assert got == [("dsic_gatelr01_gateft_pathcells_fitted", 0, 0.09, True, 0.25),  # against the rerun's 70.5
                    ("dsic_pathstats_gatelr01", 0, 0.12, False, -1.0)]  # from scratch: against the record
     out = frontier.plot(points, tmp_path / "f.png", "t")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_headlines_regenerate_from_the_committed_records():
+    """The numbers README.md quotes, each with the pairing it uses (issue 37: a lower bound at +0.00
+    reads "at the edge"; the other pairing is given beside it)."""
+    report = _report()
+    got = {(p, row, ref): report.headline(p, row, ref, n, again) for p, row, ref, n, again in report.HEADLINES}
+    fmt = {k: report.format_ci(*v) for k, v in got.items()}
+    assert fmt["v3", "dsic_gatelr01", "fpn"] == "+2.62 [+2.16, +3.09]"
+    assert report.format_ci(*report.headline("v3", "dsic_gatelr01", "fpn", 8, report.AGAIN)) == "+2.63 [+1.70, +3.57]"
+    assert fmt["v3", "csg_gatelr01", "dsic_gatelr01"] == "+0.54 [+0.00, +1.07]"
+    assert report.reading(*got["v3", "csg_gatelr01", "dsic_gatelr01"][1:]) == "at the edge (lower end +0.002)"
+    assert report.format_ci(*report.headline("v3", "csg_gatelr01", "dsic_gatelr01", 8)) == "+0.61 [-0.02, +1.24]"
+    assert fmt["v3", "csg_gatelr01", "fpn"] == "+3.17 [+2.46, +3.88]"
+    assert fmt["v3", "isg_gatelr01", "fpn"] == "-0.52 [-1.72, +0.68]"
+    assert fmt["v3", "dsic_gatelr01", "fcfpn"] == "+1.26 [+0.44, +2.08]"
+    assert fmt["v7", "dsic_gatelr01", "fpn"] == "+1.98 [+1.45, +2.51]"
+    assert fmt["v7", "dsic_gatelr01", "fcfpn"] == "+1.27 [+0.84, +1.70]"
+    assert report.reading(0.5, 1.0) == "higher" and report.reading(-0.2, 0.3) == "not established"
+    assert report.reading(-1.0, -0.004) == "at the edge (upper end -0.004)"
+
+
+def test_every_interval_a_document_quotes_is_a_generated_one():
+    """README.md, the hand-written parts of BENCHMARKS.md and docs/*.md quote no interval that the
+    records do not give (a regenerated headline or table)."""
+    report, routing = _report(), _routing()
+    generated = "".join(text for texts in report.sections().values() for text in texts.values())
+    generated += "".join(routing.section(protocol) for protocol in routing.PROTOCOLS)
+    interval = re.compile(r"[+-]\d+\.\d\d\**\s+(?:AP\s+)?\[[+-]\d+\.\d\d,\s+[+-]\d+\.\d\d\]")
+    bench = ROOT / "BENCHMARKS.md"
+    prose = re.sub(r"<!-- (\w+) results start.*?<!-- \1 results end -->", "", bench.read_text(), flags=re.DOTALL)
+    for path, text in [(ROOT / "README.md", (ROOT / "README.md").read_text()), (bench, prose),
+                       *[(p, p.read_text()) for p in sorted((ROOT / "docs").glob("*.md"))]]:
+        for quoted in (" ".join(q.replace("*", "").replace("AP", "").split()) for q in interval.findall(text)):
+            assert quoted in generated, f"{path.name} quotes {quoted}, which no generated table gives"
+
+
+def test_readme_states_each_headline_with_its_pairing():
+    readme = (ROOT / "README.md").read_text()
+    assert "+0.54 [+0.00, +1.07]" in readme and "at the edge" in readme and "+0.61 [-0.02, +1.24]" in readme
+    assert "+2.62 [+2.16, +3.09]" in readme and "+2.63 [+1.70, +3.57]" in readme
+    assert "benchmarks/results/v3/rerun/" in readme and "benchmarks/report.py --print headlines" in readme
+    assert "beats DSIC" not in readme and "by +0.54" not in readme
+
+
+def test_the_generated_files_match_the_committed_records():
+    """`benchmarks/report.py --check` and `projects/routing/report.py --check`: nothing hand-edited."""
+    assert _report().main(["--check"]) == 0
+    assert _routing().main(["--check"]) == 0
+
+
+def test_breadth_keeps_a_detectors_setting_by_fpns_sd_and_cpu_time_alone(tmp_path):
+    """Step 1 of docs/breadth.md: four FPN seeds, sd <= 1.0, no run over 15 min of CPU time; then a
+    table per detector against its own FPN."""
+    report = _report()
+    for seed, ap in enumerate([34.0, 35.0, 34.5, 35.5]):
+        _record(tmp_path, "fcos_fpn", seed, ap, cpu_s=600.0)
+        _record(tmp_path, "retinanet_fpn", seed, ap * (1 + seed), cpu_s=600.0)  # sd far over 1.0
+    _record(tmp_path, "mask_rcnn_fpn", 0, 40.0, cpu_s=1500.0)
+    for seed in range(2):
+        _record(tmp_path, "fcos_dsic_gatelr01", seed, 36.0 + seed, cpu_s=650.0)
+    text = report.breadth_section(tmp_path)
+    assert "| fcos | fcos_fpn | 0: 34.00, 1: 35.00, 2: 34.50, 3: 35.50 | 34.75 | 0.65 | 10.0 min | kept |" in text
+    assert "| retinanet | retinanet_fpn |" in text and "| not kept: sd " in text
+    assert "| mask_rcnn | mask_rcnn_fpn | 0: 40.00 | 40.00 | - | 25.0 min | not kept: a run took 25.0 min" in text
+    assert "### Table 1: necks in fcos (box AP)" in text and "| fcos_dsic_gatelr01 | 0,1 |" in text
+    assert "necks in retinanet" not in text and "| r34_fpn | - |" in text

@@ -1,15 +1,15 @@
 """How deep each gated row routes against what it costs: one point per run, from the records alone.
 
-    .venv/bin/python projects/routing/routing_frontier.py                  # v7 -> docs/routing_frontier_v7.png
+    .venv/bin/python projects/routing/routing_frontier.py     # v7 -> projects/routing/routing_frontier_v7.png
     .venv/bin/python projects/routing/routing_frontier.py --protocol v7 --out FILE.png
 
 x: the largest small-vs-large difference of a state-matrix entry W[i, k] on the probe (``gate_probe``
 ``W_max_diff``); a filled marker where its effect size is >= 2, a hollow one where it is not. y: the
 run's AP minus the AP of DSIC as shipped (``dsic_gatelr01``) at the same seed, from the same machine:
-rows learned second on networks trained again (``report.STARTED_FROM_RERUN``) against those networks
-(``<results>/rerun``), every other row against the recorded ``dsic_gatelr01`` run. The shaded corner
+rows learned second on networks trained again (``STARTED_FROM_RERUN``, projects/routing/report.py) against
+those networks (``<study records>/rerun``), every other row against the recorded ``dsic_gatelr01`` run. The shaded corner
 is issue 10's item 5: W moved by >= 0.10 (effect size >= 2) at no AP cost. Each point is also in
-BENCHMARKS.md's tables; the figure puts them side by side.
+projects/routing/RESULTS.md's tables; the figure puts them side by side.
 """
 
 from __future__ import annotations
@@ -20,30 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "projects" / "routing")]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from report import GOAL_EFFECT, GOAL_W_DIFF, START_ROW, STARTED_FROM_RERUN
+from report import GOAL_EFFECT, GOAL_W_DIFF, START_ROW, bench, frontier_points  # projects/routing/report.py
 
 from dsic.protocol import get_protocol
-from dsic.results import load_records
-
-
-def frontier_points(records: dict, rerun: dict) -> list[dict]:
-    """One point per gated run that has a ``dsic_gatelr01`` run of its seed to pair with:
-    ``row``, ``seed``, ``w`` (W_max_diff), ``reliable`` (effect size >= GOAL_EFFECT), ``dap``."""
-    points = []
-    for row in sorted(records):
-        if row == START_ROW:
-            continue
-        starts = rerun.get(START_ROW, {}) if row in STARTED_FROM_RERUN else records.get(START_ROW, {})
-        for seed, rec in sorted(records[row].items()):
-            probe = rec.get("gate_probe", {})
-            if "W_max_diff" not in probe or seed not in starts:
-                continue
-            points.append({"row": row, "seed": seed, "w": probe["W_max_diff"],
-                           "reliable": probe["W_effect_size"] >= GOAL_EFFECT,
-                           "dap": rec["metrics"]["AP"] - starts[seed]["metrics"]["AP"]})
-    return points
 
 
 def plot(points: list[dict], out: Path, title: str, floor: float = -4.0) -> Path:
@@ -89,14 +69,15 @@ def plot(points: list[dict], out: Path, title: str, floor: float = -4.0) -> Path
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="v7")
-    parser.add_argument("--out", type=Path, default=None, help="default: docs/routing_frontier_<protocol>.png")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: projects/routing/routing_frontier_<protocol>.png")
     args = parser.parse_args(argv)
-    results = get_protocol(args.protocol).results_dir
-    rerun = results / "rerun"
-    points = frontier_points(load_records(results), load_records(rerun) if rerun.is_dir() else {})
+    proto = get_protocol(args.protocol)
+    results = proto.study_dir  # the study's rows, with the benchmark's dsic_gatelr01 to pair them with
+    points = frontier_points(bench.read_records([results, proto.results_dir]), bench.read_records([results / "rerun"]))
     if not points:
         raise SystemExit(f"routing_frontier: no gated run in {results} has a {START_ROW} run of its seed to pair with")
-    out = plot(points, args.out or ROOT / "docs" / f"routing_frontier_{args.protocol}.png",
+    out = plot(points, args.out or ROOT / "projects" / "routing" / f"routing_frontier_{args.protocol}.png",
                f"Routing by image against its AP cost, protocol {args.protocol} ({len(points)} runs)")
     print(f"[dsic] {out}: {len(points)} runs, {sum(p['w'] >= GOAL_W_DIFF and p['reliable'] and p['dap'] >= 0 for p in points)}"
           " of them in the goal's corner")
