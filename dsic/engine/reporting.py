@@ -1,7 +1,9 @@
 """What a training run tells while it runs and when it ends (rank 0 only).
 
 * ``run_info.json`` in the output folder: package versions, git commit of the dsic sources, the
-  command line, torch's thread count, host, device and world size, start time;
+  command line, torch's thread count, host, device and world size, start time; each ``--resume``
+  appends the same record of its own invocation (and ``resumed_from``: checkpoint and iteration)
+  to the list ``resumes``, so the first command line is kept;
 * a plain line per ``log_every`` iterations on stdout when stdout is not a terminal (cluster logs;
   on a terminal tqdm shows a bar): iteration, epoch, losses, lr, seconds per iteration, ETA;
   and a line per evaluation;
@@ -64,6 +66,25 @@ def run_info(cfg: dict, device: str, world_size: int) -> dict:
             "cuda": torch.version.cuda if torch.cuda.is_available() else None, "output_dir": cfg["output_dir"]}
 
 
+def record_invocation(path: Path, info: dict, resumed_from: str | None) -> None:
+    """Write ``info`` as ``path`` (a fresh run), or append it to the run's ``resumes`` (a resumed run:
+    the run's first record stays; an unreadable or missing one is started anew, marked resumed)."""
+    record = info
+    if resumed_from is not None:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            record = None
+        entry = {**info, "resumed_from": resumed_from}
+        if isinstance(record, dict):
+            record.setdefault("resumes", []).append({k: v for k, v in entry.items() if k != "output_dir"})
+        else:
+            record = entry
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
 def format_eta(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(max(seconds, 0))))
 
@@ -82,10 +103,11 @@ class RunReport:
         log: the JSON-lines log (its ``path`` None on ranks other than 0: nothing is reported there).
         cfg: the run config; ``iters_per_epoch``: for the total and the ETA.
         plain: print plain lines (default: when stdout is not a terminal).
+        resumed_from: ``"<checkpoint> (iteration N)"`` when the run resumes (added to ``run_info.json``).
     """
 
     def __init__(self, log, cfg: dict, iters_per_epoch: int, device: str = "cpu", world_size: int = 1,
-                 plain: bool | None = None):
+                 plain: bool | None = None, resumed_from: str | None = None):
         self.log, self.cfg = log, cfg
         self.active = log.path is not None
         tcfg = cfg["train"]
@@ -100,7 +122,7 @@ class RunReport:
         if not self.active:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "run_info.json").write_text(json.dumps(run_info(cfg, device, world_size), indent=2))
+        record_invocation(self.out / "run_info.json", run_info(cfg, device, world_size), resumed_from)
         if tcfg.get("tensorboard"):
             try:
                 from torch.utils.tensorboard import SummaryWriter

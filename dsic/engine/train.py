@@ -357,8 +357,9 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
         run._note(f"train.steps = {tcfg['steps']} (in epochs): {late} at or past the end of training (iteration "
                   f"{end}); the lr is not lowered there")
     source, state = _resume_source(run, resume)  # may move an earlier run's outputs aside first
+    resumed_from = f"{source} (iteration {int(state['iteration'])})" if source is not None else None
     log = RunReport(JsonLog(out / "log.jsonl" if info.is_main else None), cfg, run.iters_per_epoch,
-                    str(info.device), info.world_size)
+                    str(info.device), info.world_size, resumed_from=resumed_from)
     if source is not None:
         run.load(source, state)
         log.truncate_after(run.iteration)
