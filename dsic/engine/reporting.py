@@ -10,8 +10,8 @@
 * TensorBoard scalars (``train.tensorboard: true``; through ``torch.utils.tensorboard``, needs the
   ``tensorboard`` package) in ``output_dir/tensorboard``: ``train/<loss>``, ``train/lr``,
   ``train/time``, ``eval/<iou type>/<metric>``;
-* at the end, ``summary.md``: the last evaluation's metrics, per-class AP and the output paths,
-  also printed.
+* at the end, ``summary.md``: the last evaluation's metrics (``-`` for a metric COCOeval has no
+  value for, -1: e.g. APl without large objects), per-class AP and the output paths, also printed.
 
 :class:`RunReport` wraps the JSON-lines log: every record written to it is reported as well.
 """
@@ -83,6 +83,14 @@ def record_invocation(path: Path, info: dict, resumed_from: str | None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, path)
+
+
+def percent(value) -> str:
+    """A COCO metric (a fraction) as a percentage with one decimal, or ``-`` when COCOeval has none
+    (-1: e.g. APl of a split without large objects) or it is missing."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        return "-"
+    return f"{100 * value:.1f}"
 
 
 def format_eta(seconds: float) -> str:
@@ -172,7 +180,7 @@ class RunReport:
 
     def _eval(self, rec: dict) -> None:
         if self.plain:
-            parts = ", ".join(f"{t} AP {100 * m.get('AP', 0):.1f} AP50 {100 * m.get('AP50', 0):.1f}"
+            parts = ", ".join(f"{t} AP {percent(m.get('AP'))} AP50 {percent(m.get('AP50'))}"
                               for t, m in rec["eval"].items() if isinstance(m, dict))
             print(f"[dsic] eval after epoch {rec['epoch']} (iter {rec['iter']}): {parts}", flush=True)
         if self.writer is not None:
@@ -227,7 +235,9 @@ def summary_text(cfg: dict, result: dict, out: Path) -> str:
     if metrics:
         names = list(next(iter(metrics.values())))
         lines += ["| iou type | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        lines += [f"| {t} | " + " | ".join(f"{100 * m[n]:.1f}" for n in names) + " |" for t, m in metrics.items()]
+        lines += [f"| {t} | " + " | ".join(percent(m.get(n)) for n in names) + " |" for t, m in metrics.items()]
+        lines += ["", "(-: no value, e.g. APl / ARl when no object is large)"] if any(
+            percent(m.get(n)) == "-" for m in metrics.values() for n in names) else []
         results_file = out / f"results_epoch{result['epoch']}.json"
         ann = cfg["data"]["val"].get("annotations")
         if results_file.is_file() and ann and Path(ann).is_file():
