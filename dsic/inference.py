@@ -35,6 +35,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from .data.pixels import to_rgb
 from .engine.distributed import resolve_device
+from .engine.reporting import Progress
 from .models import gate_states
 from .necks import GATED_NECKS
 from .visualize import draw_detections, gate_figure, save
@@ -207,12 +208,6 @@ def read_image(path: Path) -> torch.Tensor:
         raise ValueError(f"cannot read image {path}: {err}") from err
 
 
-def _progress(files: list[Path]):
-    from tqdm import tqdm
-
-    return tqdm(files, desc="images", unit="img", disable=len(files) < 2, file=sys.stderr, leave=False)
-
-
 def _category(classes: list[dict] | None, label: int) -> tuple[int, str]:
     if classes and 1 <= label <= len(classes):
         return int(classes[label - 1]["id"]), str(classes[label - 1]["name"])
@@ -255,11 +250,12 @@ def predict_images(checkpoint, images, out, score_thresh: float = 0.5, config=No
     files = image_files(images)
     stem_of = output_names(files)
     written, skipped, results, image_recs = [], [], [], []
-    for path in _progress(files):
+    progress = Progress(files, "images", "img")  # a bar on a terminal, plain lines in a redirected log
+    for path in progress:
         try:
             image = read_image(path)
         except ValueError as err:
-            print(f"[dsic] warning: skipping {path}: {err.__cause__ or err}", file=sys.stderr, flush=True)
+            progress.write(f"[dsic] warning: skipping {path}: {err.__cause__ or err}")
             skipped.append((str(path), str(err)))
             continue
         with torch.inference_mode(), precision_ctx:

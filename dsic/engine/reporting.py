@@ -6,7 +6,9 @@
   to the list ``resumes``, so the first command line is kept;
 * a plain line per ``log_every`` iterations on stdout when stdout is not a terminal (cluster logs;
   on a terminal tqdm shows a bar): iteration, epoch, losses, lr, seconds per iteration, ETA;
-  and a line per evaluation;
+  and a line per evaluation (:func:`run_progress` reads the latest back, for ``make demo``);
+* :class:`Progress`, the same choice for the other commands' loops (``dsic predict`` /
+  ``visualize``): a tqdm bar on a terminal, plain lines otherwise;
 * TensorBoard scalars (``train.tensorboard: true``; through ``torch.utils.tensorboard``, needs the
   ``tensorboard`` package) in ``output_dir/tensorboard``: ``train/<loss>``, ``train/lr``,
   ``train/time``, ``eval/<iou type>/<metric>``;
@@ -22,6 +24,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -102,6 +105,66 @@ def format_line(rec: dict, total: int, epochs: int, eta: float | None) -> str:
     eta_text = f" eta {format_eta(eta)}" if eta is not None else ""
     return (f"[dsic] iter {rec['iter']}/{total} epoch {rec['epoch']}/{epochs} loss {rec['loss']:.4f} ({losses}) "
             f"lr {rec['lr']:.2e} {rec['time']:.3f} s/it{eta_text}")
+
+
+_LINE = re.compile(r"^\[dsic\] iter (\d+)/(\d+) epoch (\S+) loss (\S+) .* s/it(?: eta (\S+))?$")
+
+
+def run_progress(text: str) -> str | None:
+    """The latest :func:`format_line` in a run's plain output ``text`` (its ``<run>.log``), shortened:
+    ``iter 40/1200 (3%), epoch 1/4, loss 1.2345, eta 0:16:25``; None before the first one."""
+    for line in reversed(text.splitlines()):
+        found = _LINE.match(line.strip())
+        if found:
+            it, total, epoch, loss, eta = found.groups()
+            return (f"iter {it}/{total} ({100 * int(it) // max(int(total), 1)}%), epoch {epoch}, loss {loss}"
+                    + (f", eta {eta}" if eta else ""))
+    return None
+
+
+def on_terminal() -> bool:
+    """Whether progress is drawn as tqdm bars: stderr is a terminal and ``CI`` is not set."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+class Progress:
+    """Progress over ``items`` (a sized iterable): a tqdm bar on stderr on a terminal
+    (:func:`on_terminal`), else a plain line ``[dsic] images 3/40 (7%) 0.52 s/img eta 0:00:19`` on
+    stderr after the first item, every ``every`` seconds and after the last (a redirected log gets no
+    carriage returns). Nothing for fewer than 2 items. :meth:`write` prints a message (a warning) on
+    a line of its own either way."""
+
+    def __init__(self, items, desc: str, unit: str = "it", every: float = 30.0, bar: bool | None = None):
+        self.items, self.desc, self.unit, self.every = items, desc, unit, every
+        self.total = len(items)
+        self.bar = None
+        if (on_terminal() if bar is None else bar) and self.total >= 2:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def __iter__(self):
+        start = last = time.perf_counter()
+        try:
+            for done, item in enumerate(self.items, 1):
+                yield item
+                if self.bar is not None:
+                    self.bar.update(1)
+                    continue
+                now = time.perf_counter()
+                if self.total >= 2 and (done in (1, self.total) or now - last >= self.every):
+                    last, per = now, (now - start) / done
+                    print(f"[dsic] {self.desc} {done}/{self.total} ({100 * done // self.total}%) {per:.2f} "
+                          f"s/{self.unit} eta {format_eta(per * (self.total - done))}", file=sys.stderr, flush=True)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+
+    def write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
 
 class RunReport:

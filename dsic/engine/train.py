@@ -80,7 +80,7 @@ from .ema import ModelEMA
 from .evaluate import evaluate
 from .param_groups import parameter_groups
 from .precision import amp_precision, autocast, needs_grad_scaler
-from .reporting import RunReport
+from .reporting import RunReport, on_terminal
 from .schedule import build_scheduler, late_steps, scaled_lr
 
 
@@ -207,8 +207,8 @@ def finite_json(value):
 
 
 def show_progress(info: DistInfo) -> bool:
-    """tqdm bars only on rank 0, on a terminal, and not under CI."""
-    return info.is_main and sys.stderr.isatty() and not os.environ.get("CI")
+    """tqdm bars only on rank 0, on a terminal, and not under CI (:func:`~dsic.engine.reporting.on_terminal`)."""
+    return info.is_main and on_terminal()
 
 
 class _Run:
