@@ -9,4 +9,9 @@ class DsicWarning(UserWarning):
 
 
 class ConfigError(ValueError):
-    """A config file or override is malformed; the message names the file and the key."""
+    """A config file or override is malformed; the message names the file (or the override) and the
+    key. ``problems``: each problem found (several in one error: all are reported at once)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]

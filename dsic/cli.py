@@ -415,13 +415,17 @@ def _at_least(minimum: int):
 
 def _one_line_warnings(default):
     """A ``warnings.showwarning`` that prints dsic's own warnings (DsicWarning) as one line
-    ``[dsic] warning: ...``, without the source line; ``default`` shows the others."""
+    ``[dsic] warning: ...``, without the source line, on a line of its own also while a progress
+    bar is drawn (``tqdm.write``); ``default`` shows the others."""
     from . import DsicWarning
 
     def show(message, category, filename, lineno, file=None, line=None):
         if not issubclass(category, DsicWarning):
             return default(message, category, filename, lineno, file, line)
-        print(f"[dsic] warning: {' '.join(str(message).split())}", file=file or sys.stderr, flush=True)
+        from tqdm import tqdm
+
+        tqdm.write(f"[dsic] warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+        (file or sys.stderr).flush()
 
     return show
 

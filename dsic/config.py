@@ -12,9 +12,12 @@ A config file is a mapping with the sections ``model``, ``data``, ``train``, ``e
 
 ``neck_cfg: {_replace_: true, ...}`` (or ``detector_cfg``) replaces the inherited mapping instead
 of merging into it.
-Unknown keys, wrong types and invalid choices raise :class:`ConfigError` naming the file (or the
-override) that holds them and the dotted key, with the closest valid key as a hint.
-``model.neck_cfg`` and ``model.detector_cfg`` are free-form (checked by the neck / the detector).
+Unknown keys, wrong types, invalid choices and numbers out of range raise :class:`ConfigError` naming
+the file (or the override) that holds them and the dotted key, with the closest valid key as a hint;
+all the problems of a file and the overrides are reported at once. Every number must be finite and
+every real number fit float32 (the precision weights, lrs and thresholds are used in).
+``model.neck_cfg`` and ``model.detector_cfg`` are free-form (their keys checked by the neck / the
+detector; their numbers here).
 Numbers such as ``1e-4`` are floats (PyYAML alone reads them as strings).
 
 Derived values are filled in by :func:`finalize`: ``train.epochs`` and ``train.steps`` from the
@@ -41,6 +44,21 @@ DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
 def is_device_name(name: str) -> bool:
     """Whether ``name`` is a device the config and the command line take (DEVICE_NAMES)."""
     return re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None
+
+
+def raise_problems(problems: list[str]) -> None:
+    """Raise one :class:`ConfigError` for every problem in ``problems`` (each naming its file and key),
+    all in one line: ``N problems: A; B; ...``. Nothing to raise when the list is empty."""
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems: {'; '.join(problems)}", problems)
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: weights, lrs, momentum and thresholds are used as float32 tensors (or
+scalars applied to them), so a larger number cannot be used (torch: 'cannot be converted to type
+float without overflow')."""
 
 
 @dataclass(frozen=True)
@@ -239,36 +257,64 @@ def _kind_ok(value, kind: str) -> bool:
     return isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}[kind])
 
 
-def _check_leaf(leaf: Leaf, value, where: str, dotted: str) -> None:
+def _number_problem(v, dotted: str, shown=None) -> str | None:
+    """Why number ``v`` of ``dotted`` cannot be used (not finite, beyond float32), or None."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    shown = v if shown is None else shown
+    if not math.isfinite(v):
+        return f"'{dotted}' = {shown!r} is not a finite number"
+    if abs(v) > FLOAT32_MAX:
+        return (f"'{dotted}' = {shown!r} is out of range: beyond float32's largest number {FLOAT32_MAX:.4g} "
+                f"(the precision it is used in)")
+    return None
+
+
+def _free_form_problems(value, dotted: str) -> list[str]:
+    """The non-finite and float32-overflowing real numbers of a free-form mapping (e.g.
+    ``model.detector_cfg.box_nms_thresh=.nan``), by dotted key."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() if k != REPLACE for p in _free_form_problems(v, f"{dotted}.{k}")]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _free_form_problems(v, f"{dotted}[{i}]")]
+    problem = _number_problem(value, dotted) if isinstance(value, float) else None
+    return [problem] if problem else []
+
+
+def _leaf_problems(leaf: Leaf, value, dotted: str) -> list[str]:
+    """What is wrong with ``value`` for ``leaf`` (without the file's name)."""
     if value is None:
-        if leaf.nullable:
-            return
-        raise ConfigError(f"{where}: '{dotted}' must not be null")
+        return [] if leaf.nullable else [f"'{dotted}' must not be null"]
     kinds = " or ".join("a mapping" if k == "dict" else f"a list of {leaf.items}" if k == "list" else k
                         for k in leaf.kinds)
     kind = next((k for k in leaf.kinds if _kind_ok(value, k)), None)
     if kind is None:
-        raise ConfigError(f"{where}: '{dotted}' must be {kinds}, got {value!r}")
+        return [f"'{dotted}' must be {kinds}, got {value!r}"]
     values = [value]
+    if kind == "dict":
+        return _free_form_problems(value, dotted)
     if kind == "list":
         bad = [v for v in value if not _kind_ok(v, leaf.items)]
         if bad:
-            raise ConfigError(f"{where}: '{dotted}' must be {kinds}, got {value!r}")
+            return [f"'{dotted}' must be {kinds}, got {value!r}"]
         values = value
     elif kind == "str" and leaf.choices and value not in leaf.choices:
         close = closest(value, leaf.choices)
         hint = f" (did you mean '{close}'?)" if close else ""
-        raise ConfigError(f"{where}: '{dotted}' = {value!r}, expected one of {', '.join(map(str, leaf.choices))}{hint}")
+        return [f"'{dotted}' = {value!r}, expected one of {', '.join(map(str, leaf.choices))}{hint}"]
     for v in values:
         number = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if number and not math.isfinite(v):
-            raise ConfigError(f"{where}: '{dotted}' = {value!r} is not a finite number")
+        if number and (isinstance(v, float) or "float" in (kind, leaf.items)):
+            problem = _number_problem(v, dotted, value)
+            if problem:
+                return [problem]
         if number and ((leaf.min is not None and v < leaf.min) or (leaf.max is not None and v > leaf.max)
                        or (leaf.below is not None and v >= leaf.below)):
             bounds = " and ".join(b for b in (leaf.min is not None and f">= {leaf.min}",
                                               leaf.max is not None and f"<= {leaf.max}",
                                               leaf.below is not None and f"< {leaf.below}") if b)
-            raise ConfigError(f"{where}: '{dotted}' = {value!r} is out of range (must be {bounds})")
+            return [f"'{dotted}' = {value!r} is out of range (must be {bounds})"]
+    return []
 
 
 def check_lr_mults(lr_mults: dict | None, where: str = "train.lr_mults") -> dict[str, float]:
@@ -288,22 +334,30 @@ def check_lr_mults(lr_mults: dict | None, where: str = "train.lr_mults") -> dict
     return out
 
 
-def validate(cfg: dict, where: str, schema: dict = SCHEMA, prefix: str = "") -> None:
-    """Raise :class:`ConfigError` for unknown keys, wrong kinds, choices and ranges in ``cfg``."""
+def problems_of(cfg: dict, where: str, schema: dict = SCHEMA, prefix: str = "") -> list[str]:
+    """Every unknown key, wrong kind, choice and range in ``cfg``, each as ``where: problem``."""
+    out = []
     for key, value in cfg.items():
         dotted = prefix + key
         if key == REPLACE:
-            raise ConfigError(f"{where}: '{dotted}': {REPLACE} is only allowed inside model.neck_cfg and "
-                              f"model.detector_cfg (sections always merge)")
-        if key not in schema:
-            raise ConfigError(f"{where}: unknown key '{dotted}'{_hint(key, prefix, schema)}")
-        spec = schema[key]
-        if isinstance(spec, dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: '{dotted}' must be a mapping, got {value!r}")
-            validate(value, where, spec, dotted + ".")
+            out.append(f"{where}: '{dotted}': {REPLACE} is only allowed inside model.neck_cfg and "
+                       f"model.detector_cfg (sections always merge)")
+        elif key not in schema:
+            out.append(f"{where}: unknown key '{dotted}'{_hint(key, prefix, schema)}")
+        elif isinstance(schema[key], dict):
+            if isinstance(value, dict):
+                out += problems_of(value, where, schema[key], dotted + ".")
+            else:
+                out.append(f"{where}: '{dotted}' must be a mapping, got {value!r}")
         else:
-            _check_leaf(spec, value, where, dotted)
+            out += [f"{where}: {problem}" for problem in _leaf_problems(schema[key], value, dotted)]
+    return out
+
+
+def validate(cfg: dict, where: str, schema: dict = SCHEMA, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` for unknown keys, wrong kinds, choices and ranges in ``cfg`` (all of
+    them in one error, :func:`raise_problems`)."""
+    raise_problems(problems_of(cfg, where, schema, prefix))
 
 
 def read_with_bases(path: Path, chain: tuple = ()) -> dict:
@@ -358,12 +412,45 @@ def parse_override(item: str) -> dict:
     return value
 
 
+def apply_overrides(cfg: dict, overrides: list[str] | None, problems: list[str]) -> tuple[dict, dict[str, str]]:
+    """``cfg`` with each valid override merged in, and ``{dotted key: "override '...'"}`` saying which
+    override set each key; the problems of the others are appended to ``problems``."""
+    origins: dict[str, str] = {}
+    for item in overrides or []:
+        where = f"override {item!r}"
+        try:
+            patch = parse_override(item)
+            validate(patch, where)
+        except ConfigError as err:
+            problems += err.problems
+            continue
+        cfg = merge(cfg, patch)
+        origins.update(dict.fromkeys(dotted_keys_of(patch), where))
+    return cfg, origins
+
+
 def _as_number(v: float):
     return int(v) if float(v).is_integer() else float(v)
 
 
-def finalize(cfg: dict, where: str = "config") -> dict:
-    """Fill the derived values (in place) and check relations between keys; returns ``cfg``."""
+def dotted_keys_of(patch: dict, prefix: str = "") -> list[str]:
+    """The dotted keys ``patch`` sets, at every depth (``{"a": {"b": 1}}`` -> ``["a", "a.b"]``)."""
+    out = []
+    for key, value in patch.items():
+        out.append(prefix + key)
+        if isinstance(value, dict):
+            out += dotted_keys_of(value, f"{prefix}{key}.")
+    return out
+
+
+def finalize(cfg: dict, where: str = "config", origins: dict[str, str] | None = None) -> dict:
+    """Fill the derived values (in place) and check relations between keys; returns ``cfg``.
+    Errors name ``where``, or for a key in ``origins`` (``{dotted key: override}``) what set it."""
+    origins = origins or {}
+
+    def at(key: str) -> str:
+        return origins.get(key, where)
+
     cfg = _strip_replace(cfg)
     model, data, train, ev = cfg["model"], cfg["data"], cfg["train"], cfg["eval"]
     # schedule: epochs and lr drops (in epochs, may be fractional when a named schedule is scaled)
@@ -385,25 +472,25 @@ def finalize(cfg: dict, where: str = "config") -> dict:
     if data["with_masks"] is None:
         data["with_masks"] = masks
     elif masks and not data["with_masks"]:
-        raise ConfigError(f"{where}: 'data.with_masks' is false but mask_rcnn trains on masks")
+        raise ConfigError(f"{at('data.with_masks')}: 'data.with_masks' is false but mask_rcnn trains on masks")
     if ev["iou_types"] is None:
         ev["iou_types"] = ["bbox", "segm"] if masks else ["bbox"]
     bad = [t for t in ev["iou_types"] if t not in IOU_TYPES]
     if bad or not ev["iou_types"]:
-        raise ConfigError(f"{where}: 'eval.iou_types' = {ev['iou_types']!r}, expected a non-empty list of "
+        raise ConfigError(f"{at('eval.iou_types')}: 'eval.iou_types' = {ev['iou_types']!r}, expected a non-empty list of "
                           f"{', '.join(IOU_TYPES)}")
     if "segm" in ev["iou_types"] and not masks:
-        raise ConfigError(f"{where}: 'eval.iou_types' has segm but model.arch {model['arch']!r} predicts no masks")
+        raise ConfigError(f"{at('eval.iou_types')}: 'eval.iou_types' has segm but model.arch {model['arch']!r} predicts no masks")
     if model["norm"] == "frozen_bn" and model["pretrained_backbone"] is None and model["init_from"] is None:
-        raise ConfigError(f"{where}: 'model.norm' = 'frozen_bn' with no pretrained weights (model.pretrained_backbone "
+        raise ConfigError(f"{at('model.norm')}: 'model.norm' = 'frozen_bn' with no pretrained weights (model.pretrained_backbone "
                           f"and model.init_from are null) would freeze random statistics; use bn or gn, or null")
     try:
         check_lr_mults(train["lr_mults"])
     except ValueError as err:
-        raise ConfigError(f"{where}: {err}") from None
+        raise ConfigError(f"{at('train.lr_mults')}: {err}") from None
     device = cfg["device"]
     if device is not None and not is_device_name(device):
-        raise ConfigError(f"{where}: 'device' = {device!r}, expected {DEVICE_NAMES}")
+        raise ConfigError(f"{at('device')}: 'device' = {device!r}, expected {DEVICE_NAMES}")
     try:
         from .necks import NECKS
     except ImportError:  # pragma: no cover - the necks package is optional for config handling
@@ -411,7 +498,7 @@ def finalize(cfg: dict, where: str = "config") -> dict:
     if NECKS is not None and model["neck"] not in NECKS:
         close = closest(model["neck"], NECKS)
         hint = f" (did you mean '{close}'?)" if close else ""
-        raise ConfigError(f"{where}: 'model.neck' = {model['neck']!r}, expected one of {', '.join(NECKS)}{hint}")
+        raise ConfigError(f"{at('model.neck')}: 'model.neck' = {model['neck']!r}, expected one of {', '.join(NECKS)}{hint}")
     return cfg
 
 
@@ -422,15 +509,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     cfg = copy.deepcopy(DEFAULTS)
     name, where = "default", "config"
+    problems: list[str] = []
     if path is not None:
         path = Path(path)
-        cfg = merge(cfg, read_with_bases(path))
         name, where = path.stem, str(path)
-    for item in overrides or []:
-        patch = parse_override(item)
-        validate(patch, f"override {item!r}")
-        cfg = merge(cfg, patch)
-    cfg = finalize(cfg, where)
+        try:
+            cfg = merge(cfg, read_with_bases(path))
+        except ConfigError as err:  # the overrides' problems are reported with the file's
+            problems += err.problems
+    cfg, origins = apply_overrides(cfg, overrides, problems)
+    raise_problems(problems)
+    cfg = finalize(cfg, where, origins)
     if cfg["output_dir"] is None:
         cfg["output_dir"] = str(Path("runs") / name)
     return cfg

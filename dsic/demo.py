@@ -187,14 +187,17 @@ def _stamp(run: Path, start: float, threads: int, commit: str, cpu_s: float | No
 
 
 def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str]], seeds: list[int],
-               quick: bool = False, jobs: int = 1, command: tuple[str, ...] | None = None) -> None:
+               quick: bool = False, jobs: int = 1, command: tuple[str, ...] | None = None,
+               status_seconds: float = 30.0) -> None:
     """Train every missing (variant, seed) run of ``protocol`` under ``out``; ``jobs`` > 1 trains
     that many at once, each in its own process with ``protocol.threads`` threads (its output in
-    ``<run>.log``). Each run gets ``wall.json`` (wall time, threads, commit). ``command``: the program
-    that trains a run in its own process (default ``python -m dsic.cli``; a project's, e.g.
+    ``<run>.log``; every ``status_seconds`` a line per run says its latest iteration, loss and ETA
+    read from that log). Each run gets ``wall.json`` (wall time, threads, commit). ``command``: the
+    program that trains a run in its own process (default ``python -m dsic.cli``; a project's, e.g.
     projects/routing/train.py, registers the project's necks), then always in processes of their own."""
     import torch
 
+    from .engine.reporting import run_progress
     from .engine.train import main_train
     from .results import git_commit
 
@@ -219,6 +222,8 @@ def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str
     env = dict(os.environ, OMP_NUM_THREADS=str(protocol.threads), MKL_NUM_THREADS=str(protocol.threads))
     running: list = []
     failed = []
+    said: dict = {}  # run -> the status last printed
+    status_at = time.time()
     while todo or running:
         while todo and len(running) < jobs:
             name, seed, run, cmd = todo.pop(0)
@@ -241,6 +246,15 @@ def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str
                 print(f"[dsic] {name} (seed {seed}) finished in {time.time() - start:.0f} s", flush=True)
             else:
                 failed.append(f"{run} (exit {proc.returncode}, see {log.name})")
+        if running and time.time() - status_at >= status_seconds:  # the runs' own lines, read from their logs
+            status_at = time.time()
+            for _, log, run, _, name, seed in running:
+                with open(log.name, "rb") as f:  # its end: the latest lines
+                    f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
+                    status = run_progress(f.read().decode(errors="replace"))
+                if status and status != said.get(run):
+                    said[run] = status
+                    print(f"[dsic] {name} (seed {seed}): {status}", flush=True)
     if failed:
         raise RuntimeError("training failed: " + "; ".join(failed))
 

@@ -32,6 +32,7 @@ import torch
 
 from .data.pixels import read_image
 from .engine.loading import checkpoint_config, load_model, load_trained  # noqa: F401 - the public names
+from .engine.reporting import Progress
 from .models import gate_states
 from .necks import GATED_NECKS
 from .visualize import draw_detections, gate_figure, save
@@ -93,10 +94,6 @@ def output_names(files: list[Path]) -> dict[Path, str]:
     return names
 
 
-def _progress(files: list[Path]):
-    from tqdm import tqdm
-
-    return tqdm(files, desc="images", unit="img", disable=len(files) < 2, file=sys.stderr, leave=False)
 
 
 def _category(classes: list[dict] | None, label: int) -> tuple[int, str]:
@@ -141,11 +138,12 @@ def predict_images(checkpoint, images, out, score_thresh: float = 0.5, config=No
     files = image_files(images)
     stem_of = output_names(files)
     written, skipped, results, image_recs = [], [], [], []
-    for path in _progress(files):
+    progress = Progress(files, "images", "img")  # a bar on a terminal, plain lines in a redirected log
+    for path in progress:
         try:
             image = read_image(path)
         except ValueError as err:
-            print(f"[dsic] warning: skipping {path}: {err.__cause__ or err}", file=sys.stderr, flush=True)
+            progress.write(f"[dsic] warning: skipping {path}: {err.__cause__ or err}")
             skipped.append((str(path), str(err)))
             continue
         with torch.inference_mode(), precision_ctx:

@@ -110,7 +110,8 @@ def ap_bars(results: dict[str, dict], path: str | Path,
     width = 0.8 / max(len(runs), 1)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for j, run in enumerate(runs):
-        vals = [results[run].get(m, 0.0) for m in metrics]
+        vals = [v if isinstance(v, (int, float)) and v >= 0 else np.nan  # -1: COCOeval has no value
+                for v in (results[run].get(m) for m in metrics)]
         ax.bar(x + j * width - 0.4 + width / 2, vals, width, label=run)
     ax.set_xticks(x, metrics)
     ax.set_ylabel("COCO metric")
@@ -158,7 +159,8 @@ def loss_curves(logs: dict[str, str | Path], path: str | Path, key: str = "loss"
 def plot_run(run_dir: str | Path, out: str | Path | None = None,
              metrics=("AP", "AP50", "AP75", "APs", "APm", "APl")) -> list[Path]:
     """``dsic plot``: ``loss.png`` (the total loss and every loss term against iteration) and, when
-    the run evaluated, ``ap.png`` (bbox metrics in % against epoch) of a training run folder."""
+    the run evaluated, ``ap.png`` (bbox metrics in % against epoch; a metric COCOeval gave no value,
+    -1, is left out) of a training run folder."""
     run_dir = Path(run_dir)
     log = run_dir / "log.jsonl"
     if not log.is_file():
@@ -185,8 +187,10 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None,
         fig, ax = plt.subplots(figsize=(6, 3.5))
         epochs = [r["epoch"] for r in evals]
         for m in metrics:
-            values = [100 * r["eval"].get("bbox", r["eval"]).get(m, float("nan")) for r in evals]
-            ax.plot(epochs, values, label=m, marker="o")
+            points = [(e, 100 * v) for e, v in zip(epochs, (r["eval"].get("bbox", r["eval"]).get(m) for r in evals))
+                      if isinstance(v, (int, float)) and v >= 0]  # -1: no value (e.g. APl without large objects)
+            if points:
+                ax.plot(*zip(*points), label=m, marker="o")
         ax.set_xlabel("epoch")
         ax.set_ylabel("bbox metric (%)")
         ax.legend(fontsize=7)

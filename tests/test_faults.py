@@ -247,7 +247,8 @@ def test_a_fresh_run_moves_an_earlier_runs_outputs_aside(tiny_synth, tmp_path, c
     result = train(cfg_for(tiny_synth, tmp_path, "train.seed=1", "train.max_iters=1"), factory())
     (moved,) = (tmp_path / "earlier").iterdir()
     assert f"held the outputs of an earlier run (not resumed); moved them to {moved}" in capsys.readouterr().err
-    assert sorted(p.name for p in moved.iterdir()) == ["config.yaml", "final.pth", "last.pth", "log.jsonl"]
+    assert sorted(p.name for p in moved.iterdir()) == ["config.yaml", "final.pth", "last.pth", "log.jsonl",
+                                                       "run_info.json", "summary.md"]
     assert (moved / "final.pth").read_bytes() == old_final
     assert result["iteration"] == 1 and load_checkpoint(tmp_path / "final.pth")["config"]["train"]["seed"] == 1
     assert [r["iter"] for r in strict_json_lines(tmp_path / "log.jsonl")] == [1]

@@ -103,6 +103,10 @@ def _plan(name: str, network: nn.Module) -> list[tuple[str, bool]]:
     raise ValueError(f"unknown backbone {name!r}; available: {', '.join(available_backbones())}")
 
 
+DETECTOR_PREFIXES = ("backbone.body.", "rpn.", "roi_heads.")
+"""How the keys of a detector's state dict (dsic's, torchvision's) begin; a backbone's do not."""
+
+
 def load_classification_weights(network: nn.Module, path: str | Path) -> None:
     """Load a local state dict into ``network`` (classifier keys dropped, the rest strict)."""
     path = Path(path)
@@ -125,8 +129,10 @@ def load_classification_weights(network: nn.Module, path: str | Path) -> None:
     missing = sorted(own - set(state))
     unexpected = sorted(set(state) - own)
     if missing or unexpected:
+        detector = any(k.startswith(DETECTOR_PREFIXES) for k in unexpected)
+        hint = f"; it holds a detector's weights: give it as model.init_from={path}" if detector else ""
         raise ValueError(
-            f"{path}: does not match the backbone: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
+            f"{path}: does not match the backbone: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}{hint}"
         )
     network.load_state_dict(state, strict=False)
 

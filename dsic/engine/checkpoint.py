@@ -91,12 +91,12 @@ def save_atomic(obj, path: str | Path) -> Path:
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the temporary files a killed :func:`save_atomic` (``.NAME.*.tmp``) or log rewrite
-    (``log.jsonl.tmp``) left in ``folder``; returns them."""
+    """Delete the temporary files a killed :func:`save_atomic` (``.NAME.*.tmp``), log rewrite
+    (``log.jsonl.tmp``) or run record update (``run_info.json.tmp``) left in ``folder``; returns them."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for pattern in (".*.tmp", "*.jsonl.tmp") for p in folder.glob(pattern) if p.is_file()]
+    stale = [p for pattern in (".*.tmp", "*.jsonl.tmp", "run_info.json.tmp") for p in folder.glob(pattern) if p.is_file()]
     for p in stale:
         with contextlib.suppress(OSError):
             p.unlink()
@@ -211,9 +211,10 @@ def non_finite_names(named_tensors) -> list[str]:
 # --- choosing what to resume from ---------------------------------------------------------------
 
 RESUMABLE = ("last.pth", "interrupted.pth")
-RUN_FILES = ("last.pth", "interrupted.pth", "final.pth", "log.jsonl", "config.yaml", "eval_epoch*.json",
-             "results_epoch*.json")
-
+RUN_FILES = ("last.pth", "interrupted.pth", "final.pth", "log.jsonl", "config.yaml", "run_info.json", "summary.md",
+             "eval_epoch*.json", "results_epoch*.json", "eval.json", "results_eval.json", "plots", "tensorboard")
+"""What a run leaves in its output folder: training's files, ``dsic eval``'s ``eval.json`` /
+``results_eval.json`` and ``dsic plot``'s ``plots/`` (globs; folders included)."""
 
 def check_resume_state(path: Path, cfg: dict) -> dict:
     """The checkpoint at ``path`` if it belongs to ``cfg``'s run and its weights are finite."""
@@ -259,17 +260,18 @@ def select_resume_state(out: str | Path, cfg: dict, note=print) -> tuple[Path, d
 
 
 def move_earlier_run(out: str | Path) -> Path | None:
-    """A fresh run in a folder that holds checkpoints (another run's, or this one's not resumed): move
-    every output of that run into ``out/earlier/<time>/`` so runs never mix and nothing is lost.
+    """A fresh run in a folder that holds any of :data:`RUN_FILES` (another run's, this one's not
+    resumed, or a log of a run killed before its first checkpoint): move them all into
+    ``out/earlier/<time>/`` so that what stands in ``out`` describes one run and nothing is lost.
     Returns the new folder, or None when there was nothing to move."""
     out = Path(out)
-    if not any((out / name).is_file() for name in ("last.pth", "interrupted.pth", "final.pth")):
+    found = [p for pattern in RUN_FILES for p in sorted(out.glob(pattern))] if out.is_dir() else []
+    if not found:
         return None
     dest = out / "earlier" / time.strftime("%Y%m%d-%H%M%S")
     while dest.exists():
         dest = dest.with_name(dest.name + "+")
     dest.mkdir(parents=True)
-    for pattern in RUN_FILES:
-        for path in out.glob(pattern):
-            os.replace(path, dest / path.name)
+    for path in found:
+        os.replace(path, dest / path.name)
     return dest

@@ -1,15 +1,19 @@
 """What a training run tells while it runs and when it ends (rank 0 only).
 
 * ``run_info.json`` in the output folder: package versions, git commit of the dsic sources, the
-  command line, torch's thread count, host, device and world size, start time;
+  command line, torch's thread count, host, device and world size, start time; each ``--resume``
+  appends the same record of its own invocation (and ``resumed_from``: checkpoint and iteration)
+  to the list ``resumes``, so the first command line is kept;
 * a plain line per ``log_every`` iterations on stdout when stdout is not a terminal (cluster logs;
   on a terminal tqdm shows a bar): iteration, epoch, losses, lr, seconds per iteration, ETA;
-  and a line per evaluation;
+  and a line per evaluation (:func:`run_progress` reads the latest back, for ``make demo``);
+* :class:`Progress`, the same choice for the other commands' loops (``dsic predict`` /
+  ``visualize``): a tqdm bar on a terminal, plain lines otherwise;
 * TensorBoard scalars (``train.tensorboard: true``; through ``torch.utils.tensorboard``, needs the
   ``tensorboard`` package) in ``output_dir/tensorboard``: ``train/<loss>``, ``train/lr``,
   ``train/time``, ``eval/<iou type>/<metric>``;
-* at the end, ``summary.md``: the last evaluation's metrics, per-class AP and the output paths,
-  also printed.
+* at the end, ``summary.md``: the last evaluation's metrics (``-`` for a metric COCOeval has no
+  value for, -1: e.g. APl without large objects), per-class AP and the output paths, also printed.
 
 :class:`RunReport` wraps the JSON-lines log: every record written to it is reported as well.
 """
@@ -20,6 +24,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -64,6 +69,33 @@ def run_info(cfg: dict, device: str, world_size: int) -> dict:
             "cuda": torch.version.cuda if torch.cuda.is_available() else None, "output_dir": cfg["output_dir"]}
 
 
+def record_invocation(path: Path, info: dict, resumed_from: str | None) -> None:
+    """Write ``info`` as ``path`` (a fresh run), or append it to the run's ``resumes`` (a resumed run:
+    the run's first record stays; an unreadable or missing one is started anew, marked resumed)."""
+    record = info
+    if resumed_from is not None:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            record = None
+        entry = {**info, "resumed_from": resumed_from}
+        if isinstance(record, dict):
+            record.setdefault("resumes", []).append({k: v for k, v in entry.items() if k != "output_dir"})
+        else:
+            record = entry
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
+def percent(value) -> str:
+    """A COCO metric (a fraction) as a percentage with one decimal, or ``-`` when COCOeval has none
+    (-1: e.g. APl of a split without large objects) or it is missing."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        return "-"
+    return f"{100 * value:.1f}"
+
+
 def format_eta(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(max(seconds, 0))))
 
@@ -75,6 +107,66 @@ def format_line(rec: dict, total: int, epochs: int, eta: float | None) -> str:
             f"lr {rec['lr']:.2e} {rec['time']:.3f} s/it{eta_text}")
 
 
+_LINE = re.compile(r"^\[dsic\] iter (\d+)/(\d+) epoch (\S+) loss (\S+) .* s/it(?: eta (\S+))?$")
+
+
+def run_progress(text: str) -> str | None:
+    """The latest :func:`format_line` in a run's plain output ``text`` (its ``<run>.log``), shortened:
+    ``iter 40/1200 (3%), epoch 1/4, loss 1.2345, eta 0:16:25``; None before the first one."""
+    for line in reversed(text.splitlines()):
+        found = _LINE.match(line.strip())
+        if found:
+            it, total, epoch, loss, eta = found.groups()
+            return (f"iter {it}/{total} ({100 * int(it) // max(int(total), 1)}%), epoch {epoch}, loss {loss}"
+                    + (f", eta {eta}" if eta else ""))
+    return None
+
+
+def on_terminal() -> bool:
+    """Whether progress is drawn as tqdm bars: stderr is a terminal and ``CI`` is not set."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+class Progress:
+    """Progress over ``items`` (a sized iterable): a tqdm bar on stderr on a terminal
+    (:func:`on_terminal`), else a plain line ``[dsic] images 3/40 (7%) 0.52 s/img eta 0:00:19`` on
+    stderr after the first item, every ``every`` seconds and after the last (a redirected log gets no
+    carriage returns). Nothing for fewer than 2 items. :meth:`write` prints a message (a warning) on
+    a line of its own either way."""
+
+    def __init__(self, items, desc: str, unit: str = "it", every: float = 30.0, bar: bool | None = None):
+        self.items, self.desc, self.unit, self.every = items, desc, unit, every
+        self.total = len(items)
+        self.bar = None
+        if (on_terminal() if bar is None else bar) and self.total >= 2:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def __iter__(self):
+        start = last = time.perf_counter()
+        try:
+            for done, item in enumerate(self.items, 1):
+                yield item
+                if self.bar is not None:
+                    self.bar.update(1)
+                    continue
+                now = time.perf_counter()
+                if self.total >= 2 and (done in (1, self.total) or now - last >= self.every):
+                    last, per = now, (now - start) / done
+                    print(f"[dsic] {self.desc} {done}/{self.total} ({100 * done // self.total}%) {per:.2f} "
+                          f"s/{self.unit} eta {format_eta(per * (self.total - done))}", file=sys.stderr, flush=True)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+
+    def write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
 class RunReport:
     """A :class:`~dsic.engine.train.JsonLog` that also reports (see the module doc).
 
@@ -82,10 +174,11 @@ class RunReport:
         log: the JSON-lines log (its ``path`` None on ranks other than 0: nothing is reported there).
         cfg: the run config; ``iters_per_epoch``: for the total and the ETA.
         plain: print plain lines (default: when stdout is not a terminal).
+        resumed_from: ``"<checkpoint> (iteration N)"`` when the run resumes (added to ``run_info.json``).
     """
 
     def __init__(self, log, cfg: dict, iters_per_epoch: int, device: str = "cpu", world_size: int = 1,
-                 plain: bool | None = None):
+                 plain: bool | None = None, resumed_from: str | None = None):
         self.log, self.cfg = log, cfg
         self.active = log.path is not None
         tcfg = cfg["train"]
@@ -100,7 +193,7 @@ class RunReport:
         if not self.active:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "run_info.json").write_text(json.dumps(run_info(cfg, device, world_size), indent=2))
+        record_invocation(self.out / "run_info.json", run_info(cfg, device, world_size), resumed_from)
         if tcfg.get("tensorboard"):
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -150,7 +243,7 @@ class RunReport:
 
     def _eval(self, rec: dict) -> None:
         if self.plain:
-            parts = ", ".join(f"{t} AP {100 * m.get('AP', 0):.1f} AP50 {100 * m.get('AP50', 0):.1f}"
+            parts = ", ".join(f"{t} AP {percent(m.get('AP'))} AP50 {percent(m.get('AP50'))}"
                               for t, m in rec["eval"].items() if isinstance(m, dict))
             print(f"[dsic] eval after epoch {rec['epoch']} (iter {rec['iter']}): {parts}", flush=True)
         if self.writer is not None:
@@ -205,7 +298,9 @@ def summary_text(cfg: dict, result: dict, out: Path) -> str:
     if metrics:
         names = list(next(iter(metrics.values())))
         lines += ["| iou type | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        lines += [f"| {t} | " + " | ".join(f"{100 * m[n]:.1f}" for n in names) + " |" for t, m in metrics.items()]
+        lines += [f"| {t} | " + " | ".join(percent(m.get(n)) for n in names) + " |" for t, m in metrics.items()]
+        lines += ["", "(-: no value, e.g. APl / ARl when no object is large)"] if any(
+            percent(m.get(n)) == "-" for m in metrics.values() for n in names) else []
         results_file = out / f"results_epoch{result['epoch']}.json"
         ann = cfg["data"]["val"].get("annotations")
         if results_file.is_file() and ann and Path(ann).is_file():

@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..config import dump_config, finalize, load_config
+from ..config import FLOAT32_MAX, ConfigError, dump_config, finalize, load_config
 from ..data.classes import check_classes
 from .builders import _mix, build_model, make_dataset, make_eval_loader, make_train_loader
 from .checkpoint import (
@@ -80,7 +80,7 @@ from .ema import ModelEMA
 from .evaluate import evaluate
 from .param_groups import parameter_groups
 from .precision import amp_precision, autocast, needs_grad_scaler
-from .reporting import RunReport
+from .reporting import RunReport, on_terminal
 from .schedule import build_scheduler, late_steps, scaled_lr
 
 
@@ -207,8 +207,8 @@ def finite_json(value):
 
 
 def show_progress(info: DistInfo) -> bool:
-    """tqdm bars only on rank 0, on a terminal, and not under CI."""
-    return info.is_main and sys.stderr.isatty() and not os.environ.get("CI")
+    """tqdm bars only on rank 0, on a terminal, and not under CI (:func:`~dsic.engine.reporting.on_terminal`)."""
+    return info.is_main and on_terminal()
 
 
 class _Run:
@@ -235,6 +235,7 @@ class _Run:
             parameter_groups(model, self.tcfg["weight_decay"], self.tcfg["norm_bias_decay"], self.tcfg["gate_lr_mult"],
                              self.tcfg["lr_mults"]),
             lr=self.lr, momentum=self.tcfg["momentum"])
+        self._check_lr()
         self.scheduler = build_scheduler(self.optimizer, self.tcfg["steps"], self.iters_per_epoch,
                                          self.tcfg["gamma"], self.tcfg["warmup_iters"], self.tcfg["warmup_factor"])
         self.precision = amp_precision(self.tcfg["amp"], info.device)  # train.amp: false|true|bf16|fp16
@@ -248,6 +249,18 @@ class _Run:
         self.resume_rng: dict | None = None
         self.resumed = False
         self.saved_at = time.monotonic()  # when last.pth was last written (or training started)
+
+    def _check_lr(self) -> None:
+        """The largest lr a group gets (scaled by the batch, times its lr factor) must fit float32."""
+        tcfg = self.tcfg
+        factor = max(group.get("lr_mult", 1.0) for group in self.optimizer.param_groups)
+        if self.lr * factor <= FLOAT32_MAX:
+            return
+        times = f" x the lr factor {factor:g}" if factor != 1.0 else ""
+        raise ConfigError(f"train.base_lr = {tcfg['base_lr']:g} gives an lr of {self.lr * factor:.4g} (x batch_size "
+                          f"{tcfg['batch_size']} x {self.info.world_size} process(es) / base_batch_size "
+                          f"{tcfg['base_batch_size']}{times}): beyond float32's largest number {FLOAT32_MAX:.4g}, "
+                          f"the precision it is used in")
 
     # --- checkpoints -------------------------------------------------------------------------------
     def state(self, rng_per_rank: list | None, reason: str) -> dict:
@@ -269,7 +282,9 @@ class _Run:
                 save_atomic(self.state(per_rank, reason), self.out / "last.pth")
         self.saved_at = time.monotonic()
 
-    def save_interrupted(self, reason: str) -> Path | None:
+    def save_interrupted(self, reason: str, hint: str = "--resume continues from it") -> Path | None:
+        """Write ``interrupted.pth`` (the state after the last completed update) and say so, with
+        ``hint`` on what resuming from it does."""
         if not self.info.is_main:
             return None
         bad = non_finite_names(self.bare.state_dict().items())
@@ -279,8 +294,8 @@ class _Run:
             return None
         with self.guard.critical():  # a second Ctrl-C waits for the file
             path = save_atomic(self.state([self.rng_snapshot], reason), self.out / "interrupted.pth")
-        print(f"[dsic] training stopped at iteration {self.iteration} ({reason}); state saved to {path} "
-              "(--resume continues from it)", file=sys.stderr, flush=True)
+        print(f"[dsic] training stopped at iteration {self.iteration} ({reason}); state saved to {path} ({hint})",
+              file=sys.stderr, flush=True)
         return path
 
     def load(self, path: Path, state: dict | None = None) -> None:
@@ -357,13 +372,15 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
         run._note(f"train.steps = {tcfg['steps']} (in epochs): {late} at or past the end of training (iteration "
                   f"{end}); the lr is not lowered there")
     source, state = _resume_source(run, resume)  # may move an earlier run's outputs aside first
+    resumed_from = f"{source} (iteration {int(state['iteration'])})" if source is not None else None
     log = RunReport(JsonLog(out / "log.jsonl" if info.is_main else None), cfg, run.iters_per_epoch,
-                    str(info.device), info.world_size)
+                    str(info.device), info.world_size, resumed_from=resumed_from)
     if source is not None:
         run.load(source, state)
         log.truncate_after(run.iteration)
     else:
         log.reset()
+    started_at = run.iteration
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_config(cfg))
@@ -374,11 +391,16 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
     try:
         metrics = _loop(run, log, guard)
     except BaseException as err:
-        if not isinstance(err, NonFiniteLossError):
-            try:
-                run.save_interrupted(f"{type(err).__name__}: {err}".strip().rstrip(":"))
-            except Exception as save_err:  # noqa: BLE001 - keep the original error; say why nothing was saved
-                print(f"[dsic] could not save interrupted.pth: {save_err}", file=sys.stderr, flush=True)
+        reason = f"{type(err).__name__}: {err}".strip().rstrip(":")
+        if isinstance(err, KeyboardInterrupt):  # Ctrl-C, SIGTERM: resuming continues where it stopped
+            _save_after_failure(run, reason, "--resume continues from it")
+        elif isinstance(err, NonFiniteLossError):
+            pass  # saved (or not) where it was found
+        elif run.iteration == started_at:  # before any update: resuming would only meet the error again
+            run._note(f"training stopped at iteration {run.iteration} ({reason}) before any update; nothing new "
+                      "to save (interrupted.pth not written)")
+        else:  # the error may come again: say what resuming needs
+            _save_after_failure(run, reason, "--resume continues from it once the cause of the error is removed")
         raise
     final = out / "final.pth"
     if info.is_main:
@@ -390,6 +412,13 @@ def _train(cfg: dict, info: DistInfo, model_factory, resume, guard: SignalGuard)
               "checkpoint": str(out / "last.pth"), "final": str(final)}
     log.finish(result)
     return result
+
+
+def _save_after_failure(run: _Run, reason: str, hint: str) -> None:
+    try:
+        run.save_interrupted(reason, hint)
+    except Exception as save_err:  # noqa: BLE001 - keep the original error; say why nothing was saved
+        print(f"[dsic] could not save interrupted.pth: {save_err}", file=sys.stderr, flush=True)
 
 
 def _resume_source(run: _Run, resume) -> tuple[Path | None, dict | None]:
@@ -426,7 +455,8 @@ def _stop_non_finite(run: _Run, what: str, epoch: int, losses: dict, values: lis
     message = f"non-finite {what} at iteration {it} (epoch {epoch + 1}): {detail}"
     if tensors:
         message += f"; in {len(tensors)} tensor(s): {', '.join(tensors[:5])}{', ...' if len(tensors) > 5 else ''}"
-    path = run.save_interrupted(f"non-finite {what} at iteration {it}") if what != "weights" else None
+    repeat = "--resume with the same settings meets it again: lower train.base_lr or set train.grad_clip first"
+    path = run.save_interrupted(f"non-finite {what} at iteration {it}", repeat) if what != "weights" else None
     if path is not None:
         message += f"; the state before it is saved in {path}"
     elif (run.out / "last.pth").is_file():
