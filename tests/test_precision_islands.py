@@ -127,3 +127,40 @@ def test_emulated_bf16_rounds_operands_and_result_like_a_bf16_kernel():
     assert ((emulated.float() - real.float()).abs() <= real.float().abs() * 2 ** -7 + 1e-6).all()
     with EmulatedBf16():
         assert F.conv2d(x, w, b).dtype == torch.float32  # outside bf16 autocast: untouched
+
+
+def bench(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_precision_ap_compares_box_by_box_and_tabulates_per_machine():
+    ap = bench("precision_ap")
+    ref = [{"image_id": 1, "category_id": 2, "bbox": [10, 10, 100, 50], "score": 0.9},
+           {"image_id": 1, "category_id": 3, "bbox": [0, 0, 8, 8], "score": 0.8},
+           {"image_id": 2, "category_id": 2, "bbox": [5, 5, 5, 5], "score": 0.1}]  # below MATCH_SCORE
+    other = [{"image_id": 1, "category_id": 2, "bbox": [10, 10, 102, 50], "score": 0.9},
+             {"image_id": 1, "category_id": 2, "bbox": [300, 300, 10, 10], "score": 0.9}]
+    vs = ap.box_by_box(ref, other)
+    # the first box's best match is 2 px wider (IoU 100/102); the second has no match of its category
+    assert vs["compared"] == 2 and vs["coord_err_px_max"] == 2.0 and vs["iou_below_0.95"] == 0.5
+    assert vs["iou_median"] == round((100 / 102 + 0) / 2, 4)
+    metrics = {"bbox": {"AP": 0.30, "AP50": 0.5, "AP75": 0.3, "APs": 0.1}}
+    machine = {"cpu": "AMD EPYC", "cpu_count": 2, "torch": "2.14.1", "native_bf16_cpu": False}
+    rec = {"row": "fpn", "arch": "faster_rcnn", "neck": "fpn", "seed": 0, "run": "r", "iteration": 400, "images": 5,
+           "checkpoint": "final.pth", "precision": "fp32", "fp32_parts": None, "bf16_kernels": None,
+           "metrics": metrics, "machine": machine}
+    bf16 = dict(rec, precision="bf16", fp32_parts="none", bf16_kernels="emulated", vs_fp32=vs,
+                metrics={"bbox": dict(metrics["bbox"], AP=0.28, APs=0.07)})
+    assert [ap.record_name(r) for r in (rec, bf16)] == ["fpn_seed0_fp32.json", "fpn_seed0_bf16_none.json"]
+    lines = ap.table([bf16, rec, dict(rec, machine=dict(machine, cpu="Xeon"))]).splitlines()
+    assert lines[0] == "### AMD EPYC, 2 cores, native bf16: no, torch 2.14.1" and lines.count("") == 3
+    assert lines[4] == "| fpn | faster_rcnn | fpn | 0 | 400 | 5 | fp32 | - | - | 30.00 | 50.00 | 30.00 | 10.00 | - | - | - | - | - |"
+    assert lines[5].endswith("| bf16 | none | emulated | 28.00 | 50.00 | 30.00 | 7.00 | -2.00 | -3.00 | - | 0.5 | 2.0 |")
+    assert lines[7].startswith("### Xeon")
