@@ -1,7 +1,7 @@
 """AP of trained runs evaluated in fp32 and in bf16, one JSON record per evaluation, and their table.
 
     python benchmarks/precision_ap.py RUN_DIR [RUN_DIR ...] [--precisions fp32,bf16] [--max-images N]
-    python benchmarks/precision_ap.py RUN_DIR --fp32-parts none,heads,features,default,default+neck
+    python benchmarks/precision_ap.py RUN_DIR --fp32-parts none,heads,anchors,default,default+neck
     python benchmarks/precision_ap.py --table          # regenerate table.md from the records
 
 Each RUN_DIR needs ``config.yaml`` and a checkpoint (``--checkpoint``, default ``final.pth``; what
@@ -15,8 +15,8 @@ fp32 detections of the same images), ``machine`` (dsic.engine.precision.machine(
 
 ``--fp32-parts`` measures which fp32 parts keep bf16's accuracy (bf16 records only):
 ``none`` (autocast alone: anchors, proposals and boxes in bf16), ``heads`` (the heads' predictions
-cast to fp32), ``features`` (the feature maps the heads read cast to fp32: anchors and RoIAlign
-inputs), ``default`` (both: what dsic eval / predict do), ``default+neck`` (the neck in fp32 too).
+cast to fp32), ``anchors`` (the anchors made in fp32), ``default`` (both: what dsic eval / predict
+do), ``default+neck`` (the neck in fp32 too).
 
 bf16 kernels: on a CPU without native bf16 (AVX512-BF16 / AMX) oneDNN's fallback takes minutes per
 image, so by default (``--kernels auto``) the numerics are emulated there
@@ -50,9 +50,9 @@ from dsic.engine.distributed import DistInfo
 from dsic.engine.evaluate import coco_eval, predict
 
 OUT = Path(__file__).resolve().parent / "results" / "precision"
-HEADS = ("rpn.head", "roi_heads.box_predictor", "roi_heads.mask_predictor", "head")
-PARTS = {"none": (), "heads": HEADS, "features": ("backbone",), "default": prec.FP32_OUTPUTS,
-         "default+neck": prec.FP32_OUTPUTS}
+# --fp32-parts: (modules whose outputs are cast to fp32, anchor generators made to work in fp32)
+PARTS = {"none": ((), ()), "heads": (prec.FP32_OUTPUTS, ()), "anchors": ((), prec.FP32_ANCHORS),
+         "default": (prec.FP32_OUTPUTS, prec.FP32_ANCHORS), "default+neck": (prec.FP32_OUTPUTS, prec.FP32_ANCHORS)}
 MATCH_SCORE = 0.3  # fp32 detections compared box by box: those scored at least this
 
 
@@ -139,7 +139,8 @@ def evaluate_run(run: Path, precisions: list[str], parts: list[str], checkpoint:
     for p, part in jobs:
         start = time.perf_counter()
         context = contextlib.ExitStack()
-        context.enter_context(mock.patch.object(prec, "FP32_OUTPUTS", PARTS[part]))
+        context.enter_context(mock.patch.object(prec, "FP32_OUTPUTS", PARTS[part][0]))
+        context.enter_context(mock.patch.object(prec, "FP32_ANCHORS", PARTS[part][1]))
         if part == "default+neck":
             context.enter_context(neck_in_fp32(model))
         if p == "bf16" and emulate:

@@ -14,11 +14,11 @@ through it.
   fp16's range needs loss scaling). Rejected on the CPU.
 
 Under bf16 / fp16 a detector keeps its coordinates and scores in fp32 (:func:`fp32_outputs`, entered
-by :func:`autocast` when it is given the model): the feature maps the heads read (from which the
-anchors and the RoIAlign inputs take their dtype) and the heads' predictions (box deltas, class
-logits, centerness, mask logits) are cast to fp32, so anchors, box decoding, proposals, RoIAlign
-sampling, scores, NMS and mask pasting run in fp32; the backbone, the neck and the heads' convs and
-linears stay in the low precision. In bf16 (8 mantissa bits) a coordinate near 400 px is a
+by :func:`autocast` when it is given the model): the anchors are made in fp32 (torchvision makes
+them in the feature maps' dtype) and the heads' predictions (box deltas, class logits, centerness,
+mask logits) are cast to fp32, so anchors, box decoding, proposals, RoIAlign's sampling
+coordinates, scores, NMS and mask pasting run in fp32; the backbone, the neck and the heads' convs
+and linears stay in the low precision. In bf16 (8 mantissa bits) a coordinate near 400 px is a
 multiple of 2 px; docs/precision.md gives the AP this costs and which part matters.
 
 ``train.amp`` keeps its historical values: ``false`` (fp32), ``true`` (fp16 on CUDA, fp32 on any
@@ -90,10 +90,11 @@ def check_precision(precision: str, device: str | torch.device = "cpu", warn: bo
     return precision
 
 
-#: Where a torchvision detector's coordinates and scores start (module paths, those the model lacks are
-#: skipped): the feature maps the heads read (anchors and RoIAlign take their dtype), the RPN's and
-#: the dense heads' predictions, the box and mask predictors' outputs.
-FP32_OUTPUTS = ("backbone", "rpn.head", "roi_heads.box_predictor", "roi_heads.mask_predictor", "head")
+# Where a torchvision detector's coordinates and scores start (module paths; those a model lacks are
+# skipped). Outputs cast to fp32: the RPN's and the dense heads' predictions, the box and mask predictors'.
+FP32_OUTPUTS = ("rpn.head", "roi_heads.box_predictor", "roi_heads.mask_predictor", "head")
+# Anchor generators, given fp32 stand-ins of the feature maps (they read only shape, dtype, device).
+FP32_ANCHORS = ("rpn.anchor_generator", "anchor_generator")
 
 
 def to_fp32(value):
@@ -111,19 +112,34 @@ def _cast_output(module, inputs, output):
     return to_fp32(output)
 
 
+def _fp32_feature_shapes(module, inputs):
+    image_list, feature_maps = inputs
+    return image_list, [torch.empty((), device=f.device).expand(f.shape) if f.dtype != torch.float32 else f
+                        for f in feature_maps]  # no copy: a broadcast fp32 scalar of the map's shape
+
+
+def _modules(model: torch.nn.Module, names: tuple[str, ...]):
+    for name in names:
+        module = model
+        for attr in name.split("."):
+            module = getattr(module, attr, None)
+        if isinstance(module, torch.nn.Module):
+            yield module
+
+
 @contextlib.contextmanager
-def fp32_outputs(model: torch.nn.Module, parts: tuple[str, ...] | None = None):
-    """While open, the outputs of ``model``'s ``parts`` (default :data:`FP32_OUTPUTS`) are cast to
-    fp32 (forward hooks, removed on exit)."""
+def fp32_outputs(model: torch.nn.Module, outputs: tuple[str, ...] | None = None,
+                 anchors: tuple[str, ...] | None = None):
+    """While open (forward hooks, removed on exit), the outputs of ``model``'s ``outputs`` modules
+    (default :data:`FP32_OUTPUTS`) are cast to fp32 and its ``anchors`` generators (default
+    :data:`FP32_ANCHORS`) make fp32 anchors."""
     model = getattr(model, "module", model)  # DistributedDataParallel
     handles = []
     try:
-        for name in FP32_OUTPUTS if parts is None else parts:
-            module = model
-            for attr in name.split("."):
-                module = getattr(module, attr, None)
-            if isinstance(module, torch.nn.Module):
-                handles.append(module.register_forward_hook(_cast_output))
+        for module in _modules(model, FP32_OUTPUTS if outputs is None else outputs):
+            handles.append(module.register_forward_hook(_cast_output))
+        for module in _modules(model, FP32_ANCHORS if anchors is None else anchors):
+            handles.append(module.register_forward_pre_hook(_fp32_feature_shapes))
         yield
     finally:
         for handle in handles:
