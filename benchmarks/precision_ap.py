@@ -131,8 +131,8 @@ def evaluate_run(run: Path, precisions: list[str], parts: list[str], checkpoint:
     emulate = kernels == "emulated" or (kernels == "auto" and not prec.native_bf16_cpu())
     common = {"row": re.sub(r"_seed\d+$", "", run.name), "arch": cfg["model"]["arch"], "neck": cfg["model"]["neck"],
               "seed": cfg["train"]["seed"], "run": str(run), "checkpoint": checkpoint,
-              "iteration": state.get("iteration"), "images": len(dataset), "threads": torch.get_num_threads(),
-              "machine": prec.machine(), "command": " ".join(["python", *sys.argv])}
+              "iteration": state.get("iteration"), "images": len(dataset), "max_images": max_images,
+              "threads": torch.get_num_threads(), "machine": prec.machine(), "command": " ".join(["python", *sys.argv])}
     jobs = [(p, "default") for p in precisions if p == "fp32"]
     jobs += [(p, part) for p in precisions if p != "fp32" for part in parts]
     records, fp32_results, fp32_ap = [], None, {}
@@ -167,11 +167,14 @@ def evaluate_run(run: Path, precisions: list[str], parts: list[str], checkpoint:
 
 
 def record_name(rec: dict) -> str:
-    """``<row>_seed<seed>[_it<iteration>]_<precision>[_<fp32 parts>].json`` (the iteration of a checkpoint
-    other than final.pth)."""
+    """``<row>_seed<seed>[_it<iteration>][_<images>img]_<precision>[_<fp32 parts>][_fallback].json``: the
+    iteration of a checkpoint other than final.pth, the image count of a part of the split
+    (``--max-images``), ``fallback`` for bf16 run through a non-native CPU's kernels."""
     part = f"_{rec['fp32_parts'].replace('+', '_')}" if rec["fp32_parts"] not in (None, "default") else ""
     it = f"_it{rec['iteration']}" if rec["checkpoint"] != "final.pth" else ""
-    return f"{rec['row']}_seed{rec['seed']}{it}_{rec['precision']}{part}.json"
+    some = f"_{rec['images']}img" if rec.get("max_images") else ""
+    kernels = "_fallback" if rec["bf16_kernels"] == "fallback" else ""
+    return f"{rec['row']}_seed{rec['seed']}{it}{some}_{rec['precision']}{part}{kernels}.json"
 
 
 def table(records: list[dict]) -> str:

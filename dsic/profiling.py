@@ -350,7 +350,7 @@ def run_conditions(argv: list[str] | None = None) -> dict:
 def _train_step(model, optimizer, images, targets, device, precision) -> None:
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    with autocast(device, precision, warn=False):
+    with autocast(device, precision, warn=False, model=model):
         losses = model(images, targets)
     sum(losses.values()).backward()
     optimizer.step()
