@@ -114,7 +114,8 @@ def _cast_output(module, inputs, output):
 
 def _fp32_feature_shapes(module, inputs):
     image_list, feature_maps = inputs
-    return image_list, [torch.empty((), device=f.device).expand(f.shape) if f.dtype != torch.float32 else f
+    return image_list, [torch.empty((), dtype=torch.float32, device=f.device).expand(f.shape)
+                        if f.dtype != torch.float32 else f
                         for f in feature_maps]  # no copy: a broadcast fp32 scalar of the map's shape
 
 
