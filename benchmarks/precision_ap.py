@@ -106,12 +106,15 @@ def box_by_box(ref: list[dict], other: list[dict]) -> dict:
 
 
 def evaluate_run(run: Path, precisions: list[str], parts: list[str], checkpoint: str = "final.pth",
-                 max_images: int | None = None, root: Path | None = None, kernels: str = "auto") -> list[dict]:
+                 max_images: int | None = None, root: Path | None = None, kernels: str = "auto",
+                 size: int | None = None) -> list[dict]:
     for name in ("config.yaml", checkpoint):
         if not (run / name).is_file():
             raise SystemExit(f"{run}: no {name} (a finished dsic training run has config.yaml and final.pth)")
     cfg = load_config(run / "config.yaml")
     cfg["device"] = "cpu"
+    if size:  # images resized to this size instead of the run's (larger coordinates: coarser bf16 spacing)
+        cfg["model"]["min_size"] = cfg["model"]["max_size"] = size
     if root is not None:  # the config's data paths are relative to the folder training ran in
         for split in ("train", "val"):
             for key in ("images", "annotations"):
@@ -132,6 +135,7 @@ def evaluate_run(run: Path, precisions: list[str], parts: list[str], checkpoint:
     common = {"row": re.sub(r"_seed\d+$", "", run.name), "arch": cfg["model"]["arch"], "neck": cfg["model"]["neck"],
               "seed": cfg["train"]["seed"], "run": str(run), "checkpoint": checkpoint,
               "iteration": state.get("iteration"), "images": len(dataset), "max_images": max_images,
+              "size": cfg["model"]["max_size"], "resized": bool(size),
               "threads": torch.get_num_threads(), "machine": prec.machine(), "command": " ".join(["python", *sys.argv])}
     jobs = [(p, "default") for p in precisions if p == "fp32"]
     jobs += [(p, part) for p in precisions if p != "fp32" for part in parts]
@@ -169,17 +173,18 @@ def evaluate_run(run: Path, precisions: list[str], parts: list[str], checkpoint:
 def record_name(rec: dict) -> str:
     """``<row>_seed<seed>[_it<iteration>][_<images>img]_<precision>[_<fp32 parts>][_fallback].json``: the
     iteration of a checkpoint other than final.pth, the image count of a part of the split
-    (``--max-images``), ``fallback`` for bf16 run through a non-native CPU's kernels."""
+    (``--max-images``), the size of ``--size``, ``fallback`` for bf16 run through a non-native CPU's kernels."""
     part = f"_{rec['fp32_parts'].replace('+', '_')}" if rec["fp32_parts"] not in (None, "default") else ""
     it = f"_it{rec['iteration']}" if rec["checkpoint"] != "final.pth" else ""
     some = f"_{rec['images']}img" if rec.get("max_images") else ""
+    some += f"_{rec['size']}px" if rec.get("resized") else ""
     kernels = "_fallback" if rec["bf16_kernels"] == "fallback" else ""
     return f"{rec['row']}_seed{rec['seed']}{it}{some}_{rec['precision']}{part}{kernels}.json"
 
 
 def table(records: list[dict]) -> str:
     """Markdown: one section per machine, one line per record; deltas against the fp32 record of the
-    same run and checkpoint iteration on the same machine."""
+    same run, checkpoint iteration, images and size on the same machine."""
     lines = []
     key = lambda r: (r["machine"]["cpu"], r["machine"]["cpu_count"], r["machine"]["torch"])
     for machine in sorted({key(r) for r in records}):
@@ -187,12 +192,13 @@ def table(records: list[dict]) -> str:
                       key=lambda r: (r["row"], r["seed"], r["precision"] != "fp32", r["fp32_parts"] or ""))
         native = recs[0]["machine"]["native_bf16_cpu"]
         lines += [f"### {machine[0]}, {machine[1]} cores, native bf16: {'yes' if native else 'no'}, torch {machine[2]}",
-                  "", ("| row | arch | neck | seed | iteration | images | precision | fp32 parts | bf16 kernels | AP | "
+                  "", ("| row | arch | neck | seed | iteration | images | size | precision | fp32 parts | bf16 kernels | AP | "
                        "AP50 | AP75 | APs | AP - fp32 | APs - fp32 | mask AP | boxes IoU<0.95 | max err px |"),
-                  "|" + "---|" * 18]
+                  "|" + "---|" * 19]
         for r in recs:
             ref = next((f for f in recs if f["precision"] == "fp32" and f["run"] == r["run"]
-                        and f["iteration"] == r["iteration"] and f["images"] == r["images"]), None)
+                        and f["iteration"] == r["iteration"] and f["images"] == r["images"]
+                        and f.get("size") == r.get("size")), None)
             b, vs = r["metrics"]["bbox"], r.get("vs_fp32") or {}
 
             def delta(metric, r=r, ref=ref):
@@ -201,7 +207,8 @@ def table(records: list[dict]) -> str:
                 return f"{100 * (r['metrics']['bbox'][metric] - ref['metrics']['bbox'][metric]):+.2f}"
 
             mask = f"{100 * r['metrics']['segm']['AP']:.2f}" if "segm" in r["metrics"] else "-"
-            cells = [r["row"], r["arch"], r["neck"], r["seed"], r["iteration"], r["images"], r["precision"],
+            cells = [r["row"], r["arch"], r["neck"], r["seed"], r["iteration"], r["images"], r.get("size", "-"),
+                     r["precision"],
                      r["fp32_parts"] or "-", r["bf16_kernels"] or "-", f"{100 * b['AP']:.2f}", f"{100 * b['AP50']:.2f}",
                      f"{100 * b['AP75']:.2f}", f"{100 * b['APs']:.2f}", delta("AP"), delta("APs"), mask,
                      vs.get("iou_below_0.95", "-"), vs.get("coord_err_px_max", "-")]
@@ -227,6 +234,7 @@ def main(argv=None) -> int:
     parser.add_argument("--kernels", choices=("auto", "real", "emulated"), default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-images", type=int, default=None, help="evaluate the first N validation images only")
+    parser.add_argument("--size", type=int, default=None, help="resize the images to this size, not the run's")
     parser.add_argument("--root", type=Path, default=None,
                         help="folder the runs' relative data paths start from (default: the current folder)")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -240,7 +248,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     for run in [] if args.table else args.runs:
-        for rec in evaluate_run(run, precisions, parts, args.checkpoint, args.max_images, args.root, args.kernels):
+        for rec in evaluate_run(run, precisions, parts, args.checkpoint, args.max_images, args.root, args.kernels,
+                                args.size):
             (args.out / record_name(rec)).write_text(json.dumps(rec, indent=2) + "\n")
     print(write_table(args.out))
     return 0

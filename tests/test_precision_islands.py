@@ -153,7 +153,7 @@ def test_precision_ap_compares_box_by_box_and_tabulates_per_machine():
     assert vs["iou_median"] == round((100 / 102 + 0) / 2, 4)
     metrics = {"bbox": {"AP": 0.30, "AP50": 0.5, "AP75": 0.3, "APs": 0.1}}
     machine = {"cpu": "AMD EPYC", "cpu_count": 2, "torch": "2.14.1", "native_bf16_cpu": False}
-    rec = {"row": "fpn", "arch": "faster_rcnn", "neck": "fpn", "seed": 0, "run": "r", "iteration": 400, "images": 5,
+    rec = {"row": "fpn", "arch": "faster_rcnn", "neck": "fpn", "seed": 0, "run": "r", "iteration": 400, "images": 5, "size": 256,
            "checkpoint": "final.pth", "precision": "fp32", "fp32_parts": None, "bf16_kernels": None,
            "metrics": metrics, "machine": machine}
     bf16 = dict(rec, precision="bf16", fp32_parts="none", bf16_kernels="emulated", vs_fp32=vs,
@@ -161,6 +161,6 @@ def test_precision_ap_compares_box_by_box_and_tabulates_per_machine():
     assert [ap.record_name(r) for r in (rec, bf16)] == ["fpn_seed0_fp32.json", "fpn_seed0_bf16_none.json"]
     lines = ap.table([bf16, rec, dict(rec, machine=dict(machine, cpu="Xeon"))]).splitlines()
     assert lines[0] == "### AMD EPYC, 2 cores, native bf16: no, torch 2.14.1" and lines.count("") == 3
-    assert lines[4] == "| fpn | faster_rcnn | fpn | 0 | 400 | 5 | fp32 | - | - | 30.00 | 50.00 | 30.00 | 10.00 | - | - | - | - | - |"
+    assert lines[4] == "| fpn | faster_rcnn | fpn | 0 | 400 | 5 | 256 | fp32 | - | - | 30.00 | 50.00 | 30.00 | 10.00 | - | - | - | - | - |"
     assert lines[5].endswith("| bf16 | none | emulated | 28.00 | 50.00 | 30.00 | 7.00 | -2.00 | -3.00 | - | 0.5 | 2.0 |")
     assert lines[7].startswith("### Xeon")
