@@ -189,7 +189,8 @@ def table(records: list[dict]) -> str:
     key = lambda r: (r["machine"]["cpu"], r["machine"]["cpu_count"], r["machine"]["torch"])
     for machine in sorted({key(r) for r in records}):
         recs = sorted((r for r in records if key(r) == machine),
-                      key=lambda r: (r["row"], r["seed"], r["precision"] != "fp32", r["fp32_parts"] or ""))
+                      key=lambda r: (r["row"], r["seed"], r.get("size") or 0, r["images"], r["precision"] != "fp32",
+                                     r["fp32_parts"] or ""))
         native = recs[0]["machine"]["native_bf16_cpu"]
         lines += [f"### {machine[0]}, {machine[1]} cores, native bf16: {'yes' if native else 'no'}, torch {machine[2]}",
                   "", ("| row | arch | neck | seed | iteration | images | size | precision | fp32 parts | bf16 kernels | AP | "
@@ -219,6 +220,7 @@ def table(records: list[dict]) -> str:
 
 def write_table(out: Path) -> Path:
     records = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    records = [r for r in records if "row" in r and "precision" in r]  # not the other JSONs kept there
     path = out / "table.md"
     path.write_text("# fp32 and bf16 AP of trained runs (benchmarks/precision_ap.py; regenerated from the JSON "
                     "records here)\n\n" + table(records))
