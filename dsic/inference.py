@@ -126,7 +126,7 @@ def predict_images(checkpoint, images, out, score_thresh: float = 0.5, config=No
     if not 0.0 <= score_thresh <= 1.0:
         raise ValueError(f"score_thresh = {score_thresh} is not a score: detector scores lie in [0, 1]")
     model, cfg, dev = load_trained(checkpoint, config, overrides, device)
-    precision_ctx = autocast(dev, precision)  # checked for the device before any image is read
+    precision_ctx = autocast(dev, precision, model=model)  # checked for the device before any image is read
     neck = cfg["model"].get("neck")
     if with_states and neck not in GATED_NECKS:
         print(f"[dsic] warning: {checkpoint}: neck {neck!r} has no gates (only {', '.join(GATED_NECKS)} have them); "

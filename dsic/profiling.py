@@ -19,8 +19,10 @@
   weights (their size is ``4 * params`` bytes in fp32). CUDA: ``torch.cuda.max_memory_allocated``;
   CPU: the allocation timeline of ``torch.profiler`` (``profile_memory=True``; its
   ``_memory_profile()`` replays every allocation and free of the pass in order).
-* Precisions (``precisions``): each is run under :func:`dsic.engine.precision.autocast`; bf16
-  rows are only fast on CPUs with native bf16 kernels (see :mod:`dsic.engine.precision`).
+* Precisions (``precisions``): each is run under :func:`dsic.engine.precision.autocast` (the
+  detector's coordinates and scores in fp32, as ``dsic eval`` runs it). On a CPU without native
+  bf16 kernels the bf16 rows are skipped with a one-line warning (``slow_bf16=True`` times them
+  anyway): oneDNN's fallback is 10-200x slower than fp32, so their times say nothing about bf16.
 
 The heads' work is held equal across necks: with random weights the proposals of an R-CNN depend
 on the neck's output, and so would the RoI heads' cost. R-CNNs are therefore profiled with
@@ -34,15 +36,29 @@ post-processing (score threshold and NMS).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import statistics
+import sys
+import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .engine.distributed import resolve_device
-from .engine.precision import autocast, check_precision
+from .engine.precision import (
+    PrecisionError,
+    SlowPrecisionWarning,
+    autocast,
+    check_precision,
+    cpu_model,
+    machine,
+    native_bf16_cpu,
+)
 from .models import build_detector
 
 FIGURES = ("neck_ms", "detector_ms", "infer_img_s", "infer_peak_mb", "train_step_ms", "train_img_s",
@@ -104,6 +120,33 @@ def interleaved_median_ms(calls: list, warmup: int = 2, repeats: int = 10,
     return [statistics.median(t) for t in times]
 
 
+# a line of the C++ logs torch.profiler's backend (kineto) writes to the stderr descriptor, e.g.
+# 'USDT:2026-12-07 13:08:11 8884:8884 SyncActivityProfilerHandler.cpp:39] profiler_start'
+_NATIVE_LOG = re.compile(r"^[A-Z]+:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d+:\d+ \S+\.cpp:\d+\] ")
+
+
+@contextlib.contextmanager
+def native_logs_dropped():
+    """While open, the stderr file descriptor goes to a temporary file; on exit the lines of C++
+    logs (:data:`_NATIVE_LOG`) are dropped and every other line is written to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode(errors="replace").splitlines(keepends=True)
+                    if not _NATIVE_LOG.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def peak_memory_mb(fn, device: torch.device) -> float:
     """Peak tensor memory (MiB) allocated while ``fn()`` runs, above what was allocated before."""
     if device.type == "cuda":
@@ -117,8 +160,8 @@ def peak_memory_mb(fn, device: torch.device) -> float:
     from torch.profiler import profile as torch_profile
     from torch.profiler._memory_profiler import Action
 
-    with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
-                       with_stack=True) as prof:
+    with native_logs_dropped(), torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True,
+                                              record_shapes=True, with_stack=True) as prof:
         fn()
     current = peak = 0
     live: set = set()  # created during fn: frees of older tensors do not lower the count
@@ -177,7 +220,7 @@ def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[s
             neck_cfg: dict | None = None, model_cfg: dict | None = None, precisions=("fp32",),
             batch: int | None = None, train: bool = False, memory: bool = False, train_repeats: int | None = None,
             threads: int | None = None, fixed_proposals: bool = True, reference: str = "fpn",
-            cpu_time: bool = False) -> list[Profile]:
+            cpu_time: bool = False, slow_bf16: bool = False) -> list[Profile]:
     """Profile one detector per neck (and the neck alone) on a ``size`` x ``size`` image, in each of
     ``precisions`` (one row per neck and precision, necks varying fastest).
 
@@ -189,12 +232,20 @@ def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[s
     is not profiled) is the reference of the ratios and of ``fixed_proposals`` (see the module doc).
     ``cpu_time``: every ms figure is the calling thread's CPU time (``time.thread_time``) instead of
     wall time; meaningful with one torch thread, it leaves out the time other processes held the core.
+    ``slow_bf16``: time bf16 on a CPU without native bf16 kernels too (skipped otherwise, see the module doc).
     """
     necks = [necks] if isinstance(necks, str) else list(necks)
     precisions = [precisions] if isinstance(precisions, str) else list(precisions)
     dev = resolve_device(device)
     for p in precisions:
-        check_precision(p, dev)
+        check_precision(p, dev, warn=slow_bf16)
+    if "bf16" in precisions and dev.type == "cpu" and not slow_bf16 and not native_bf16_cpu():
+        reason = (f"no native bf16 on this CPU ({cpu_model()}: no AVX512-BF16 / AMX), its bf16 kernels are "
+                  "10-200x slower than fp32")
+        precisions.remove("bf16")
+        if not precisions:
+            raise PrecisionError(f"bf16 not profiled: {reason}")
+        warnings.warn(f"bf16 rows skipped: {reason}", SlowPrecisionWarning, stacklevel=2)
     if threads:
         torch.set_num_threads(threads)
     rcnn = arch.endswith("rcnn")
@@ -231,7 +282,7 @@ def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[s
             models[ref].eval()
 
     def infer(model, imgs, precision):
-        with torch.inference_mode(), autocast(dev, precision, warn=False):
+        with torch.inference_mode(), autocast(dev, precision, warn=False, model=model):
             return model(imgs)
 
     def neck_only(model, b, precision):
@@ -283,33 +334,23 @@ def profile(arch: str = "faster_rcnn", backbone: str = "resnet50", necks: list[s
 
 def run_conditions(argv: list[str] | None = None) -> dict:
     """What a profile's numbers depend on: command, time, code version, torch, threads, CPU, load."""
-    import os
-    import platform
     import subprocess
-    import sys
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True,
                                 timeout=10, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    cpu = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    from .engine.precision import native_bf16_cpu
-
     return {"command": " ".join(["dsic", *(argv or sys.argv)[1:]]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "commit": commit,
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "native_bf16_cpu": native_bf16_cpu(),
+            "threads": torch.get_num_threads(), **machine(),
             "loadavg_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
 def _train_step(model, optimizer, images, targets, device, precision) -> None:
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    with autocast(device, precision, warn=False):
+    with autocast(device, precision, warn=False, model=model):
         losses = model(images, targets)
     sum(losses.values()).backward()
     optimizer.step()

@@ -173,7 +173,7 @@ def predict(model, loader, device=None, label_to_cat_id=None, progress: bool = F
             precision: str = "fp32") -> dict[int, list]:
     """``{image_id: COCO result records}`` for every image ``loader`` yields in this process
     (images without detections included, with an empty list); the model runs under ``precision``'s
-    autocast (:mod:`dsic.engine.precision`)."""
+    autocast (:mod:`dsic.engine.precision`), its coordinates and scores in fp32."""
     model = unwrap(model)
     device = device or next(model.parameters(), torch.empty(0)).device
     label_to_cat_id = label_to_cat_id or loader.dataset.label_to_cat_id
@@ -182,7 +182,7 @@ def predict(model, loader, device=None, label_to_cat_id=None, progress: bool = F
     results: dict[int, list] = {}
     try:
         for images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
-            with autocast(device, precision, warn=False):
+            with autocast(device, precision, warn=False, model=model):
                 outputs = model([im.to(device, non_blocking=True) for im in images])
             for target, det in zip(targets, outputs):
                 image_id = int(target["image_id"])
