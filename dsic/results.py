@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import statistics
 import subprocess
 from pathlib import Path
@@ -66,31 +64,14 @@ def git_commit(root: str | Path = ".") -> str:
         return "unknown"
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
-    """(CPU model name, feature flags) from /proc/cpuinfo; ('', set()) where there is none."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "", set()
-    model, flags = "", set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and not model:
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            flags = set(value.split())
-    return model, flags
-
-
 def host_fingerprint() -> dict:
-    """The machine a run trained on: CPU model, core count, native bf16 (AVX512-BF16 / AMX on x86,
-    the bf16 feature on Arm) and torch's version. Two records pair on one machine when these agree."""
-    import torch
+    """The machine a run trained on, in a record's ``host``: CPU model, core count, native bf16 and torch's
+    version, as :func:`dsic.host.machine` reads them for profile and precision records. Two records pair
+    on one machine when these agree."""
+    from .host import machine
 
-    model, flags = _cpuinfo()
-    return {"cpu": model or platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "bf16_native": bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}), "torch": torch.__version__}
+    m = machine()
+    return {"cpu": m["cpu"], "cores": m["cpu_count"], "bf16_native": m["native_bf16_cpu"], "torch": m["torch"]}
 
 
 def percent_metrics(bbox: dict) -> dict[str, float]:

@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "dsic"
 # lowest first: a module imports modules of its own layer or of the layers before it
 LAYERS = [
-    ("dsic", "dsic.messages", "dsic.weights", "dsic.ops", "dsic.protocol", "dsic.results", "dsic.visualize"),
+    ("dsic", "dsic.host", "dsic.messages", "dsic.weights", "dsic.ops", "dsic.protocol", "dsic.results", "dsic.visualize"),
     ("dsic.data",),
     ("dsic.backbones",),
     ("dsic.necks",),

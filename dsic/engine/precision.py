@@ -28,13 +28,12 @@ other device, as before), ``bf16`` and ``fp16`` (as named, checked for the devic
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
 import warnings
 
 import torch
 
 from .. import DsicWarning
+from ..host import cpu_model, machine, native_bf16_cpu  # noqa: F401 - the names precision callers use
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -47,31 +46,6 @@ class PrecisionError(ValueError):
 
 class SlowPrecisionWarning(DsicWarning, RuntimeWarning):
     """bf16 on a CPU without native bf16 kernels: valid, but slow."""
-
-
-def native_bf16_cpu() -> bool:
-    """True when oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - builds without mkldnn
-        return False
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-        if name:
-            return name
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    """What a timing or precision record depends on: CPU model, core count, whether bf16 is native
-    (oneDNN's answer), the CPU capability torch dispatches to, and the torch version."""
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "native_bf16_cpu": native_bf16_cpu(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
 
 
 def check_precision(precision: str, device: str | torch.device = "cpu", warn: bool = True) -> str:
