@@ -176,14 +176,27 @@ def train_command(protocol: Protocol, data: Path, overrides: list[str], run: Pat
 
 
 def _stamp(run: Path, start: float, threads: int, commit: str, cpu_s: float | None = None) -> None:
-    """``wall.json``: wall time, threads, commit and machine; ``cpu_s``, the CPU time of a run trained
-    in this process (a shared machine stretches the wall time, not the CPU time)."""
+    """``wall.json``: wall time, threads, commit and machine; ``cpu_s``, the run's CPU time, in this
+    process or in a process of its own (a shared machine stretches the wall time, not the CPU time)."""
     from .results import host_fingerprint
 
     stamp = {"wall_s": round(time.time() - start, 1), "threads": threads, "commit": commit, "host": host_fingerprint()}
     if cpu_s is not None:
         stamp["cpu_s"] = round(cpu_s, 1)
     (run / "wall.json").write_text(json.dumps(stamp))
+
+
+def poll_cpu(proc) -> tuple[int | None, float | None]:
+    """``(returncode, CPU seconds)`` of a child process once it has ended, ``(None, None)`` before: the
+    CPU time is what the OS adds to this process's children's usage when :meth:`Popen.poll` reaps it."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    returncode = proc.poll()
+    if returncode is None:
+        return None, None
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return returncode, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str]], seeds: list[int],
@@ -237,12 +250,13 @@ def train_runs(out: str | Path, protocol: Protocol, variants: dict[str, list[str
         time.sleep(1.0)
         for item in list(running):
             proc, log, run, start, name, seed = item
-            if proc.poll() is None:
+            returncode, cpu_s = poll_cpu(proc)
+            if returncode is None:
                 continue
             running.remove(item)
             log.close()
-            if proc.returncode == 0:
-                _stamp(run, start, protocol.threads, commit)
+            if returncode == 0:
+                _stamp(run, start, protocol.threads, commit, cpu_s=cpu_s)
                 print(f"[dsic] {name} (seed {seed}) finished in {time.time() - start:.0f} s", flush=True)
             else:
                 failed.append(f"{run} (exit {proc.returncode}, see {log.name})")

@@ -69,7 +69,7 @@ def test_parallel_demo_runs_show_their_progress(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(demo, "ensure_data", lambda out, protocol, quick: tmp_path / "data")
     monkeypatch.setattr(demo, "train_command", lambda *a: ["c.yaml"])
-    monkeypatch.setattr(demo, "_stamp", lambda *a: None)
+    monkeypatch.setattr(demo, "_stamp", lambda *a, **k: None)
     monkeypatch.setattr("dsic.results.git_commit", lambda folder: None)
     monkeypatch.setattr(demo.subprocess, "Popen", FakeRun)
     monkeypatch.setattr(demo.time, "sleep", lambda s: None)
@@ -77,3 +77,18 @@ def test_parallel_demo_runs_show_their_progress(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "[dsic] fpn (seed 0): iter 10/100 (10%), epoch 1/2, loss 1.5000, eta 0:00:45\n" in out
     assert "[dsic] fpn (seed 0): iter 20/100 (20%), epoch 1/2, loss 1.5000, eta 0:00:45\n" in out
+
+
+def test_a_run_trained_in_a_process_of_its_own_records_its_cpu_time():
+    """make demo and jobs > 1 train in subprocesses; their wall.json gets the child's CPU time too."""
+    import subprocess
+    import sys
+
+    from dsic import demo
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    proc = subprocess.Popen([sys.executable, "-c", burn])
+    returncode, cpu = None, None
+    while returncode is None:
+        returncode, cpu = demo.poll_cpu(proc)
+    assert returncode == 0 and 0.3 <= cpu < 5.0
