@@ -5,10 +5,10 @@ committed pre-trained backbone) with one seed; all outputs under ``out``:
 
 1. ``data/synth_hard`` - the harder embedded dataset and its probe groups (generated once);
 2. ``fpn_seed0/``, ``dsic_gatelr01_seed0/`` - one run each, trained side by side (one process per
-   core, one thread each), from ``configs/embedded_v3/faster_rcnn_tiny_<row>.yaml``. Each neck runs
-   as the library ships it (:func:`demo_rows`): the benchmark configs pin ``train.gate_lr_mult``
-   to the 1.0 their older rows were run with, and a gated neck at the default 0.1 is the protocol
-   row ``<neck>_gatelr01``. Run folders and records keep that row name, so they pair with the
+   core, one thread each), from ``configs/embedded_v3/faster_rcnn_tiny_fpn.yaml`` with the row's
+   overrides. Each neck runs as the library ships it (:func:`demo_rows`): the benchmark configs pin
+   ``train.gate_lr_mult`` to the 1.0 their older rows were run with, and a gated neck at the
+   default 0.1 is the protocol row ``<neck>_gatelr01``. Run folders and records keep that row name, so they pair with the
    committed records; the table, the plots and the probe lines show the neck's name (``dsic``);
 3. ``results/<row>_seed0.json`` - each run's record (:mod:`dsic.results`), with the gate probe of
    DSIC (:mod:`dsic.analysis.probe`);
@@ -38,7 +38,7 @@ from .protocol import Protocol, get_protocol
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 ROOT = Path(__file__).resolve().parents[1]
-BASE_CONFIG = ROOT / "configs" / "embedded" / "faster_rcnn_tiny_fpn.yaml"
+BASE_CONFIG = get_protocol("v1").base_config  # the v1 tables (run_variants)
 QUICK = {"synth": {"num_train": 16, "num_val": 8, "image_size": 160},
          "train": ["train.epochs=1", "train.max_iters=4", "train.warmup_iters=2", "train.eval_every=1",
                    "train.batch_size=2", "model.min_size=160", "model.max_size=160", "train.log_every=1"]}
@@ -70,11 +70,6 @@ def summarize(rows: list[dict]) -> dict:
     out["seeds"] = len(rows)
     out["AP_per_seed"] = [r["AP"] for r in rows]
     return out
-
-
-def row_config(protocol: Protocol, row: str) -> Path:
-    """The shipped config of a benchmark row, e.g. configs/embedded_v2/faster_rcnn_tiny_dsic.yaml."""
-    return protocol.base_config.with_name(f"faster_rcnn_tiny_{row}.yaml")
 
 
 def data_overrides(data: Path) -> list[str]:

@@ -3,6 +3,10 @@
 v3 is the protocol of the AP comparisons (v7 a second one, on scenes of different scales); v1 and
 v2 are history; v4-v6 (and v7's routing rows) are the routing study's (projects/routing/). What
 each protocol is, why it was made and the rule fixed before its runs: benchmarks/PROTOCOLS.md.
+
+Each protocol's base config (its FPN row; the other rows add overrides) lives beside whoever uses it
+(configs/README.md): v3 and v7 in ``configs/``, v1 and v2 in ``benchmarks/protocols/``, v4-v6 in
+``projects/routing/configs/``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"  # the current protocols, v3 and v7
+HISTORY = ROOT / "benchmarks" / "protocols"  # v1 and v2
+STUDY = ROOT / "projects" / "routing" / "configs"  # the routing study's v4-v6
 
 
 @dataclass(frozen=True)
@@ -38,24 +45,24 @@ class Protocol:
         return ROOT / "projects" / "routing" / "results" / self.name
 
 
-_V2 = Protocol("v2", ROOT / "configs" / "embedded_v2" / "faster_rcnn_tiny_fpn.yaml",
+_V2 = Protocol("v2", HISTORY / "embedded_v2" / "faster_rcnn_tiny_fpn.yaml",
                synth={"preset": "hard", "image_size": 256, "num_train": 800, "num_val": 500},
                probe=50, data_name="synth_hard")
 PROTOCOLS = {
-    "v1": Protocol("v1", ROOT / "configs" / "embedded" / "faster_rcnn_tiny_fpn.yaml"),
+    "v1": Protocol("v1", HISTORY / "embedded" / "faster_rcnn_tiny_fpn.yaml"),
     "v2": _V2,
-    "v3": replace(_V2, name="v3", base_config=ROOT / "configs" / "embedded_v3" / "faster_rcnn_tiny_fpn.yaml",
+    "v3": replace(_V2, name="v3", base_config=CONFIGS / "embedded_v3" / "faster_rcnn_tiny_fpn.yaml",
                   overrides=(f"model.pretrained_backbone={ROOT / 'benchmarks' / 'weights' / 'resnet_tiny_gn_crops.pth'}",)),
 }
 PROTOCOLS["v4"] = replace(PROTOCOLS["v3"], name="v4",
-                          base_config=ROOT / "configs" / "embedded_v4" / "faster_rcnn_tiny_fpn.yaml",
+                          base_config=STUDY / "embedded_v4" / "faster_rcnn_tiny_fpn.yaml",
                           synth=dict(_V2.synth, preset="scenes"), data_name="synth_scenes")
 PROTOCOLS["v5"] = replace(PROTOCOLS["v4"], name="v5",
-                          base_config=ROOT / "configs" / "embedded_v5" / "faster_rcnn_tiny_fpn.yaml", seeds=2)
+                          base_config=STUDY / "embedded_v5" / "faster_rcnn_tiny_fpn.yaml", seeds=2)
 PROTOCOLS["v6"] = replace(PROTOCOLS["v5"], name="v6",
-                          base_config=ROOT / "configs" / "embedded_v6" / "faster_rcnn_tiny_fpn.yaml")
+                          base_config=STUDY / "embedded_v6" / "faster_rcnn_tiny_fpn.yaml")
 PROTOCOLS["v7"] = replace(PROTOCOLS["v5"], name="v7",
-                          base_config=ROOT / "configs" / "embedded_v7" / "faster_rcnn_tiny_fpn.yaml",
+                          base_config=CONFIGS / "embedded_v7" / "faster_rcnn_tiny_fpn.yaml",
                           synth=dict(PROTOCOLS["v5"].synth, num_train=6400), data_name="synth_scenes_6400",
                           seeds=4)  # FPN's variance: seeds 0-3 (the gated rows have seeds 0-1)
 

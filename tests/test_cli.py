@@ -1,12 +1,15 @@
 """The command line end to end on seconds-long runs: demo --quick, eval, predict, visualize, synth."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from dsic.cli import main
 from dsic.config import ConfigError
 from dsic.demo import BASE_CONFIG, data_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +130,7 @@ def test_benchmark_script_quick(quick_demo, capsys):
         sys.argv = ["run.py", "table4", "--quick", "--seeds", "1", "--jobs", "1", "--out", str(quick_demo), *extra]
         try:
             with pytest.raises(SystemExit) as done:
-                runpy.run_path(str(BASE_CONFIG.parents[2] / "benchmarks" / "run.py"), run_name="__main__")
+                runpy.run_path(str(ROOT / "benchmarks" / "run.py"), run_name="__main__")
         finally:
             sys.argv = argv
         assert done.value.code == 0
@@ -139,7 +142,7 @@ def test_benchmark_script_quick(quick_demo, capsys):
         assert f"| {name} | 0 |" in table
         assert (results / f"{name}_seed0.json").is_file()
     assert "fpn_seed0 is complete, reusing it" in capsys.readouterr().out  # the demo's run
-    committed = BASE_CONFIG.parents[2] / "benchmarks" / "results" / "v2" / "table4.md"
+    committed = ROOT / "benchmarks" / "results" / "v2" / "table4.md"
     before = committed.read_bytes()
     run()  # without --results a smoke run's records and table stay in --out, off the committed ones
     assert (quick_demo / "results" / "table4.md").read_text() == table
@@ -162,7 +165,7 @@ def test_summary_reports_mean_std_and_every_seed():
 def test_gate_stats_script_reads_a_trained_run(quick_demo):
     import runpy
 
-    script = runpy.run_path(str(BASE_CONFIG.parents[2] / "benchmarks" / "gate_stats.py"))
+    script = runpy.run_path(str(ROOT / "benchmarks" / "gate_stats.py"))
     stats = script["collect"](quick_demo / "dsic_gatelr01_seed0", images=2)
     assert stats["images"] == 2 and len(stats["a"]) == 2 and len(stats["a"][0]) == 4
     for a in stats["a"][0]:  # Fine Selection a = max(tanh(.), 0), one value per channel

@@ -51,7 +51,7 @@ def test_a_device_this_machine_lacks_is_one_line_and_exit_2_for_every_command(ch
                                                                               tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     no_cuda = "dsic: error: device 'cuda' asked for, but CUDA is not available here; use --device cpu"
-    config = ROOT / "configs" / "_base_" / "embedded.yaml"
+    config = ROOT / "benchmarks" / "protocols" / "_base_" / "embedded.yaml"
     calls = [["train", str(config), *tiny_overrides(tiny_synth, tmp_path / "run"), "--device", "cuda"],
              ["predict", str(checkpoint), str(image_folder), "--out", str(tmp_path / "p"), "--device", "cuda"],
              ["profile", "--necks", "fpn", "--device", "cuda"]]

@@ -152,8 +152,9 @@ def test_malformed_and_missing_files(tmp_path):
 
 
 def test_every_shipped_config_loads():
-    paths = sorted((ROOT / "configs").glob("*/*.yaml"))
-    assert paths
+    homes = (ROOT / "configs", ROOT / "benchmarks" / "protocols", ROOT / "projects" / "routing" / "configs")
+    paths = sorted(path for home in homes for path in home.glob("*/*.yaml"))
+    assert paths and all(any(home.glob("_base_/*.yaml")) for home in homes)
     for path in paths:
         if path.parent.name != "_base_":
             cfg = load_config(path)
