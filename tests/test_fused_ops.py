@@ -1,11 +1,13 @@
-"""dsic.ops.gated_sum: the fused form of CSG's gated sum computes the plain formula's outputs and
-gradients, and CSG with it computes what it computed with the plain operators."""
+"""The fused operators (dsic.ops.gated_sum, dsic.ops.gate.global_pool) compute the plain formulas'
+outputs and gradients, and the necks with them compute what they computed with the plain operators."""
 
 import pytest
 import torch
 
 import dsic.necks.csg as csg_module
+import dsic.necks.isg as isg_module
 from dsic.necks import build_neck
+from dsic.ops.gate import GlobalPool, global_pool, plain_global_pool
 from dsic.ops.gated_sum import GatedSum, gated_sum, plain_gated_sum
 
 from .test_necks import SPEC, blocks_for
@@ -56,7 +58,7 @@ def test_a_map_without_gradient_gets_none():
 
 @pytest.mark.parametrize("neck", ["csg", "dsic"])
 @pytest.mark.parametrize("mode", ["tanh", "sigmoid", "softmax"])
-def test_csg_with_the_fused_sum_gives_the_plain_outputs_and_gradients(monkeypatch, neck, mode):
+def test_necks_with_the_fused_operators_give_the_plain_outputs_and_gradients(monkeypatch, neck, mode):
     torch.manual_seed(0)
     model = build_neck(neck, SPEC, 16, "pool", csg_mode=mode, select_mode=mode)
     blocks = blocks_for(SPEC, batch=2, size=64)
@@ -69,6 +71,8 @@ def test_csg_with_the_fused_sum_gives_the_plain_outputs_and_gradients(monkeypatc
 
     fused, fused_grads = run()
     monkeypatch.setattr(csg_module, "gated_sum", plain_gated_sum)
+    monkeypatch.setattr(csg_module, "global_pool", plain_global_pool)
+    monkeypatch.setattr(isg_module, "global_pool", plain_global_pool)
     plain, plain_grads = run()
     for a, b in zip(fused, plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
@@ -83,3 +87,25 @@ def test_csg_gradients_pass_gradcheck_in_float64():
     x = [torch.randn(2, c, 8 // 2**i, 8 // 2**i, generator=g, dtype=torch.float64, requires_grad=True)
          for i, c in enumerate((3, 4, 5))]
     assert torch.autograd.gradcheck(lambda *x: tuple(csg(list(x))), tuple(x))
+
+
+def test_global_pool_gradients_pass_gradcheck_in_float64():
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    assert torch.autograd.gradcheck(GlobalPool.apply, (x,))
+
+
+def test_global_pool_shares_the_gradient_of_tied_maxima_as_amax_does():
+    g = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(2, 8, 16, 12, generator=g))
+    x[0, 1] = 0  # a dead channel: every pixel is a maximum
+    x[1, 2, :3] = x[1, 2].max()  # 36 tied maxima
+    x.requires_grad_()
+    grad = torch.randn(2, 8, 1, 1, generator=g)
+    fused = global_pool(x)
+    assert fused.grad_fn.name() == "GlobalPoolBackward"
+    plain = plain_global_pool(x)
+    torch.testing.assert_close(fused, plain, rtol=0, atol=0)
+    torch.testing.assert_close(torch.autograd.grad(fused, x, grad)[0], torch.autograd.grad(plain, x, grad)[0],
+                               rtol=1e-6, atol=1e-7)
+    with torch.no_grad():
+        assert global_pool(x).grad_fn is None
