@@ -1,12 +1,12 @@
-"""DSIC's CSG before and after a code change, and FPN, timed round-robin in one process.
+"""DSIC before and after a code change, and FPN, timed round-robin in one process.
 
-    python benchmarks/neck_speed.py [--before 0fd4ffe] [--repeats 7] [--cpu-time | --clock process]
+    python benchmarks/neck_speed.py [--before a25c281] [--repeats 7] [--cpu-time | --clock process]
                                     [--train] [--out benchmarks/results/precision/x.json]
 
 Builds Faster R-CNN R50 (random weights, 512x512, 1000 proposals shared by all detectors, see
-dsic/profiling.py) with FPN and with DSIC, and a copy of the DSIC detector whose CSG is the class
-from ``dsic/necks/csg.py`` at git revision ``--before`` (same weights). Prints the largest output
-difference of the two CSGs and the median ms of the neck alone and of the detector, with ratios to
+dsic/profiling.py) with FPN and with DSIC, and the DSIC detector of the whole ``dsic`` package at git
+revision ``--before`` (``git archive``, imported as ``dsic_<rev>``; same weights). Prints the largest output
+difference of the two DSIC necks and the median ms of the neck alone and of the detector, with ratios to
 FPN, as JSON. One torch thread. ``--train`` adds a training step of each: the neck alone (forward,
 backward of the mean square of its outputs, with gradients for its input features) and the detector
 (its losses on fixed random boxes, backward, an SGD step with learning rate 0 so that the weights stay
@@ -17,9 +17,7 @@ on the machine's load). ``--out`` also writes the record (command, commit, machi
 from __future__ import annotations
 
 import argparse
-import copy
-import importlib.util
-import inspect
+import importlib
 import json
 import os
 import resource
@@ -40,23 +38,21 @@ from dsic.models import build_detector
 from dsic.profiling import SharedProposals, interleaved_median_ms, synthetic_targets
 
 
-def csg_at(rev: str):
-    """The ``CSG`` class of dsic/necks/csg.py at git revision ``rev`` (absolute imports)."""
-    text = subprocess.run(["git", "show", f"{rev}:dsic/necks/csg.py"], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout
-    for rel, absolute in (("from ..", "from dsic."), ("from .", "from dsic.necks.")):
-        text = text.replace(rel, absolute)
-    path = Path(tempfile.mkdtemp()) / f"csg_{rev}.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.CSG
+def package_at(rev: str):
+    """The ``dsic`` package at git revision ``rev``, imported as ``dsic_<rev>`` (its imports are relative)."""
+    folder = Path(tempfile.mkdtemp())
+    archive = subprocess.run(["git", "archive", rev, "dsic"], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    name = f"dsic_{rev}"
+    (folder / "dsic").rename(folder / name)
+    sys.path.insert(0, str(folder))
+    importlib.import_module(f"{name}.models")
+    return importlib.import_module(name)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", default="0fd4ffe")
+    parser.add_argument("--before", default="a25c281")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--cpu-time", action="store_true", help="the calling thread's CPU time (--clock thread)")
@@ -70,22 +66,16 @@ def main(argv=None) -> int:
     image = [torch.rand(3, args.size, args.size, generator=torch.Generator().manual_seed(0))]
     shared = SharedProposals()
 
-    def detector(neck, neck_cfg=None):
+    def detector(neck, neck_cfg=None, build=build_detector):
         torch.manual_seed(0)
-        m = build_detector("faster_rcnn", "resnet50", neck, num_classes=80, min_size=args.size, max_size=args.size,
+        m = build("faster_rcnn", "resnet50", neck, num_classes=80, min_size=args.size, max_size=args.size,
                            pretrained_backbone=None, neck_cfg=neck_cfg, detector_cfg={"rpn_nms_thresh": 1.0}).eval()
         m.rpn.register_forward_hook(shared)
         return m
 
     fpn, now = detector("fpn"), detector("dsic")
-    before = copy.deepcopy(now)
-    new_csg = now.backbone.neck.csg
-    old_class = csg_at(args.before)
-    # control_norm none (the revisions that had the option): the descriptors of today's CSG
-    old_options = {"control_norm": "none"} if "control_norm" in inspect.signature(old_class).parameters else {}
-    old_csg = old_class(before.backbone.neck.in_channels, new_csg.paths.lateral[0].out_channels, **old_options)
-    old_csg.load_state_dict(new_csg.state_dict())
-    before.backbone.neck.csg = old_csg.eval()
+    before = detector("dsic", build=package_at(args.before).models.build_detector)
+    before.load_state_dict(now.state_dict())
     models = {"fpn": fpn, "dsic_before": before, "dsic_now": now}
     clock = {"wall": time.perf_counter, "thread": time.thread_time, "process": time.process_time}[clock_name]
     with torch.inference_mode():
