@@ -6,9 +6,9 @@ R50 block outputs of one random 512x512 image (random weights); the ``dsic`` nec
 (forward, backward of the mean square of its outputs, gradients for its input features) with: the
 whole package at ``--before``; today's code; today's code with one fused form replaced by its plain
 operators (``gated_sum``: dsic.ops.gated_sum; ``global_pool``: dsic.ops.gate.global_pool). Each round
-runs every variant once (process CPU time, one thread); the record gives the median ms of each and
-the median over rounds of each variant's difference to today's code (paired, so that drifts of the
-machine's speed cancel), and minor page faults.
+runs every variant once, in an order that rotates (process CPU time, one thread); the record gives the median ms of each and
+the median and quartiles over rounds of each variant's difference to today's code (paired, so that
+drifts of the machine's speed cancel), every round's figures, and minor page faults.
 """
 
 from __future__ import annotations
@@ -106,8 +106,10 @@ def main(argv=None) -> int:
     faults = {k: [] for k in variants}
     for v in variants.values():
         step(*v)
-    for _ in range(args.repeats):
-        for k, v in variants.items():
+    names = list(variants)
+    for r in range(args.repeats):
+        for k in names[r % len(names):] + names[: r % len(names)]:  # the order rotates: no variant always follows another
+            v = variants[k]
             f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
             step(*v)
             times[k].append((time.process_time() - t0) * 1000)
@@ -120,6 +122,9 @@ def main(argv=None) -> int:
            "median_ms": {k: round(statistics.median(t), 1) for k, t in times.items()},
            "paired_median_diff_to_now_ms": {k: round(statistics.median(a - b for a, b in zip(t, times["now"])), 1)
                                             for k, t in times.items()},
+           "paired_diff_quartiles_ms": {k: [round(q, 1) for q in statistics.quantiles(
+               [a - b for a, b in zip(t, times["now"])], n=4)] for k, t in times.items()},
+           "rounds_ms": {k: [round(x, 1) for x in t] for k, t in times.items()},
            "median_minor_faults": {k: statistics.median(f) for k, f in faults.items()},
            "load_average": {"start": [round(x, 2) for x in load_before], "end": [round(x, 2) for x in os.getloadavg()]}}
     print(json.dumps(out, indent=1))
