@@ -35,7 +35,6 @@ from torch import Tensor, nn
 
 from ..backbones.staged import BackboneSpec
 from ..ops.gate import bias_for, check_mode, gate, gate_activation, global_pool
-from ..ops.gated_sum import gated_sum
 from .base import Neck, conv, fit, init_conv
 from .isg import COARSE_MODES
 
@@ -164,8 +163,10 @@ class CSG(nn.Module):
             w, s = self.control[k](pooled, mags)
             # the gain multiplies the [B, n, C, 1, 1] signals, not the full-resolution sum
             gw = w * self.init_gain
-            maps = below + [upsample(gate(gw[:, i], lat[i]), size) for i in above]  # gated at the source
-            p = gated_sum(gw[:, : k + 1], maps, s)  # P'_k = sum_i G(w_ik, M_ik) * s_ik, backward in fewer passes
+            p = gate(gw[:, 0], below[0]).mul_(s[:, :1])  # in place: one full-resolution buffer less
+            for i in range(1, len(lat)):
+                gated = gate(gw[:, i], below[i]) if i <= k else upsample(gate(gw[:, i], lat[i]), size)
+                p = p.addcmul_(gated, s[:, i : i + 1])  # += G(w_ik, M_ik) * s_ik, fused
             outs.append(self.output[k](p) if self.output is not None else p)
             w_matrix.append(w.detach().mean((2, 3, 4)))  # [B, n_in]
             selections.append(s.detach())

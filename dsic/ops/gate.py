@@ -88,37 +88,6 @@ def bias_for(mode: str, target: float) -> float:
     raise ValueError(f"unknown gate mode {mode!r}; expected one of {', '.join(GATE_MODES)}")
 
 
-def plain_global_pool(x: Tensor) -> Tensor:
-    """GAP + GMP over space in plain differentiable operators (traceable, scriptable)."""
-    return x.mean((2, 3), keepdim=True) + x.amax((2, 3), keepdim=True)
-
-
-class GlobalPool(torch.autograd.Function):
-    """GAP + GMP with the backward in one full-resolution pass: with g = dL/dpool [B, C, 1, 1] and
-    the k maxima of a channel (ties share, as ``amax``'s backward shares),
-    dL/dx = g / HW + g / k where x is a maximum, g / HW elsewhere. Autograd's ``mean`` and ``amax``
-    backwards write four full-resolution tensors (expanded mean gradient, float mask, masked
-    gradient, their sum); this writes the boolean mask and the result."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        peak = x.amax((2, 3), keepdim=True)
-        ctx.save_for_backward(x, peak)
-        return x.mean((2, 3), keepdim=True) + peak
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        x, peak = ctx.saved_tensors
-        mask = x == peak
-        spread = grad / (x.shape[2] * x.shape[3])
-        # counted as bytes into int32: summing the bool mask itself goes through int64, 15x slower
-        count = mask.view(torch.uint8).sum((2, 3), keepdim=True, dtype=torch.int32)
-        return torch.where(mask, spread + grad / count, spread)
-
-
 def global_pool(x: Tensor) -> Tensor:
-    """GAP + GMP over space, keeping the shape [B, C, 1, 1] (:class:`GlobalPool` when a gradient is
-    wanted and the code is neither traced nor scripted)."""
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or not (torch.is_grad_enabled() and x.requires_grad):
-        return plain_global_pool(x)
-    return GlobalPool.apply(x)
+    """GAP + GMP over space, keeping the shape [B, C, 1, 1]."""
+    return x.mean((2, 3), keepdim=True) + x.amax((2, 3), keepdim=True)
