@@ -485,10 +485,35 @@ def breadth_section(folder: Path = RESULTS / "v3") -> str:
     return "\n".join(out + ["", end])
 
 
+def bf16_section(folder: Path = RESULTS / "v3" / "bf16") -> str:
+    """Issue 38's bf16 training pairs (docs/precision.md): per neck, bf16 - fp32 AP paired by seed, and the
+    CPU time per iteration of each row."""
+    start, end = markers("bf16")
+    records = load_records(folder) if folder.is_dir() else {}
+    if not records:
+        return f"{start}\n\nNo bf16 training run is recorded yet.\n\n{end}"
+    out = [start, ""]
+    for ref in ("fpn", "dsic_gatelr01"):
+        rows = [r for r in (ref, f"{ref}_bf16") if r in records]
+        if len(rows) == 2:
+            out += [paired_table(records, rows, reference=ref), ""]
+    lines = ["| row | seeds | CPU s per iteration (one thread) | hosts |", "|---|---|---|---|"]
+    for row in ("fpn", "fpn_bf16", "dsic_gatelr01", "dsic_gatelr01_bf16"):
+        runs = records.get(row, {})
+        per_it = [r["cpu_s"] / r["iterations"] for r in runs.values() if r.get("cpu_s") and r.get("iterations")]
+        hosts = {(r.get("host") or {}).get("cpu", "?") + (" bf16" if (r.get("host") or {}).get("bf16_native") else "")
+                 for r in runs.values()}
+        if runs:
+            lines.append(f"| {row} | {','.join(map(str, sorted(runs)))} | "
+                         f"{statistics.mean(per_it):.2f} | {', '.join(sorted(hosts))} |" if per_it else
+                         f"| {row} | {','.join(map(str, sorted(runs)))} | - | {', '.join(sorted(hosts))} |")
+    return "\n".join(out + lines + ["", end])
+
+
 def sections() -> dict[Path, dict[str, str]]:
     """Every generated section, by the file that holds it."""
     return {ROOT / "BENCHMARKS.md": {"headlines": headlines(), "v3": section(RESULTS / "v3", "v3", earlier=RESULTS / "v2"),
-                                     "breadth": breadth_section(),
+                                     "breadth": breadth_section(), "bf16": bf16_section(),
                                      "v7": section(RESULTS / "v7", "v7")},
             ROOT / "benchmarks" / "PROTOCOLS.md": {"v2": section(RESULTS / "v2", "v2", HISTORY_TABLES, probe=True)}}
 

@@ -5,6 +5,7 @@
     python benchmarks/run.py table5 --seeds 4     # gate modes of DSIC: softmax, sigmoid, tanh
     python benchmarks/run.py table1 --protocol v3 # FPN / DSIC / CSG in FCOS, RetinaNet and Mask R-CNN
     python benchmarks/run.py table4_tiny34 --protocol v3 --reference r34_fpn  # ISG / CSG on resnet_tiny34
+    python benchmarks/run.py bf16 --protocol v3 --out runs/v3_bf16 --results benchmarks/results/v3/bf16  # bf16 training
     python benchmarks/run.py profile              # Faster R-CNN R50 at 512x512: params, GFLOPs, latency
 
 and the tables of the projects beside the library, each defined in its ``projects/<name>/rows.py``
@@ -117,6 +118,16 @@ def table4_tiny34(protocol: str) -> dict[str, list[str]]:
     return {f"r34_{name}": backbone + overrides for name, overrides in necks}
 
 
+def bf16(protocol: str) -> dict[str, list[str]]:
+    """Issue 38's bf16 training pairs (v3; docs/precision.md): FPN and DSIC as shipped trained in fp32 and in
+    bf16 (``train.amp=bf16``) at the same seeds on one machine with native bf16. Run with ``--out runs/v3_bf16
+    --results benchmarks/results/v3/bf16`` so the fp32 rows never mix with v3's records of other machines."""
+    if protocol != "v3":
+        return {}
+    rows = {"fpn": ["model.neck=fpn"], **dict([gate_lr_row("dsic", 0.1)])}
+    return {**rows, **{f"{name}_bf16": overrides + ["train.amp=bf16"] for name, overrides in rows.items()}}
+
+
 def table1_markdown(records: dict, protocol: str) -> str:
     """One paired table per detector, against its own FPN (Faster R-CNN's rows are tables 2 and 4's)."""
     parts = [(f"{TABLES['table1'].title}, protocol {protocol}; COCO bbox metrics in %, mean over the seeds each "
@@ -152,6 +163,7 @@ def project_tables() -> dict[str, Table]:
 
 LIBRARY_TABLES = {
     "table1": Table("Table 1 analog: FPN, DSIC and CSG in each detector (resnet_tiny, embedded dataset)", table1),
+    "bf16": Table("bf16 training against fp32, paired by seed on one machine with native bf16 (Faster R-CNN)", bf16),
     "table4_tiny34": Table("Table 4 analog on resnet_tiny34, where ISG has 2-5 former blocks to choose from "
                            "(Faster R-CNN)", table4_tiny34),
     "table2": Table("Table 2 analog: necks compared in Faster R-CNN (resnet_tiny, embedded dataset)", table2),

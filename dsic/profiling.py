@@ -121,8 +121,10 @@ def interleaved_median_ms(calls: list, warmup: int = 2, repeats: int = 10,
 
 
 # a line of the C++ logs torch.profiler's backend (kineto) writes to the stderr descriptor, e.g.
-# 'USDT:2026-12-07 13:08:11 8884:8884 SyncActivityProfilerHandler.cpp:39] profiler_start'
-_NATIVE_LOG = re.compile(r"^[A-Z]+:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d+:\d+ \S+\.cpp:\d+\] ")
+# 'USDT:2026-12-07 13:08:11 8884:8884 SyncActivityProfilerHandler.cpp:39] profiler_start', or c10's
+# '[W1207 15:27:27.963245182 CPUAllocator.cpp:245] Memory block of unknown size was allocated before ...'
+_NATIVE_LOG = re.compile(r"^([A-Z]+:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d+:\d+ |\[[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ )"
+                         r"\S+\.cpp:\d+\] ")
 
 
 @contextlib.contextmanager

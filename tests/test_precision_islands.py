@@ -164,3 +164,22 @@ def test_precision_ap_compares_box_by_box_and_tabulates_per_machine():
     assert lines[4] == "| fpn | faster_rcnn | fpn | 0 | 400 | 5 | 256 | fp32 | - | - | 30.00 | 50.00 | 30.00 | 10.00 | - | - | - | - | - |"
     assert lines[5].endswith("| bf16 | none | emulated | 28.00 | 50.00 | 30.00 | 7.00 | -2.00 | -3.00 | - | 0.5 | 2.0 |")
     assert lines[7].startswith("### Xeon")
+
+
+def test_a_bf16_training_step_computes_its_losses_from_fp32_predictions():
+    """train.amp: bf16 passes the model to autocast, so the RPN's and the box predictor's outputs reach
+    the losses (matching, box encoding) in fp32, and the step's gradients reach the backbone."""
+    torch.manual_seed(0)
+    model = build_detector(arch="faster_rcnn", backbone="resnet_tiny", neck="dsic", num_classes=3, min_size=64,
+                           max_size=64, pretrained_backbone=None, out_channels=32).train()
+    target = {"boxes": torch.tensor([[8.0, 8.0, 40.0, 44.0]]), "labels": torch.tensor([1])}
+    with EmulatedBf16(), autocast("cpu", "bf16", warn=False, model=model):
+        seen, handles = recorded(model, ["rpn.head", "roi_heads.box_predictor"])  # after the fp32 casts
+        losses = model([torch.rand(3, 64, 64)], [target])
+    for h in handles:
+        h.remove()
+    rpn_logits, rpn_deltas = seen["rpn.head"]
+    assert all(t.dtype == torch.float32 for t in [*rpn_logits, *rpn_deltas, *seen["roi_heads.box_predictor"]])
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.backbone.body.conv1.weight.grad.abs().sum() > 0

@@ -26,6 +26,8 @@ def test_native_log_lines_are_dropped_and_the_rest_kept(capfd):
     with native_logs_dropped():
         os.write(2, b"USDT:2026-12-07 13:08:11 8884:8884 SyncActivityProfilerHandler.cpp:39] profiler_start\n")
         os.write(2, b"ERROR:2026-12-07 13:08:19 8884:8884 DeviceProperties.cpp:56] gpuGetDeviceCount failed\n")
+        os.write(2, b"[W1207 15:27:27.963245182 CPUAllocator.cpp:245] Memory block of unknown size was allocated "
+                    b"before the profiling started, profiler results will not include the deallocation event\n")
         os.write(2, b"Traceback: kept\n")
     assert capfd.readouterr().err == "Traceback: kept\n"
 

@@ -439,3 +439,15 @@ def test_breadth_keeps_a_detectors_setting_by_fpns_sd_and_cpu_time_alone(tmp_pat
     assert "| mask_rcnn | mask_rcnn_fpn | 0: 40.00 | 40.00 | - | 25.0 min | not kept: a run took 25.0 min" in text
     assert "### Table 1: necks in fcos (box AP)" in text and "| fcos_dsic_gatelr01 | 0,1 |" in text
     assert "necks in retinanet" not in text and "| r34_fpn | - |" in text
+
+
+def test_bf16_section_pairs_each_neck_with_its_fp32_run_and_gives_the_step_cost(tmp_path):
+    report = _report()
+    assert "No bf16 training run is recorded yet." in report.bf16_section(tmp_path / "none")
+    for seed in range(2):
+        _record(tmp_path, "fpn", seed, 50.0 + seed, cpu_s=400.0, iterations=400)
+        _record(tmp_path, "fpn_bf16", seed, 50.1 + seed, cpu_s=200.0, iterations=400)
+    text = report.bf16_section(tmp_path)
+    assert "| fpn_bf16 | 0,1 |" in text and "+0.10" in text
+    assert "| fpn | 0,1 | 1.00 |" in text and "| fpn_bf16 | 0,1 | 0.50 |" in text
+    assert "dsic_gatelr01" not in text

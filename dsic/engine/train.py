@@ -553,7 +553,7 @@ def _loop(run: _Run, log: JsonLog, guard: SignalGuard) -> dict | None:
             images = [im.to(device, non_blocking=True) for im in images]
             targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
                        for t in targets]
-            with autocast(device, run.precision, warn=False):
+            with autocast(device, run.precision, warn=False, model=run.model):  # coordinates, scores in fp32
                 losses = run.model(images, targets)
             loss = sum(losses.values())
             values = all_reduce_mean(torch.stack([v.detach().float() for v in losses.values()]), info).tolist()
