@@ -14,6 +14,7 @@ projects/routing/report.py.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -404,26 +405,27 @@ def setting_kept(runs: dict) -> str:
 
 def fpn_steps(records: dict, rows: dict[str, str]) -> str:
     """One line per detector: FPN's AP per seed, sd, CPU time per run and step 1's verdict."""
-    lines = ["| detector | FPN row | AP per seed | mean | sd | CPU time per run | setting |", "|---|---|---|---|---|---|---|"]
+    lines = ["| detector | FPN row | AP per seed | mean | sd | CPU time per run | machines | setting |",
+             "|---|---|---|---|---|---|---|---|"]
     for arch, row in rows.items():
         runs = fixed_seeds(records, BREADTH_SEEDS).get(row, {})
         if not runs:
-            lines.append(f"| {arch} | {row} | - | - | - | - | open: no run yet |")
+            lines.append(f"| {arch} | {row} | - | - | - | - | - | open: no run yet |")
             continue
         aps = [runs[s]["metrics"]["AP"] for s in sorted(runs)]
         cpus = [runs[s]["cpu_s"] / 60 for s in sorted(runs) if runs[s].get("cpu_s")]
         sd = f"{statistics.stdev(aps):.2f}" if len(aps) > 1 else "-"
         cpu = "not recorded" if not cpus else f"{min(cpus):.1f} min"
         cpu = cpu if not cpus or f"{max(cpus):.1f}" == f"{min(cpus):.1f}" else f"{min(cpus):.1f}-{max(cpus):.1f} min"
+        hosts = {json.dumps(runs[s].get("host"), sort_keys=True) for s in sorted(runs)}
+        machines = "not recorded" if hosts == {"null"} else str(len(hosts))
         lines.append(f"| {arch} | {row} | {', '.join(f'{s}: {a:.2f}' for s, a in zip(sorted(runs), aps))} | "
-                     f"{statistics.mean(aps):.2f} | {sd} | {cpu} | {setting_kept(runs)} |")
+                     f"{statistics.mean(aps):.2f} | {sd} | {cpu} | {machines} | {setting_kept(runs)} |")
     return "\n".join(lines)
 
 
 def cost_table(folder: Path) -> str:
     """Parameters, GFLOPs and time ratios to FPN per detector, from ``table1_<arch>_256_fp32.json``."""
-    import json
-
     lines = ["| detector | neck | params (M) | GFLOPs | inference vs FPN | training step vs FPN | load while measured |",
              "|---|---|---|---|---|---|---|"]
     command = None

@@ -434,9 +434,9 @@ def test_breadth_keeps_a_detectors_setting_by_fpns_sd_and_cpu_time_alone(tmp_pat
     for seed in range(2):
         _record(tmp_path, "fcos_dsic_gatelr01", seed, 36.0 + seed, cpu_s=650.0)
     text = report.breadth_section(tmp_path)
-    assert "| fcos | fcos_fpn | 0: 34.00, 1: 35.00, 2: 34.50, 3: 35.50 | 34.75 | 0.65 | 10.0 min | kept |" in text
+    assert "| fcos | fcos_fpn | 0: 34.00, 1: 35.00, 2: 34.50, 3: 35.50 | 34.75 | 0.65 | 10.0 min | not recorded | kept |" in text
     assert "| retinanet | retinanet_fpn |" in text and "| not kept: sd " in text
-    assert "| mask_rcnn | mask_rcnn_fpn | 0: 40.00 | 40.00 | - | 25.0 min | not kept: a run took 25.0 min" in text
+    assert "| mask_rcnn | mask_rcnn_fpn | 0: 40.00 | 40.00 | - | 25.0 min | not recorded | not kept: a run took 25.0 min" in text
     assert "### Table 1: necks in fcos (box AP)" in text and "| fcos_dsic_gatelr01 | 0,1 |" in text
     assert "necks in retinanet" not in text and "| r34_fpn | - |" in text
 
