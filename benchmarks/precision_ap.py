@@ -179,12 +179,15 @@ def evaluate_run(run: Path, precisions: list[str], parts: list[str], checkpoint:
 def record_name(rec: dict) -> str:
     """``<row>_seed<seed>[_it<iteration>][_<images>img]_<precision>[_<fp32 parts>][_fallback].json``: the
     iteration of a checkpoint other than final.pth, the image count of a part of the split
-    (``--max-images``), the size of ``--size``, ``fallback`` for bf16 run through a non-native CPU's kernels."""
+    (``--max-images``), the size of ``--size``, ``fallback`` for bf16 run through a non-native CPU's kernels,
+    ``emulated`` for emulated bf16 on a CPU with native bf16 (elsewhere emulation is the default)."""
     part = f"_{rec['fp32_parts'].replace('+', '_')}" if rec["fp32_parts"] not in (None, "default") else ""
     it = f"_it{rec['iteration']}" if rec["checkpoint"] != "final.pth" else ""
     some = f"_{rec['images']}img" if rec.get("max_images") else ""
     some += f"_{rec['size']}px" if rec.get("resized") else ""
     kernels = "_fallback" if rec["bf16_kernels"] == "fallback" else ""
+    if rec["bf16_kernels"] == "emulated" and rec.get("machine", {}).get("native_bf16_cpu"):
+        kernels = "_emulated"  # by choice (--kernels emulated) beside the native kernels' record
     return f"{rec['row']}_seed{rec['seed']}{it}{some}_{rec['precision']}{part}{kernels}.json"
 
 
@@ -200,8 +203,8 @@ def table(records: list[dict]) -> str:
                       key=lambda r: (r["row"], r["seed"], r.get("size") or 0, r["images"], r["precision"] != "fp32",
                                      r["fp32_parts"] or ""))
         capability = f", {machine[4]}" if machine[4] else ""
-        lines += [f"### {machine[0]}, {machine[1]} cores{capability}, native bf16: {'yes' if machine[3] else 'no'}, "
-                  f"torch {machine[2]}",
+        lines += [(f"### {machine[0]}, {machine[1]} cores{capability}, native bf16: {'yes' if machine[3] else 'no'}, "
+                   f"torch {machine[2]}"),
                   "", ("| row | arch | neck | seed | iteration | images | size | precision | fp32 parts | bf16 kernels | AP | "
                        "AP50 | AP75 | APs | AP - fp32 | APs - fp32 | mask AP | mask AP - fp32 | boxes IoU<0.95 | "
                        "max err px |"),

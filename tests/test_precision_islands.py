@@ -160,6 +160,7 @@ def test_precision_ap_compares_box_by_box_and_tabulates_per_machine():
                 metrics={"bbox": dict(metrics["bbox"], AP=0.28, APs=0.07)})
     assert [ap.record_name(r) for r in (rec, bf16)] == ["fpn_seed0_fp32.json", "fpn_seed0_bf16_none.json"]
     native = dict(machine, native_bf16_cpu=True, cpu_capability="AVX512")  # same model name, another machine
+    assert ap.record_name(dict(bf16, machine=native)) == "fpn_seed0_bf16_none_emulated.json"  # beside native's
     lines = ap.table([bf16, rec, dict(rec, machine=dict(machine, cpu="Xeon")), dict(rec, machine=native)]).splitlines()
     assert lines[0] == "### AMD EPYC, 2 cores, native bf16: no, torch 2.14.1" and lines.count("") == 5
     assert lines[4] == ("| fpn | faster_rcnn | fpn | 0 | 400 | 5 | 256 | fp32 | - | - | 30.00 | 50.00 | 30.00 | 10.00 | "
