@@ -73,6 +73,13 @@ def neck_in_fp32(model):
         del neck.forward
 
 
+def evaluated_weights(state: dict) -> dict:
+    """The weights a run evaluates: a ``final.pth``'s (its ``ema`` is a flag: they are the EMA already), a
+    training checkpoint's (``last.pth``, ``interrupted.pth``) EMA when it holds one (a dict), else its model."""
+    ema = state.get("ema")
+    return model_state(ema["module"] if isinstance(ema, dict) else state)
+
+
 def xyxy(boxes) -> torch.Tensor:
     """COCO [x, y, w, h] box(es) as an [N, 4] xyxy tensor."""
     b = torch.tensor(boxes, dtype=torch.float64).view(-1, 4)
@@ -123,8 +130,7 @@ def evaluate_run(run: Path, precisions: list[str], parts: list[str], checkpoint:
     info = DistInfo(device=torch.device("cpu"))
     state = load_checkpoint(run / checkpoint)
     model = build_model(cfg)
-    # final.pth holds the evaluated weights; a training checkpoint (last.pth) its EMA when it has one
-    model.load_state_dict(model_state(state["ema"]["module"] if state.get("ema") else state))
+    model.load_state_dict(evaluated_weights(state))
     model.eval()
     dataset = make_dataset(cfg, "val")
     if max_images:
@@ -173,12 +179,15 @@ def evaluate_run(run: Path, precisions: list[str], parts: list[str], checkpoint:
 def record_name(rec: dict) -> str:
     """``<row>_seed<seed>[_it<iteration>][_<images>img]_<precision>[_<fp32 parts>][_fallback].json``: the
     iteration of a checkpoint other than final.pth, the image count of a part of the split
-    (``--max-images``), the size of ``--size``, ``fallback`` for bf16 run through a non-native CPU's kernels."""
+    (``--max-images``), the size of ``--size``, ``fallback`` for bf16 run through a non-native CPU's kernels,
+    ``emulated`` for emulated bf16 on a CPU with native bf16 (elsewhere emulation is the default)."""
     part = f"_{rec['fp32_parts'].replace('+', '_')}" if rec["fp32_parts"] not in (None, "default") else ""
     it = f"_it{rec['iteration']}" if rec["checkpoint"] != "final.pth" else ""
     some = f"_{rec['images']}img" if rec.get("max_images") else ""
     some += f"_{rec['size']}px" if rec.get("resized") else ""
     kernels = "_fallback" if rec["bf16_kernels"] == "fallback" else ""
+    if rec["bf16_kernels"] == "emulated" and rec.get("machine", {}).get("native_bf16_cpu"):
+        kernels = "_emulated"  # by choice (--kernels emulated) beside the native kernels' record
     return f"{rec['row']}_seed{rec['seed']}{it}{some}_{rec['precision']}{part}{kernels}.json"
 
 
@@ -186,32 +195,36 @@ def table(records: list[dict]) -> str:
     """Markdown: one section per machine, one line per record; deltas against the fp32 record of the
     same run, checkpoint iteration, images and size on the same machine."""
     lines = []
-    key = lambda r: (r["machine"]["cpu"], r["machine"]["cpu_count"], r["machine"]["torch"])
+    # the CPU's model name alone does not tell machines apart (a VM's "AMD EPYC" with and without AVX512-BF16)
+    key = lambda r: (r["machine"]["cpu"], r["machine"]["cpu_count"], r["machine"]["torch"],
+                     bool(r["machine"].get("native_bf16_cpu")), r["machine"].get("cpu_capability") or "")
     for machine in sorted({key(r) for r in records}):
         recs = sorted((r for r in records if key(r) == machine),
                       key=lambda r: (r["row"], r["seed"], r.get("size") or 0, r["images"], r["precision"] != "fp32",
                                      r["fp32_parts"] or ""))
-        native = recs[0]["machine"]["native_bf16_cpu"]
-        lines += [f"### {machine[0]}, {machine[1]} cores, native bf16: {'yes' if native else 'no'}, torch {machine[2]}",
+        capability = f", {machine[4]}" if machine[4] else ""
+        lines += [(f"### {machine[0]}, {machine[1]} cores{capability}, native bf16: {'yes' if machine[3] else 'no'}, "
+                   f"torch {machine[2]}"),
                   "", ("| row | arch | neck | seed | iteration | images | size | precision | fp32 parts | bf16 kernels | AP | "
-                       "AP50 | AP75 | APs | AP - fp32 | APs - fp32 | mask AP | boxes IoU<0.95 | max err px |"),
-                  "|" + "---|" * 19]
+                       "AP50 | AP75 | APs | AP - fp32 | APs - fp32 | mask AP | mask AP - fp32 | boxes IoU<0.95 | "
+                       "max err px |"),
+                  "|" + "---|" * 20]
         for r in recs:
             ref = next((f for f in recs if f["precision"] == "fp32" and f["run"] == r["run"]
                         and f["iteration"] == r["iteration"] and f["images"] == r["images"]
                         and f.get("size") == r.get("size")), None)
             b, vs = r["metrics"]["bbox"], r.get("vs_fp32") or {}
 
-            def delta(metric, r=r, ref=ref):
-                if ref is None or ref is r:
+            def delta(metric, iou_type="bbox", r=r, ref=ref):
+                if ref is None or ref is r or iou_type not in r["metrics"] or iou_type not in ref["metrics"]:
                     return "-"
-                return f"{100 * (r['metrics']['bbox'][metric] - ref['metrics']['bbox'][metric]):+.2f}"
+                return f"{100 * (r['metrics'][iou_type][metric] - ref['metrics'][iou_type][metric]):+.2f}"
 
             mask = f"{100 * r['metrics']['segm']['AP']:.2f}" if "segm" in r["metrics"] else "-"
             cells = [r["row"], r["arch"], r["neck"], r["seed"], r["iteration"], r["images"], r.get("size", "-"),
                      r["precision"],
                      r["fp32_parts"] or "-", r["bf16_kernels"] or "-", f"{100 * b['AP']:.2f}", f"{100 * b['AP50']:.2f}",
-                     f"{100 * b['AP75']:.2f}", f"{100 * b['APs']:.2f}", delta("AP"), delta("APs"), mask,
+                     f"{100 * b['AP75']:.2f}", f"{100 * b['APs']:.2f}", delta("AP"), delta("APs"), mask, delta("AP", "segm"),
                      vs.get("iou_below_0.95", "-"), vs.get("coord_err_px_max", "-")]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         lines.append("")

@@ -159,11 +159,27 @@ def test_precision_ap_compares_box_by_box_and_tabulates_per_machine():
     bf16 = dict(rec, precision="bf16", fp32_parts="none", bf16_kernels="emulated", vs_fp32=vs,
                 metrics={"bbox": dict(metrics["bbox"], AP=0.28, APs=0.07)})
     assert [ap.record_name(r) for r in (rec, bf16)] == ["fpn_seed0_fp32.json", "fpn_seed0_bf16_none.json"]
-    lines = ap.table([bf16, rec, dict(rec, machine=dict(machine, cpu="Xeon"))]).splitlines()
-    assert lines[0] == "### AMD EPYC, 2 cores, native bf16: no, torch 2.14.1" and lines.count("") == 3
-    assert lines[4] == "| fpn | faster_rcnn | fpn | 0 | 400 | 5 | 256 | fp32 | - | - | 30.00 | 50.00 | 30.00 | 10.00 | - | - | - | - | - |"
-    assert lines[5].endswith("| bf16 | none | emulated | 28.00 | 50.00 | 30.00 | 7.00 | -2.00 | -3.00 | - | 0.5 | 2.0 |")
-    assert lines[7].startswith("### Xeon")
+    native = dict(machine, native_bf16_cpu=True, cpu_capability="AVX512")  # same model name, another machine
+    assert ap.record_name(dict(bf16, machine=native)) == "fpn_seed0_bf16_none_emulated.json"  # beside native's
+    lines = ap.table([bf16, rec, dict(rec, machine=dict(machine, cpu="Xeon")), dict(rec, machine=native)]).splitlines()
+    assert lines[0] == "### AMD EPYC, 2 cores, native bf16: no, torch 2.14.1" and lines.count("") == 5
+    assert lines[4] == ("| fpn | faster_rcnn | fpn | 0 | 400 | 5 | 256 | fp32 | - | - | 30.00 | 50.00 | 30.00 | 10.00 | "
+                        "- | - | - | - | - | - |")
+    assert lines[5].endswith("| bf16 | none | emulated | 28.00 | 50.00 | 30.00 | 7.00 | -2.00 | -3.00 | - | - | 0.5 | 2.0 |")
+    assert lines[7] == "### AMD EPYC, 2 cores, AVX512, native bf16: yes, torch 2.14.1"
+    assert lines[13].startswith("### Xeon")
+    segm = {"segm": {"AP": 0.25}}  # Mask R-CNN: mask AP and its difference to fp32
+    lines = ap.table([dict(rec, metrics={**metrics, **segm}),
+                      dict(bf16, metrics={**bf16["metrics"], "segm": {"AP": 0.2475}})]).splitlines()
+    assert lines[4].endswith("| 25.00 | - | - | - |") and lines[5].endswith("| 24.75 | -0.25 | 0.5 | 2.0 |")
+
+
+def test_precision_ap_loads_final_pth_and_a_training_checkpoints_ema():
+    ap = bench("precision_ap")
+    weights, ema = {"w": torch.zeros(1)}, {"w": torch.ones(1)}
+    assert ap.evaluated_weights({"model": weights, "ema": True, "iteration": 400}) is weights  # final.pth: a flag
+    assert ap.evaluated_weights({"model": weights, "ema": {"module": ema, "updates": 3}}) is ema  # last.pth
+    assert ap.evaluated_weights({"model": weights}) is weights
 
 
 def test_a_bf16_training_step_computes_its_losses_from_fp32_predictions():
