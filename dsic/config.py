@@ -167,16 +167,17 @@ def _defaults(schema: dict) -> dict:
 DEFAULTS: dict = _defaults(SCHEMA)
 
 
-def _dotted_keys(schema: dict, prefix: str = "") -> list[str]:
+def dotted_keys_of(patch: dict, prefix: str = "") -> list[str]:
+    """The dotted keys ``patch`` sets, at every depth (``{"a": {"b": 1}}`` -> ``["a", "a.b"]``)."""
     out = []
-    for key, value in schema.items():
+    for key, value in patch.items():
         out.append(prefix + key)
         if isinstance(value, dict):
-            out += _dotted_keys(value, f"{prefix}{key}.")
+            out += dotted_keys_of(value, f"{prefix}{key}.")
     return out
 
 
-ALL_KEYS = _dotted_keys(SCHEMA)
+ALL_KEYS = dotted_keys_of(SCHEMA)
 
 
 # --- YAML with numbers as a command line means them -------------------------------------------------
@@ -431,16 +432,6 @@ def apply_overrides(cfg: dict, overrides: list[str] | None, problems: list[str])
 
 def _as_number(v: float):
     return int(v) if float(v).is_integer() else float(v)
-
-
-def dotted_keys_of(patch: dict, prefix: str = "") -> list[str]:
-    """The dotted keys ``patch`` sets, at every depth (``{"a": {"b": 1}}`` -> ``["a", "a.b"]``)."""
-    out = []
-    for key, value in patch.items():
-        out.append(prefix + key)
-        if isinstance(value, dict):
-            out += dotted_keys_of(value, f"{prefix}{key}.")
-    return out
 
 
 def finalize(cfg: dict, where: str = "config", origins: dict[str, str] | None = None) -> dict:
