@@ -51,9 +51,10 @@ def test_table1_rows_per_detector_against_its_own_fpn():
     rows = run.variants("table1", "v3")
     assert list(rows) == [f"{a}_{n}" for a in ("fcos", "retinanet", "mask_rcnn")
                           for n in ("fpn", "dsic_gatelr01", "csg_gatelr01")]
-    assert rows["fcos_dsic_gatelr01"] == ["model.arch=fcos", "model.detector_cfg={_replace_: true}",
-                                          "model.anchor_sizes=[8, 16, 32, 64, 128]",
-                                          "model.neck=dsic", "train.gate_lr_mult=0.1"]
+    # each row: its detector's setting, then the neck (the rows of a detector differ in the neck alone)
+    assert rows["fcos_dsic_gatelr01"] == run.TABLE1_ARCHS["fcos"] + ["model.neck=dsic", "train.gate_lr_mult=0.1"]
+    assert rows["mask_rcnn_fpn"] == run.TABLE1_ARCHS["mask_rcnn"] + ["model.neck=fpn"]
+    assert run.TABLE1_ARCHS["fcos"][0] == "model.arch=fcos"
     assert run.variants("table1", "v2") == {}
     deep = run.variants("table4_tiny34", "v3")
     assert list(deep) == ["r34_fpn", "r34_isg_gatelr01", "r34_csg_gatelr01", "r34_dsic_gatelr01"]
