@@ -388,6 +388,8 @@ DETECTORS = {"faster_rcnn": "", "fcos": "fcos_", "retinanet": "retinanet_", "mas
 BREADTH_NECKS = ["fpn", "dsic_gatelr01", "csg_gatelr01"]
 TINY34_ROWS = ["r34_fpn", "r34_isg_gatelr01", "r34_csg_gatelr01", "r34_dsic_gatelr01"]
 BREADTH_SEEDS, SD_LIMIT, CPU_LIMIT_S = 4, 1.0, 900.0
+TABLE1_SETTINGS = ("fcos", "retinanet", "mask_rcnn")  # settings numbered from 0; records of replaced ones
+# live in benchmarks/results/v3/table1_setting<N>/
 
 
 def setting_kept(runs: dict) -> str:
@@ -403,25 +405,36 @@ def setting_kept(runs: dict) -> str:
     return "kept" if sd <= SD_LIMIT else f"not kept: sd {sd:.2f} > {SD_LIMIT:.1f}"
 
 
-def fpn_steps(records: dict, rows: dict[str, str]) -> str:
-    """One line per detector: FPN's AP per seed, sd, CPU time per run and step 1's verdict."""
-    lines = ["| detector | FPN row | AP per seed | mean | sd | CPU time per run | machines | setting |",
-             "|---|---|---|---|---|---|---|---|"]
+def fpn_steps(records: dict, rows: dict[str, str], earlier: dict[int, dict] | None = None) -> str:
+    """One line per detector and setting tried: FPN's AP per seed, sd, CPU time per run and step 1's verdict.
+    ``earlier`` ({setting number: records}) holds the settings replaced before the current one."""
+    lines = ["| detector | setting | FPN row | AP per seed | mean | sd | CPU time per run | machines | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    earlier = earlier or {}
     for arch, row in rows.items():
-        runs = fixed_seeds(records, BREADTH_SEEDS).get(row, {})
-        if not runs:
-            lines.append(f"| {arch} | {row} | - | - | - | - | - | open: no run yet |")
-            continue
-        aps = [runs[s]["metrics"]["AP"] for s in sorted(runs)]
-        cpus = [runs[s]["cpu_s"] / 60 for s in sorted(runs) if runs[s].get("cpu_s")]
-        sd = f"{statistics.stdev(aps):.2f}" if len(aps) > 1 else "-"
-        cpu = "not recorded" if not cpus else f"{min(cpus):.1f} min"
-        cpu = cpu if not cpus or f"{max(cpus):.1f}" == f"{min(cpus):.1f}" else f"{min(cpus):.1f}-{max(cpus):.1f} min"
-        hosts = {json.dumps(runs[s].get("host"), sort_keys=True) for s in sorted(runs)}
-        machines = "not recorded" if hosts == {"null"} else str(len(hosts))
-        lines.append(f"| {arch} | {row} | {', '.join(f'{s}: {a:.2f}' for s, a in zip(sorted(runs), aps))} | "
-                     f"{statistics.mean(aps):.2f} | {sd} | {cpu} | {machines} | {setting_kept(runs)} |")
+        tried = [n for n in sorted(earlier) if row in earlier[n]]
+        for n in tried:
+            lines.append(fpn_line(arch, str(n), row, fixed_seeds(earlier[n], BREADTH_SEEDS)[row], replaced=True))
+        current = str(tried[-1] + 1) if tried else "0" if arch in TABLE1_SETTINGS else "v3"
+        lines.append(fpn_line(arch, current, row, fixed_seeds(records, BREADTH_SEEDS).get(row, {})))
     return "\n".join(lines)
+
+
+def fpn_line(arch: str, setting: str, row: str, runs: dict, replaced: bool = False) -> str:
+    if not runs:
+        return f"| {arch} | {setting} | {row} | - | - | - | - | - | open: no run yet |"
+    aps = [runs[s]["metrics"]["AP"] for s in sorted(runs)]
+    cpus = [runs[s]["cpu_s"] / 60 for s in sorted(runs) if runs[s].get("cpu_s")]
+    sd = f"{statistics.stdev(aps):.2f}" if len(aps) > 1 else "-"
+    cpu = "not recorded" if not cpus else f"{min(cpus):.1f} min"
+    cpu = cpu if not cpus or f"{max(cpus):.1f}" == f"{min(cpus):.1f}" else f"{min(cpus):.1f}-{max(cpus):.1f} min"
+    hosts = {json.dumps(runs[s].get("host"), sort_keys=True) for s in sorted(runs)}
+    machines = "not recorded" if hosts == {"null"} else str(len(hosts))
+    verdict = setting_kept(runs)
+    if replaced and verdict.startswith("open"):
+        verdict = f"replaced after {len(aps)} seed{'s' * (len(aps) > 1)} (docs/breadth.md says why)"
+    return (f"| {arch} | {setting} | {row} | {', '.join(f'{s}: {a:.2f}' for s, a in zip(sorted(runs), aps))} | "
+            f"{statistics.mean(aps):.2f} | {sd} | {cpu} | {machines} | {verdict} |")
 
 
 def cost_table(folder: Path) -> str:
@@ -448,6 +461,12 @@ def cost_table(folder: Path) -> str:
             "ratios are rough; an idle machine's figures are the cost table below.\n\n" + "\n".join(lines))
 
 
+def earlier_settings(folder: Path) -> dict[int, dict]:
+    """``{N: records}`` of the replaced settings in ``folder/table1_setting<N>/``."""
+    return {int(d.name.removeprefix("table1_setting")): load_records(d)
+            for d in folder.glob("table1_setting*") if d.name.removeprefix("table1_setting").isdigit()}
+
+
 def breadth_section(folder: Path = RESULTS / "v3") -> str:
     """Issue 36's section: Table 1 per detector (step 1, then the necks with their cost) and Table 4 on
     resnet_tiny34."""
@@ -456,8 +475,10 @@ def breadth_section(folder: Path = RESULTS / "v3") -> str:
     out = [start, "", "### Table 1, step 1: each detector's setting, from FPN alone", "",
            ("`benchmarks/run.py table1 --protocol v3 --variants <arch>_fpn --only-seed S`, S = 0-3. A detector's "
             f"necks are trained once its setting is kept: FPN's AP sd <= {SD_LIMIT:.1f} over seeds 0-3 and no run "
-            f"over {CPU_LIMIT_S / 60:.0f} min of CPU time (docs/breadth.md; Faster R-CNN's setting is v3)."), "",
-           fpn_steps(records, {arch: f"{prefix}fpn" for arch, prefix in DETECTORS.items()})]
+            f"over {CPU_LIMIT_S / 60:.0f} min of CPU time (docs/breadth.md; Faster R-CNN's setting is v3). Each "
+            "setting tried has a line; its records are in `benchmarks/results/v3/table1_setting<N>/` once replaced. "
+            "A run stopped before its end has no record (Mask R-CNN's setting 0: docs/breadth.md)."), "",
+           fpn_steps(records, {arch: f"{prefix}fpn" for arch, prefix in DETECTORS.items()}, earlier_settings(folder))]
     for arch, prefix in DETECTORS.items():
         rows = [f"{prefix}{n}" for n in BREADTH_NECKS]
         present = [r for r in rows if r in records]

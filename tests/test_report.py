@@ -433,12 +433,17 @@ def test_breadth_keeps_a_detectors_setting_by_fpns_sd_and_cpu_time_alone(tmp_pat
     _record(tmp_path, "mask_rcnn_fpn", 0, 40.0, cpu_s=1500.0)
     for seed in range(2):
         _record(tmp_path, "fcos_dsic_gatelr01", seed, 36.0 + seed, cpu_s=650.0)
+    _record(tmp_path / "table1_setting0", "fcos_fpn", 0, 16.0, cpu_s=300.0)  # a setting replaced after one seed
     text = report.breadth_section(tmp_path)
-    assert "| fcos | fcos_fpn | 0: 34.00, 1: 35.00, 2: 34.50, 3: 35.50 | 34.75 | 0.65 | 10.0 min | not recorded | kept |" in text
-    assert "| retinanet | retinanet_fpn |" in text and "| not kept: sd " in text
-    assert "| mask_rcnn | mask_rcnn_fpn | 0: 40.00 | 40.00 | - | 25.0 min | not recorded | not kept: a run took 25.0 min" in text
+    assert "| fcos | 0 | fcos_fpn | 0: 16.00 | 16.00 | - | 5.0 min | not recorded | replaced after 1 seed" in text
+    assert ("| fcos | 1 | fcos_fpn | 0: 34.00, 1: 35.00, 2: 34.50, 3: 35.50 | 34.75 | 0.65 | 10.0 min | "
+            "not recorded | kept |") in text
+    assert "| retinanet | 0 | retinanet_fpn |" in text and "| not kept: sd " in text
+    assert ("| mask_rcnn | 0 | mask_rcnn_fpn | 0: 40.00 | 40.00 | - | 25.0 min | not recorded | "
+            "not kept: a run took 25.0 min") in text
+    assert "| faster_rcnn | v3 | fpn | - |" in text
     assert "### Table 1: necks in fcos (box AP)" in text and "| fcos_dsic_gatelr01 | 0,1 |" in text
-    assert "necks in retinanet" not in text and "| r34_fpn | - |" in text
+    assert "necks in retinanet" not in text and "| v3 | r34_fpn | - |" in text
 
 
 def test_bf16_section_pairs_each_neck_with_its_fp32_run_and_gives_the_step_cost(tmp_path):
