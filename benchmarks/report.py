@@ -401,6 +401,10 @@ def setting_kept(runs: dict) -> str:
     if over:
         return f"not kept: a run took {max(over) / 60:.1f} min of CPU time (limit {CPU_LIMIT_S / 60:.0f})"
     if len(aps) < BREADTH_SEEDS:
+        # the seeds still to come can at best sit at the mean: the sd over all of them is then at least this
+        floor = (sum((a - statistics.mean(aps)) ** 2 for a in aps) / (BREADTH_SEEDS - 1)) ** 0.5
+        if floor > SD_LIMIT:
+            return f"not kept: sd over {BREADTH_SEEDS} seeds >= {floor:.2f} whatever the others give"
         return f"open: {len(aps)} of {BREADTH_SEEDS} seeds"
     return "kept" if sd <= SD_LIMIT else f"not kept: sd {sd:.2f} > {SD_LIMIT:.1f}"
 

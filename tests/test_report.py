@@ -434,14 +434,19 @@ def test_breadth_keeps_a_detectors_setting_by_fpns_sd_and_cpu_time_alone(tmp_pat
     for seed in range(2):
         _record(tmp_path, "fcos_dsic_gatelr01", seed, 36.0 + seed, cpu_s=650.0)
     _record(tmp_path / "table1_setting0", "fcos_fpn", 0, 16.0, cpu_s=300.0)  # a setting replaced after one seed
+    for seed, ap in enumerate([22.0, 24.6, 19.0]):  # 3 seeds whose sd cannot come down to 1.0
+        _record(tmp_path / "table1_setting3", "retinanet_fpn", seed, ap, cpu_s=720.0)
     text = report.breadth_section(tmp_path)
     assert "| fcos | 0 | fcos_fpn | 0: 16.00 | 16.00 | - | 5.0 min | not recorded | replaced after 1 seed" in text
     assert ("| fcos | 1 | fcos_fpn | 0: 34.00, 1: 35.00, 2: 34.50, 3: 35.50 | 34.75 | 0.65 | 10.0 min | "
             "not recorded | kept |") in text
-    assert "| retinanet | 0 | retinanet_fpn |" in text and "| not kept: sd " in text
+    assert "| not kept: sd 46.17 > 1.0 |" in text
     assert ("| mask_rcnn | 0 | mask_rcnn_fpn | 0: 40.00 | 40.00 | - | 25.0 min | not recorded | "
             "not kept: a run took 25.0 min") in text
     assert "| faster_rcnn | v3 | fpn | - |" in text
+    assert "| retinanet | 3 | retinanet_fpn | 0: 22.00, 1: 24.60, 2: 19.00 |" in text
+    assert "| not kept: sd over 4 seeds >= 2.29 whatever the others give |" in text
+    assert "| retinanet | 4 | retinanet_fpn | 0: 34.00," in text  # the current setting comes after the replaced
     assert "### Table 1: necks in fcos (box AP)" in text and "| fcos_dsic_gatelr01 | 0,1 |" in text
     assert "necks in retinanet" not in text and "| v3 | r34_fpn | - |" in text
 
