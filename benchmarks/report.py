@@ -443,26 +443,30 @@ def fpn_line(arch: str, setting: str, row: str, runs: dict, replaced: bool = Fal
 
 def cost_table(folder: Path) -> str:
     """Parameters, GFLOPs and time ratios to FPN per detector, from ``table1_<arch>_256_fp32.json``."""
-    lines = ["| detector | neck | params (M) | GFLOPs | inference vs FPN | training step vs FPN | load while measured |",
+    lines = ["| detector | neck | params (M) | GFLOPs | inference vs FPN | training step vs FPN | config profiled |",
              "|---|---|---|---|---|---|---|"]
-    command = None
+    command = machine = None
     for arch in DETECTORS:
         path = folder / f"table1_{arch}_256_fp32.json"
         if not path.is_file():
             continue
         record = json.loads(path.read_text())
-        command = command or record["command"].replace(f"--arch {arch}", "--arch A").split(" --out")[0]
-        load = "/".join(f"{x:.1f}" for x in record.get("loadavg_1_5_15", [])) or "-"
+        config = record["command"].split("--config ")[1].split()[0]
+        command = command or record["command"].replace(config, "C").split(" --out")[0]
+        machine = machine or (f"{record['cpu']}, {record['cpu_count']} cores, native bf16: "
+                              f"{'yes' if record.get('native_bf16_cpu') else 'no'}, {record['date'][:10]}")
         for row in record["rows"]:
             ratio = row["ratio"]
             lines.append(f"| {arch} | {row['neck']} | {row['detector_params_m']:.2f} | {row['detector_gflops']:.2f} | "
-                         f"{ratio['detector_ms']:.2f}x | {ratio['train_step_ms']:.2f}x | {load} |")
+                         f"{ratio['detector_ms']:.2f}x | {ratio['train_step_ms']:.2f}x | `{config}` |")
     if command is None:
         return ""
-    return (f"`{command}` (A = each detector; records `benchmarks/results/profile/table1_<A>_256_fp32.json`): "
-            "resnet_tiny at 256 px, batch 2, one thread, CPU time of the process, at the commit each record names. "
-            "The machine was running benchmark runs meanwhile (load average 1/5/15 min in the last column), so the "
-            "ratios are rough; an idle machine's figures are the cost table below.\n\n" + "\n".join(lines))
+    return (f"`{command}` (records `benchmarks/results/profile/table1_<detector>_256_fp32.json`), C = the config "
+            "of the detector's Table 1 setting: v3's for Faster R-CNN, the `config.yaml` of the `<arch>_fpn` run that "
+            "`benchmarks/run.py table1` writes for the others (the neck is swapped by `--necks`). resnet_tiny at 256 "
+            f"px, batch 2, one thread, CPU time of the process; {machine}, with the benchmark runs paused while it "
+            "measured. Ratios of the whole detector: the heads' share of the time differs per detector, so the same "
+            "neck costs a different fraction.\n\n" + "\n".join(lines))
 
 
 def earlier_settings(folder: Path) -> dict[int, dict]:
