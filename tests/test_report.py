@@ -461,3 +461,20 @@ def test_bf16_section_pairs_each_neck_with_its_fp32_run_and_gives_the_step_cost(
     assert "| fpn_bf16 | 0,1 |" in text and "+0.10" in text
     assert "| fpn | 0,1 | 1.00 |" in text and "| fpn_bf16 | 0,1 | 0.50 |" in text
     assert "dsic_gatelr01" not in text
+
+
+def test_cost_table_names_each_detectors_config_and_the_machine(tmp_path):
+    report = _report()
+    assert report.cost_table(tmp_path) == ""
+    for arch, config in [("faster_rcnn", "configs/embedded_v3/faster_rcnn_tiny_fpn.yaml"),
+                         ("fcos", "runs/v3/fcos_fpn_seed0/config.yaml")]:
+        rows = [{"neck": neck, "detector_params_m": 5.0 + i, "detector_gflops": 5.0,
+                 "ratio": {"detector_ms": 1.0 + i / 10, "train_step_ms": 1.0 + i / 5}}
+                for i, neck in enumerate(["fpn", "dsic"])]
+        record = {"command": f"dsic profile --config {config} --size 256 --cpu-time --out x.json", "rows": rows,
+                  "cpu": "Some CPU", "cpu_count": 2, "native_bf16_cpu": True, "date": "2026-12-07 17:30:18 UTC"}
+        (tmp_path / f"table1_{arch}_256_fp32.json").write_text(json.dumps(record))
+    text = report.cost_table(tmp_path)
+    assert text.startswith("`dsic profile --config C --size 256 --cpu-time`")
+    assert "Some CPU, 2 cores, native bf16: yes, 2026-12-07" in text
+    assert "| fcos | dsic | 6.00 | 5.00 | 1.10x | 1.20x | `runs/v3/fcos_fpn_seed0/config.yaml` |" in text
