@@ -496,6 +496,9 @@ def breadth_section(folder: Path = RESULTS / "v3") -> str:
                 ("`benchmarks/run.py table1 --protocol v3 --seeds 4`" if prefix else "v3's own rows (seeds 0-3)")
                 + f"; difference to **{rows[0]}**, paired by seed, with the 95 % t-interval.", "",
                 paired_table(records, present, reference=rows[0])]
+        if rows[1] in present and rows[2] in present:  # does ISG add to CSG in this detector?
+            out += ["", f"CSG alone against DSIC (ISG + CSG) in {arch}, paired by seed:", "",
+                    paired_table(records, [rows[1], rows[2]], reference=rows[1])]
         masks = {r: {s: dict(rec, metrics=rec["mask_metrics"]) for s, rec in records[r].items() if "mask_metrics" in rec}
                  for r in present}
         if arch == "mask_rcnn" and sum(bool(m) for m in masks.values()) >= 2:
