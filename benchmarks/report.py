@@ -402,7 +402,7 @@ def setting_kept(runs: dict) -> str:
         return f"not kept: a run took {max(over) / 60:.1f} min of CPU time (limit {CPU_LIMIT_S / 60:.0f})"
     if len(aps) < BREADTH_SEEDS:
         # the seeds still to come can at best sit at the mean: the sd over all of them is then at least this
-        floor = (sum((a - statistics.mean(aps)) ** 2 for a in aps) / (BREADTH_SEEDS - 1)) ** 0.5
+        floor = statistics.stdev(aps + [statistics.mean(aps)] * (BREADTH_SEEDS - len(aps)))
         if floor > SD_LIMIT:
             return f"not kept: sd over {BREADTH_SEEDS} seeds >= {floor:.2f} whatever the others give"
         return f"open: {len(aps)} of {BREADTH_SEEDS} seeds"
@@ -411,16 +411,15 @@ def setting_kept(runs: dict) -> str:
 
 def fpn_steps(records: dict, rows: dict[str, str], earlier: dict[int, dict] | None = None) -> str:
     """One line per detector and setting tried: FPN's AP per seed, sd, CPU time per run and step 1's verdict.
-    ``earlier`` ({setting number: records}) holds the settings replaced before the current one."""
+    ``records`` (seeds 0-3) are the current settings'; ``earlier`` ({setting number: records}) the ones replaced."""
     lines = ["| detector | setting | FPN row | AP per seed | mean | sd | CPU time per run | machines | verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     earlier = earlier or {}
     for arch, row in rows.items():
         tried = [n for n in sorted(earlier) if row in earlier[n]]
-        for n in tried:
-            lines.append(fpn_line(arch, str(n), row, fixed_seeds(earlier[n], BREADTH_SEEDS)[row], replaced=True))
+        lines += [fpn_line(arch, str(n), row, earlier[n][row], replaced=True) for n in tried]
         current = str(tried[-1] + 1) if tried else "0" if arch in TABLE1_SETTINGS else "v3"
-        lines.append(fpn_line(arch, current, row, fixed_seeds(records, BREADTH_SEEDS).get(row, {})))
+        lines.append(fpn_line(arch, current, row, records.get(row, {})))
     return "\n".join(lines)
 
 
@@ -471,7 +470,7 @@ def cost_table(folder: Path) -> str:
 
 def earlier_settings(folder: Path) -> dict[int, dict]:
     """``{N: records}`` of the replaced settings in ``folder/table1_setting<N>/``."""
-    return {int(d.name.removeprefix("table1_setting")): load_records(d)
+    return {int(d.name.removeprefix("table1_setting")): fixed_seeds(load_records(d), BREADTH_SEEDS)
             for d in folder.glob("table1_setting*") if d.name.removeprefix("table1_setting").isdigit()}
 
 

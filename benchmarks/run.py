@@ -78,18 +78,10 @@ def table5(protocol: str) -> dict[str, list[str]]:
 # Table 1's detectors besides Faster R-CNN (whose rows are table 2's and 4's): each is v3 with the
 # architecture swapped. The one-stage detectors take torchvision's own detector settings (the
 # protocol's are the R-CNNs' RPN and RoI sampling). Each detector's setting is kept only if FPN's AP
-# sd over seeds 0-3 is <= 1.0 at <= 15 min per run (docs/breadth.md). FCOS's one change, made after
-# FPN's seed 0 (16.0 AP): the size per level that assigns objects to P3-P7 is torchvision's 8..128
-# (v3's 16..256 are Faster R-CNN's anchors on P2-P6; on FCOS's levels they sent every object of
-# these 256 px images to P3 and P4). RetinaNet's, after FPN's seed 0 (0.05 AP: its classification loss
-# sat at its starting value for ~150 of the 400 iterations and was still falling at the end, in 438 s
-# of CPU time): twice the iterations, the lr steps at the same fractions (as v5 lengthened v4); after
-# FPN's seed 0 there (2.45 AP, AR100 39 %, classification loss flat at its start for 150 iterations, 738 s of
-# CPU time): the lr halved, 0.01 (torchvision's reference trains RetinaNet at half Faster R-CNN's lr), which
-# gave 1.39 AP (the loss flat for ~250 iterations, 731 s); so, from setting 1 instead: the head with GroupNorm
-# after each conv (``head_norm: gn``, torchvision's RetinaNet v2 head; FCOS's head has it already).
-# Mask R-CNN's, after FPN's seed 0 took > 18 min of CPU time by iteration 345 (the mask head on up to 16
-# positive RoIs per image is ~60 % of a step): half the sampled RoIs, 32 per image (the rule's "fewer RoIs").
+# sd over seeds 0-3 is <= 1.0 at <= 15 min of CPU per run; every change, and the FPN runs it was chosen
+# from, is in docs/breadth.md ("What happened"). Now: FCOS setting 2 (torchvision's sizes 8..128, 800
+# iterations; kept), RetinaNet setting 3 (800 iterations, GroupNorm head; not kept), Mask R-CNN setting 2
+# (32 sampled RoIs, 20 detections per image at evaluation; not kept).
 TABLE1_ARCHS = {
     "fcos": ["model.arch=fcos", "model.detector_cfg={_replace_: true}", "model.anchor_sizes=[8, 16, 32, 64, 128]",
              "train.epochs=4", "train.steps=[3.0, 3.6]"],
