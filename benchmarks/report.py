@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dsic.protocol import get_protocol, on_scenes
-from dsic.results import format_ci, load_records, mean_ci, paired_table
+from dsic.results import format_ci, load_records, mask_records, mean_ci, paired_table
 
 RESULTS = ROOT / "benchmarks" / "results"
 GOAL_W_DIFF, GOAL_EFFECT = 0.10, 2  # issue 10's gate goal: a W entry this far apart, with this effect size
@@ -498,8 +498,7 @@ def breadth_section(folder: Path = RESULTS / "v3") -> str:
         if rows[1] in present and rows[2] in present:  # does ISG add to CSG in this detector?
             out += ["", f"CSG alone against DSIC (ISG + CSG) in {arch}, paired by seed:", "",
                     paired_table(records, [rows[1], rows[2]], reference=rows[1])]
-        masks = {r: {s: dict(rec, metrics=rec["mask_metrics"]) for s, rec in records[r].items() if "mask_metrics" in rec}
-                 for r in present}
+        masks = mask_records(records, present)
         if arch == "mask_rcnn" and sum(bool(m) for m in masks.values()) >= 2:
             out += ["", "### Table 1: necks in mask_rcnn (mask AP)", "", paired_table(masks, present, reference=rows[0])]
     cost = cost_table(RESULTS / "profile")

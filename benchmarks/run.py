@@ -45,7 +45,7 @@ from dsic.demo import (
     write_summary,
 )
 from dsic.protocol import PROTOCOLS, get_protocol, on_scenes
-from dsic.results import load_records, paired_table, write_record
+from dsic.results import load_records, mask_records, paired_table, write_record
 
 
 def table2(protocol: str) -> dict[str, list[str]]:
@@ -131,9 +131,7 @@ def table1_markdown(records: dict, protocol: str) -> str:
     for arch, rows in groups.items():
         parts += [f"**{arch}**", paired_table(records, rows, reference=rows[0])]
         if arch == "mask_rcnn":
-            masks = {r: {s: dict(rec, metrics=rec["mask_metrics"]) for s, rec in records.get(r, {}).items()
-                         if "mask_metrics" in rec} for r in rows}
-            parts += ["**mask_rcnn, mask AP**", paired_table(masks, rows, reference=rows[0])]
+            parts += ["**mask_rcnn, mask AP**", paired_table(mask_records(records, rows), rows, reference=rows[0])]
     return "\n\n".join(parts)
 
 

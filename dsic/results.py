@@ -103,6 +103,13 @@ def load_records(folder: str | Path) -> dict[str, dict[int, dict]]:
     return rows
 
 
+def mask_records(records: dict[str, dict[int, dict]], rows: list[str]) -> dict[str, dict[int, dict]]:
+    """``rows`` of ``records`` with their mask metrics in place of the box ones (for a mask-AP
+    :func:`paired_table`); a record without ``mask_metrics`` is left out."""
+    return {r: {s: dict(rec, metrics=rec["mask_metrics"]) for s, rec in records.get(r, {}).items()
+                if "mask_metrics" in rec} for r in rows}
+
+
 def format_ci(m: float, lo: float, hi: float) -> str:
     """``+m [+lo, +hi]``, or ``+m`` alone when the interval is undefined (one value)."""
     if math.isnan(lo):

@@ -10,6 +10,7 @@ import pytest
 from dsic.analysis.probe import individuality, nearest_centroid_cv
 from dsic.results import (
     load_records,
+    mask_records,
     mean_ci,
     paired_rows,
     paired_table,
@@ -35,6 +36,16 @@ def test_t_quantiles_and_interval_by_hand():
 def _rec(row, seed, ap):
     bbox = {m: 0.5 for m in ("AP", "AP50", "AP75", "APs", "APm", "APl")} | {"AP": ap}
     return run_record("v2", row, seed, [f"model.neck={row}"], bbox, commit="abc", threads=1, wall_s=1.0)
+
+
+def test_mask_records_pair_mask_ap_and_leave_out_box_only_records():
+    records = {"a": {0: _rec("a", 0, 0.40), 1: _rec("a", 1, 0.42)}, "b": {0: _rec("b", 0, 0.41)}}
+    records["a"][0]["mask_metrics"] = {"AP": 35.0}
+    records["b"][0]["mask_metrics"] = {"AP": 36.5}
+    masks = mask_records(records, ["a", "b", "c"])
+    assert masks == {"a": {0: dict(records["a"][0], metrics={"AP": 35.0})},
+                     "b": {0: dict(records["b"][0], metrics={"AP": 36.5})}, "c": {}}
+    assert records["a"][0]["metrics"]["AP"] == pytest.approx(40.0)  # the box records are not changed
 
 
 def test_records_round_trip_and_paired_differences(tmp_path):
