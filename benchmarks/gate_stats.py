@@ -6,6 +6,7 @@ Loads ``<run>/config.yaml`` and ``<run>/final.pth``, runs the detector on the fi
 validation images one at a time (eval mode) and prints, from :func:`dsic.models.gate_states`:
 
 * per ISG stage: mean and max of the Fine Selection a_i, the fraction of channels with a_i > 0.1,
+  each block's weight in C'_i = (1 - a_i) B_in + a_i sum_j b_ij B_ij (mean over channels and images),
   and the largest |b_ij| of the coarse signals;
 * for CSG: the state matrix W[i, k] (channel-mean act(w_ik)) averaged over images, and its std
   over images (how sample-individual the channel gating is).
@@ -57,7 +58,11 @@ def report(stats: dict) -> str:
         line = (f"ISG stage {i}: a mean {a.mean():.3f}, max {a.max():.3f}, "
                 f"channels with a > 0.1: {100 * (a > 0.1).float().mean():.0f} %")
         if stats["b"][0][i] is not None:
-            line += f"; coarse signals max |b| {torch.stack([row[i] for row in stats['b']]).abs().max():.2f}"
+            b = torch.stack([row[i] for row in stats["b"]])  # [images, n-1, C]
+            line += f"; coarse signals max |b| {b.abs().max():.2f}"
+            # C'_i = (1 - a) B_in + a sum_j b_j B_ij: each block's weight, mean over channels and images
+            weights = [(a * b[:, j]).mean().item() for j in range(b.shape[1])] + [(1 - a).mean().item()]
+            line += "; block weights " + " ".join(f"{v:+.3f}" for v in weights) + " (last: the stage's output)"
         lines.append(line)
     if stats["w"]:
         w = torch.stack(stats["w"])

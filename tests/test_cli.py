@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from dsic.cli import main
 from dsic.config import ConfigError
@@ -173,6 +174,9 @@ def test_gate_stats_script_reads_a_trained_run(quick_demo):
     assert stats["w"][0].shape == (4, 4)  # state matrix: input level x output level
     text = script["report"](stats)
     assert "ISG stage 3: a mean" in text and "CSG W std over images" in text
+    a0, b0 = (torch.stack([row[0] for row in stats[k]]) for k in ("a", "b"))  # stage 0: one former block
+    weights = f"block weights {(a0 * b0[:, 0]).mean():+.3f} {(1 - a0).mean():+.3f} (last: the stage's output)"
+    assert weights in text.splitlines()[1]
     with pytest.raises(SystemExit, match="has no gates"):
         script["collect"](quick_demo / "fpn_seed0", images=1)
 
