@@ -92,6 +92,8 @@ HEADLINES = [
     ("v3", "isg_gatelr01", "dsic_gatelr01", 8, AGAIN),
     ("v3", "dsic_sigmoid_gatelr01", "dsic_gatelr01", 8, AGAIN),
     ("v3", "dsic_softmax_gatelr01", "dsic_gatelr01", 8, AGAIN),
+    ("v3", "fcos_dsic_gatelr01", "fcos_fpn", 4, ()),  # issue 36: Table 1 in FCOS
+    ("v3", "fcos_csg_gatelr01", "fcos_fpn", 4, ()),
     ("v7", "dsic_gatelr01", "fpn", 6, ()),
     ("v7", "dsic_gatelr01", "fcfpn", 6, ()),
     ("v7", "fcfpn", "fpn", 6, ()),
