@@ -455,6 +455,28 @@ def test_breadth_keeps_a_detectors_setting_by_fpns_sd_and_cpu_time_alone(tmp_pat
     assert "necks in retinanet" not in text and "| v3 | r34_fpn | - |" in text
 
 
+def test_breadth_allows_30_min_from_the_settings_of_budget_extension_2_and_pairs_dsic_against_csg(tmp_path):
+    """Budget extension 2 raised the CPU limit to 30 min for RetinaNet from setting 4 and Mask R-CNN from
+    setting 2; earlier settings keep their 15. ISG's share is DSIC - CSG in every detector, as H2 reads."""
+    report = _report()
+    assert report.cpu_limit("mask_rcnn", "1") == 900.0 and report.cpu_limit("mask_rcnn", "2") == 1800.0
+    assert report.cpu_limit("retinanet", "3") == 900.0 and report.cpu_limit("retinanet", "4") == 1800.0
+    assert report.cpu_limit("fcos", "9") == 900.0 and report.cpu_limit("faster_rcnn, resnet_tiny34", "v3") == 900.0
+    for n in (0, 1):
+        _record(tmp_path / f"table1_setting{n}", "mask_rcnn_fpn", 0, 44.0, cpu_s=1300.0)
+    for seed in range(4):
+        _record(tmp_path, "mask_rcnn_fpn", seed, 43.0 + seed / 10, cpu_s=1000.0)
+        _record(tmp_path, "mask_rcnn_dsic_gatelr01", seed, 45.0 + seed / 10, cpu_s=1000.0)
+        _record(tmp_path, "mask_rcnn_csg_gatelr01", seed, 44.0 + seed / 5, cpu_s=1000.0)
+    text = report.breadth_section(tmp_path)
+    assert "| mask_rcnn | 1 | mask_rcnn_fpn | 0: 44.00 | 44.00 | - | 21.7 min | not recorded | not kept: a run took" in text
+    assert "| mask_rcnn | 2 | mask_rcnn_fpn | 0: 43.00, 1: 43.10, 2: 43.20, 3: 43.30 | 43.15 | 0.13 | 16.7 min |" in text
+    assert text.split("| mask_rcnn | 2 |")[1].split("\n")[0].endswith("| kept |")
+    isg = text.split("Does ISG add to CSG in mask_rcnn?")[1]
+    assert isg.index("| mask_rcnn_csg_gatelr01 |") < isg.index("| mask_rcnn_dsic_gatelr01 |")
+    assert "| mask_rcnn_dsic_gatelr01 | 0,1,2,3 |" in isg and "+0.85 [+0.64, +1.06]" in isg.split("\n\n")[1]
+
+
 def test_bf16_section_pairs_each_neck_with_its_fp32_run_and_gives_the_step_cost(tmp_path):
     report = _report()
     assert "No bf16 training run is recorded yet." in report.bf16_section(tmp_path / "none")
