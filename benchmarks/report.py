@@ -529,7 +529,35 @@ def breadth_section(folder: Path = RESULTS / "v3") -> str:
     if {"r34_csg_gatelr01", "r34_dsic_gatelr01"} <= set(present):
         out += ["", "DSIC against CSG (does ISG add to CSG when it has blocks to choose?):", "",
                 paired_table(records, ["r34_csg_gatelr01", "r34_dsic_gatelr01"], reference="r34_csg_gatelr01")]
+    moved = cross_machine_table(folder / "cross_machine", records)
+    if moved:
+        out += ["", "### The same run on two machines", "", moved]
     return "\n".join(out + ["", end])
+
+
+def host_name(record: dict) -> str:
+    host = record.get("host") or {}
+    return f"{host.get('cpu', 'not recorded')}, native bf16: {'yes' if host.get('bf16_native') else 'no'}"
+
+
+def cross_machine_table(folder: Path, records: dict) -> str:
+    """A run kept from an earlier machine (``folder``: same row, seed and config as one in ``records``) beside
+    the run of the step's own machine: how far the same run moves between machines."""
+    earlier = load_records(folder) if folder.is_dir() else {}
+    lines = ["| row | seed | AP, earlier machine | AP, this step's machine | difference | machines (earlier / this) |",
+             "|---|---|---|---|---|---|"]
+    for row, runs in sorted(earlier.items()):
+        for seed, old in sorted(runs.items()):
+            new = records.get(row, {}).get(seed)
+            ap = old["metrics"]["AP"]
+            now = f"{new['metrics']['AP']:.2f}" if new else "not run yet"
+            diff = f"{new['metrics']['AP'] - ap:+.2f}" if new else "-"
+            hosts = host_name(old) + " / " + (host_name(new) if new else "-")
+            lines.append(f"| {row} | {seed} | {ap:.2f} | {now} | {diff} | {hosts} |")
+    if len(lines) == 2:
+        return ""
+    return ("`benchmarks/results/v3/cross_machine/`: runs whose step moved to another machine, trained again there "
+            "with the same config and seed so that each step's pairs come from one machine.\n\n" + "\n".join(lines))
 
 
 def bf16_section(folder: Path = RESULTS / "v3" / "bf16") -> str:

@@ -475,6 +475,12 @@ def test_breadth_allows_30_min_from_the_settings_of_budget_extension_2_and_pairs
     isg = text.split("Does ISG add to CSG in mask_rcnn?")[1]
     assert isg.index("| mask_rcnn_csg_gatelr01 |") < isg.index("| mask_rcnn_dsic_gatelr01 |")
     assert "| mask_rcnn_dsic_gatelr01 | 0,1,2,3 |" in isg and "+0.85 [+0.64, +1.06]" in isg.split("\n\n")[1]
+    _record(tmp_path / "cross_machine", "mask_rcnn_fpn", 0, 43.44, cpu_s=950.0)
+    _record(tmp_path / "cross_machine", "mask_rcnn_fpn", 1, 43.5, cpu_s=950.0)
+    moved = report.breadth_section(tmp_path).split("### The same run on two machines")[1]
+    assert "| mask_rcnn_fpn | 0 | 43.44 | 43.00 | -0.44 | not recorded, native bf16: no / not recorded," in moved
+    assert "| mask_rcnn_fpn | 1 | 43.50 | 43.10 | -0.40 |" in moved
+    assert "The same run" not in text  # no earlier machine's run kept: no table
 
 
 def test_bf16_section_pairs_each_neck_with_its_fp32_run_and_gives_the_step_cost(tmp_path):
