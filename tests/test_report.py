@@ -390,6 +390,7 @@ def test_the_headlines_regenerate_from_the_committed_records():
     assert fmt["v3", "dsic_gatelr01", "fcfpn"] == "+1.26 [+0.44, +2.08]"
     assert fmt["v3", "fcos_dsic_gatelr01", "fcos_fpn"] == "+2.10 [+1.17, +3.03]"  # issue 36, n = 4
     assert fmt["v3", "fcos_csg_gatelr01", "fcos_fpn"] == "+2.20 [+1.85, +2.55]"
+    assert fmt["v3", "mask_rcnn_dsic_gatelr01", "mask_rcnn_fpn"] == "+3.84 [+2.09, +5.60]"  # box AP, n = 4
     assert fmt["v3", "r34_isg_gatelr01", "r34_fpn"] == "-1.20 [-2.59, +0.20]"  # ISG with blocks to choose
     assert fmt["v3", "r34_dsic_gatelr01", "r34_csg_gatelr01"] == "-0.18 [-2.37, +2.01]"
     assert fmt["v7", "dsic_gatelr01", "fpn"] == "+1.98 [+1.45, +2.51]"
