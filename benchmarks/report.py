@@ -95,6 +95,8 @@ HEADLINES = [
     ("v3", "fcos_dsic_gatelr01", "fcos_fpn", 4, ()),  # issue 36: Table 1 in FCOS
     ("v3", "fcos_csg_gatelr01", "fcos_fpn", 4, ()),
     ("v3", "mask_rcnn_dsic_gatelr01", "mask_rcnn_fpn", 4, ()),  # issue 36: Table 1 in Mask R-CNN (box AP)
+    ("v3", "mask_rcnn_csg_gatelr01", "mask_rcnn_fpn", 4, ()),
+    ("v3", "mask_rcnn_dsic_gatelr01", "mask_rcnn_csg_gatelr01", 4, ()),
     ("v3", "r34_isg_gatelr01", "r34_fpn", 4, ()),  # issue 36: Table 4 on resnet_tiny34
     ("v3", "r34_csg_gatelr01", "r34_fpn", 4, ()),
     ("v3", "r34_dsic_gatelr01", "r34_fpn", 4, ()),
